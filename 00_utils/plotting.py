@@ -1,0 +1,233 @@
+"""Plotting helpers shared by every lesson: one style, and plots a reader understands without the code.
+
+Each helper draws onto a matplotlib `Axes` you pass in (so a figure can hold several panels) and
+returns what it drew. The rules they help with: a title that states the finding, labelled axes
+with units, a legend when there is more than one series, log scales when values span orders of
+magnitude. Headless-safe: importing this module never opens a window (the Agg backend is used
+unless a display backend was chosen before).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3",
+           "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
+
+
+def apply_style() -> None:
+    """The one consistent look of every lesson's figures."""
+    plt.rcParams.update({
+        "figure.dpi": 100,
+        "savefig.dpi": 120,
+        "savefig.bbox": "tight",
+        "font.size": 10,
+        "axes.titlesize": 11,
+        "axes.titleweight": "bold",
+        "axes.labelsize": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+        "legend.fontsize": 9,
+        "legend.frameon": False,
+        "figure.constrained_layout.use": True,
+    })
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
+               suptitle: str | None = None):
+    """A styled figure and its axes (`squeeze` as in `plt.subplots`)."""
+    if nrows < 1 or ncols < 1:
+        raise ValueError(f"nrows and ncols must be >= 1, got {nrows}, {ncols}")
+    apply_style()
+    if figsize is None:
+        figsize = (5.0 * ncols + 0.5, 4.0 * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize)
+    if suptitle:
+        fig.suptitle(suptitle, fontweight="bold")
+    return fig, axes
+
+
+def _as_array(matrix) -> np.ndarray:
+    if hasattr(matrix, "detach"):
+        matrix = matrix.detach().float().cpu().numpy()
+    return np.asarray(matrix, dtype=float)
+
+
+def heatmap(ax, matrix, *, row_labels: Sequence[str] | None = None,
+            col_labels: Sequence[str] | None = None, title: str = "", xlabel: str = "",
+            ylabel: str = "", cbar_label: str = "", cmap: str = "viridis", vmin: float | None = None,
+            vmax: float | None = None, annotate: bool = False, fmt: str = ".2f"):
+    """A 2-D matrix as colours, with tick labels and a labelled colour bar."""
+    data = _as_array(matrix)
+    if data.ndim != 2:
+        raise ValueError(f"matrix must be 2-D, got shape {data.shape}")
+    im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if cbar_label:
+        cbar.set_label(cbar_label)
+    ax.grid(False)
+    for labels, n, setter, rot in ((col_labels, data.shape[1], "x", 90), (row_labels, data.shape[0], "y", 0)):
+        if labels is None:
+            continue
+        if len(labels) != n:
+            raise ValueError(f"{setter} tick labels: expected {n}, got {len(labels)}")
+        ticks = np.arange(n)
+        if setter == "x":
+            ax.set_xticks(ticks, labels=list(labels), rotation=rot, fontsize=8)
+        else:
+            ax.set_yticks(ticks, labels=list(labels), fontsize=8)
+    if annotate:
+        finite = data[np.isfinite(data)]
+        mid = (finite.max() + finite.min()) / 2 if finite.size else 0.0
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
+                        color="white" if data[i, j] < mid else "black")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return im
+
+
+def line_plot(ax, x, series, *, title: str = "", xlabel: str = "", ylabel: str = "",
+              logx: bool = False, logy: bool = False, markers: bool = True, styles: Mapping | None = None):
+    """Several curves on one axes.
+
+    `series` is a dict label -> y values (or a single sequence). `x` is shared, or a dict label -> x
+    when the series have different x values. `styles` optionally maps label -> plot kwargs.
+    """
+    if not isinstance(series, Mapping):
+        series = {"": series}
+    for i, (label, ys) in enumerate(series.items()):
+        xs = x[label] if isinstance(x, Mapping) else x
+        ys = _as_array(ys)
+        xs = _as_array(xs)
+        if xs.shape != ys.shape:
+            raise ValueError(f"series {label!r}: x has shape {xs.shape}, y has shape {ys.shape}")
+        kwargs = {"marker": "o" if markers and len(ys) <= 40 else None, "markersize": 4,
+                  "color": PALETTE[i % len(PALETTE)], "label": label or None}
+        if styles and label in styles:
+            kwargs.update(styles[label])
+        ax.plot(xs, ys, **kwargs)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if any(label for label in series):
+        ax.legend()
+    return ax
+
+
+def bar_plot(ax, labels: Sequence[str], values, *, title: str = "", xlabel: str = "", ylabel: str = "",
+             annotate: bool = True, fmt: str = "{:.3g}", errors=None, colors=None, horizontal: bool = False):
+    """One bar per label, each annotated with its value."""
+    values = _as_array(values)
+    if len(labels) != len(values):
+        raise ValueError(f"labels and values differ in length: {len(labels)} vs {len(values)}")
+    positions = np.arange(len(values))
+    colors = colors or [PALETTE[i % len(PALETTE)] for i in range(len(values))]
+    if horizontal:
+        bars = ax.barh(positions, values, xerr=errors, color=colors)
+        ax.set_yticks(positions, labels=list(labels))
+        ax.invert_yaxis()
+    else:
+        bars = ax.bar(positions, values, yerr=errors, color=colors)
+        ax.set_xticks(positions, labels=list(labels), rotation=30 if max(map(len, labels), default=0) > 8
+                      else 0, ha="right" if max(map(len, labels), default=0) > 8 else "center")
+    if annotate:
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return bars
+
+
+def scatter_plot(ax, points, *, labels: Sequence[str] | None = None, colors=None, title: str = "",
+                 xlabel: str = "", ylabel: str = "", annotate_max: int = 40, legend_labels=None):
+    """2-D points, the first `annotate_max` of them labelled with their text."""
+    pts = _as_array(points)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
+    sc = ax.scatter(pts[:, 0], pts[:, 1], c=colors, s=18, alpha=0.8, cmap="tab10" if colors is not None
+                    and not isinstance(colors, str) else None)
+    if labels is not None:
+        for (px, py), text in list(zip(pts, labels))[:annotate_max]:
+            ax.annotate(text, (px, py), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    if legend_labels is not None:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=plt.cm.tab10(i), label=name)
+                   for i, name in enumerate(legend_labels)]
+        ax.legend(handles=handles)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return sc
+
+
+def _visible(token: str) -> str:
+    """Make whitespace visible in a token: space -> '·', newline -> '⏎', tab -> '→'."""
+    return token.replace(" ", "\u00b7").replace("\n", "\u23ce").replace("\t", "\u2192")
+
+
+def token_strip(ax, tokens: Sequence[str], *, title: str = "", ids: Sequence[int] | None = None,
+                chars_per_line: int = 60, fontsize: int = 10):
+    """Draw text as its tokens: each token on its own coloured background, wrapping into lines.
+
+    Spaces are drawn as '·' and newlines as '⏎' so that token boundaries are visible. With `ids`,
+    each token's id is printed small underneath.
+    """
+    if ids is not None and len(ids) != len(tokens):
+        raise ValueError(f"ids and tokens differ in length: {len(ids)} vs {len(tokens)}")
+    ax.set_axis_off()
+    ax.grid(False)
+    x, line = 0, 0
+    char_w, line_h = 1.0, 2.6 if ids is not None else 1.6
+    rows = []
+    for i, token in enumerate(tokens):
+        text = _visible(token)
+        width = max(len(text), 1)
+        if x + width > chars_per_line and x > 0:
+            x, line = 0, line + 1
+        rows.append((x, line, text, width, i))
+        x += width + 0.4
+    n_lines = line + 1
+    for x0, ln, text, width, i in rows:
+        y = -ln * line_h
+        color = PALETTE[i % len(PALETTE)]
+        ax.add_patch(plt.Rectangle((x0 - 0.1, y - 0.45), width * char_w + 0.2, 0.95,
+                                   facecolor=color, alpha=0.35, edgecolor=color, linewidth=0.8))
+        ax.text(x0, y, text, fontsize=fontsize, family="monospace", va="center", ha="left")
+        if ids is not None:
+            ax.text(x0, y - 0.95, str(ids[i]), fontsize=6, family="monospace", va="center",
+                    ha="left", color="#444444")
+    ax.set_xlim(-0.5, chars_per_line + 1)
+    ax.set_ylim(-(n_lines - 1) * line_h - (1.6 if ids is not None else 0.8), 0.9)
+    ax.set_title(title)
+    return ax
+
+
+def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
+    """Save a figure as PNG (creating the folder) and close it, so long demos do not leak memory."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    if close:
+        plt.close(fig)
+    return path

@@ -1,0 +1,404 @@
+"""Positional encodings: how a transformer learns where each token is.
+
+Attention is permutation-invariant: shuffle the tokens and every output is shuffled the same way, so
+order has to be injected, either by adding a position vector to each token (sinusoidal, learned) or by
+making the attention scores themselves depend on the distance between query and key (RoPE, ALiBi).
+
+Sinusoidal (Vaswani et al. 2017, "Attention Is All You Need"), added to the token embeddings:
+
+    PE[pos, 2i]   = sin(pos / base^(2i/d))
+    PE[pos, 2i+1] = cos(pos / base^(2i/d))          base = 10000
+
+Learned (GPT-2): PE[pos] = W[pos], one trained vector per position, W of shape (max_len, d); there is
+nothing to say about position max_len, so asking for it is an error.
+
+Rotary, RoPE (Su et al. 2021, "RoFormer: Enhanced Transformer with Rotary Position Embedding"): rotate
+each pair (a, b) of query/key dimensions by the angle pos * theta_i, theta_i = base^(-2i/d):
+
+    (a, b) -> (a cos(pos theta_i) - b sin(pos theta_i),  a sin(pos theta_i) + b cos(pos theta_i))
+
+Rotations compose, so <R_m q, R_n k> = <q, R_(n-m) k>: the score depends only on the offset n - m.
+
+ALiBi (Press et al. 2022, "Train Short, Test Long: Attention with Linear Biases"): no position vector
+at all; head h adds a penalty linear in the distance to its attention logits,
+
+    score[h, i, j] = q_i . k_j / sqrt(d) - m_h * (i - j),       m_h = 2^(-8h/H) for h = 1..H heads.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+    "alibi_bias",
+    "alibi_slopes",
+    "apply_rope",
+    "apply_rope_interleaved",
+    "apply_rotary",
+    "rope_cos_sin",
+    "rope_frequencies",
+    "rope_pairing_permutation",
+    "rotate_half",
+    "sinusoidal_embeddings",
+]
+
+
+# ----------------------------------------------------------------------------------------------------
+# argument checks (every public function validates its input and names the argument in the message)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {value!r} of type {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def _check_even_positive_int(name: str, value: object) -> int:
+    value = _check_positive_int(name, value)
+    if value % 2:
+        raise ValueError(f"{name} must be even (dimensions are used in pairs), got {value}")
+    return value
+
+
+def _check_base(base: object) -> float:
+    if isinstance(base, bool) or not isinstance(base, numbers.Real):
+        raise TypeError(f"base must be a positive number, got {base!r} of type {type(base).__name__}")
+    if not math.isfinite(base) or base <= 0:
+        raise ValueError(f"base must be a finite number > 0, got {base}")
+    return float(base)
+
+
+def _check_tensor(name: str, value: object, *, floating: bool = False, min_dim: int = 0) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(value.shape)}")
+    return value
+
+
+def _check_positions(positions: object, seq_len: int | None = None, *, integer: bool = True) -> Tensor:
+    """positions: an int (meaning 0..positions-1) or a tensor of shape (T,) or (B, T)."""
+    if isinstance(positions, numbers.Integral) and not isinstance(positions, bool):
+        _check_positive_int("positions", positions)
+        positions = torch.arange(int(positions))
+    if not isinstance(positions, Tensor):
+        raise TypeError(f"positions must be an int or a tensor of shape (T,) or (B, T), got {positions!r}")
+    if positions.dtype == torch.bool or (integer and positions.is_floating_point()) or positions.is_complex():
+        allowed = "an integer" if integer else "an integer or floating-point"
+        raise TypeError(f"positions must be {allowed} tensor, got dtype {positions.dtype}")
+    if positions.dim() not in (1, 2):
+        raise ValueError(f"positions must have shape (T,) or (B, T), got shape {tuple(positions.shape)}")
+    if seq_len is not None and positions.shape[-1] != seq_len:
+        raise ValueError(
+            f"positions must have one entry per token: positions.shape[-1] = {positions.shape[-1]}, "
+            f"but x has T = {seq_len} tokens"
+        )
+    return positions
+
+
+# ----------------------------------------------------------------------------------------------------
+# sinusoidal and learned absolute positions (added to the token embeddings)
+
+
+def sinusoidal_embeddings(
+    seq_len: int, dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float32, device=None
+) -> Tensor:
+    """The fixed sin/cos table of "Attention Is All You Need", interleaved as in the paper.
+
+    Returns PE of shape (seq_len, dim) with PE[pos, 2i] = sin(pos / base^(2i/dim)) and
+    PE[pos, 2i+1] = cos(pos / base^(2i/dim)). dim must be even: every frequency is a (sin, cos) pair.
+    """
+    seq_len = _check_positive_int("seq_len", seq_len)
+    dim = _check_even_positive_int("dim", dim)
+    base = _check_base(base)
+    # float64 for the angles: pos * freq is large for late positions, float32 would lose the phase
+    positions = torch.arange(seq_len, dtype=torch.float64, device=device)  # (T,)
+    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)  # (dim/2,)
+    angles = torch.outer(positions, inv_freq)  # (T, dim/2)
+    pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (T, dim/2, 2): (sin, cos) side by side
+    return pe.reshape(seq_len, dim).to(dtype)  # (T, dim) = sin, cos, sin, cos, ...
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """One trained vector per position (GPT-2's `wpe`): PE[pos] = weight[pos], weight (max_len, dim).
+
+    It cannot extrapolate: position max_len has never been seen, so it raises instead of guessing.
+    """
+
+    def __init__(self, max_len: int, dim: int) -> None:
+        super().__init__()
+        self.max_len = _check_positive_int("max_len", max_len)
+        self.dim = _check_positive_int("dim", dim)
+        self.weight = nn.Parameter(torch.empty(self.max_len, self.dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=0.02)  # GPT-2's initialisation
+
+    def forward(self, positions: Tensor | int) -> Tensor:
+        """positions: an int T (meaning 0..T-1) or an integer tensor (T,) or (B, T) -> (..., T, dim)."""
+        positions = _check_positions(positions)
+        positions = positions.to(self.weight.device)
+        if positions.numel() > 0:
+            low, high = int(positions.min()), int(positions.max())
+            if low < 0:
+                raise ValueError(f"positions must be >= 0, got position {low}")
+            if high >= self.max_len:
+                raise ValueError(
+                    f"position {high} is out of range for max_len={self.max_len} "
+                    f"(a learned table only has positions 0..{self.max_len - 1})"
+                )
+        return self.weight[positions]  # (..., T, dim)
+
+    def extra_repr(self) -> str:
+        return f"max_len={self.max_len}, dim={self.dim}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# RoPE: rotate query/key pairs by an angle proportional to the position
+
+
+def rope_frequencies(head_dim: int, base: float = 10000.0, *, device=None) -> Tensor:
+    """The rotation speeds theta_i = base^(-2i/head_dim), i = 0..head_dim/2-1, float32 of shape (head_dim/2,).
+
+    Computed exactly as transformers' LlamaRotaryEmbedding does, so that the two agree to the last bit.
+    """
+    head_dim = _check_even_positive_int("head_dim", head_dim)
+    base = _check_base(base)
+    return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=device) / head_dim))
+
+
+def rope_cos_sin(
+    positions: Tensor, head_dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """cos and sin of the rotation angles, each (..., T, head_dim), in the rotate-half layout.
+
+    positions: (T,) or (B, T), integer (or floating-point, e.g. for position interpolation). The
+    angles are cat(freqs, freqs), as in transformers' LlamaRotaryEmbedding: dimension j and j + head_dim/2
+    form a pair that turns by the same angle.
+    """
+    positions = _check_positions(positions, integer=False)
+    if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise TypeError(f"dtype must be a floating-point torch dtype, got {dtype}")
+    # float32 at least: in bf16, pos * theta would lose the angle after a few hundred positions
+    compute_dtype = torch.promote_types(dtype, torch.float32)
+    inv_freq = rope_frequencies(head_dim, base, device=positions.device).to(compute_dtype)  # (D/2,)
+    freqs = positions[..., None].to(compute_dtype) * inv_freq  # (..., T, D/2)
+    angles = torch.cat((freqs, freqs), dim=-1)  # (..., T, D)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of every pair
+    (x[j], x[j + D/2]), so that x*cos + rotate_half(x)*sin is the rotation by the angle."""
+    x = _check_tensor("x", x, min_dim=1)
+    if x.shape[-1] % 2:
+        raise ValueError(f"x.shape[-1] must be even to rotate pairs, got {x.shape[-1]}")
+    x1, x2 = x.chunk(2, dim=-1)  # (..., D/2) each
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x by precomputed angles: x * cos + rotate_half(x) * sin (transformers' Llama pairing).
+
+    x: (..., T, head_dim), e.g. (B, H, T, head_dim). cos, sin: (T, head_dim), or (B, T, head_dim) with a
+    4-D x of shape (B, H, T, head_dim) (one head axis is inserted). Computing cos/sin once per forward
+    pass (RotaryEmbedding) and reusing them in every layer saves n_layer - 1 recomputations.
+    """
+    x = _check_tensor("x", x, floating=True, min_dim=2)
+    cos = _check_tensor("cos", cos, floating=True, min_dim=2)
+    sin = _check_tensor("sin", sin, floating=True, min_dim=2)
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)}, {tuple(sin.shape)}")
+    if cos.shape[-2:] != x.shape[-2:]:
+        raise ValueError(
+            f"cos must end in (T, head_dim) = {tuple(x.shape[-2:])} to match x, got shape {tuple(cos.shape)}"
+        )
+    if cos.dim() == 3 and x.dim() == 4:
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, D): the same angles for every head
+    try:
+        torch.broadcast_shapes(cos.shape, x.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"cos of shape {tuple(cos.shape)} does not broadcast against x of shape {tuple(x.shape)}"
+        ) from err
+    # cast like transformers does: in half precision the product is taken in half precision
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
+def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """RoPE with the rotate-half pairing of Llama in transformers: dimension j turns with j + head_dim/2.
+
+    x: (..., T, head_dim) queries or keys; positions: (T,) or (B, T) (B matching x's first axis).
+    Returns a tensor like x. The angles are computed in float32 (float64 for a float64 x).
+    """
+    x = _check_tensor("x", x, floating=True, min_dim=2)
+    head_dim = _check_even_positive_int("head_dim (x.shape[-1])", x.shape[-1])
+    positions = _check_positions(positions, x.shape[-2], integer=False)
+    compute_dtype = torch.promote_types(x.dtype, torch.float32)
+    cos, sin = rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
+    return apply_rotary(x, cos, sin)
+
+
+def apply_rope_interleaved(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """RoPE with the pairing of the RoFormer paper (and Meta's original Llama): (x0, x1), (x2, x3), ...
+
+    Pair i = (x[2i], x[2i+1]) turns by pos * theta_i. This is the same map as apply_rope up to the order
+    of dimensions: with perm = rope_pairing_permutation(head_dim),
+
+        apply_rope(x[..., perm], pos) == apply_rope_interleaved(x, pos)[..., perm]
+
+    which is why converting a Meta Llama checkpoint to transformers permutes the rows of W_q and W_k.
+    """
+    x = _check_tensor("x", x, floating=True, min_dim=2)
+    head_dim = _check_even_positive_int("head_dim (x.shape[-1])", x.shape[-1])
+    positions = _check_positions(positions, x.shape[-2], integer=False)
+    compute_dtype = torch.promote_types(x.dtype, torch.float32)
+    cos, sin = rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
+    cos, sin = cos[..., : head_dim // 2], sin[..., : head_dim // 2]  # (..., T, D/2): one angle per pair
+    if cos.dim() == 3 and x.dim() == 4:
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, D/2)
+    try:
+        torch.broadcast_shapes(cos.shape, x[..., 0::2].shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"positions of shape {tuple(positions.shape)} do not broadcast against x {tuple(x.shape)}"
+        ) from err
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    a, b = x[..., 0::2], x[..., 1::2]  # (..., T, D/2) each: the two members of every pair
+    rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)  # (..., T, D/2, 2)
+    return rotated.flatten(-2)  # (..., T, D), pairs back side by side
+
+
+def rope_pairing_permutation(head_dim: int) -> Tensor:
+    """perm = [0, 2, 4, ..., head_dim-2, 1, 3, ..., head_dim-1], the reordering between the two pairings.
+
+    x[..., perm] moves the interleaved pair (x[2i], x[2i+1]) to (x'[i], x'[i + head_dim/2]), the pair
+    that rotate-half turns by the same angle theta_i; the inverse is torch.argsort(perm).
+    """
+    head_dim = _check_even_positive_int("head_dim", head_dim)
+    return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for RoPE, computed once and shared by every layer; no parameters.
+
+    forward(positions) -> (cos, sin), each (..., T, head_dim) in float32, in the layout of transformers'
+    LlamaRotaryEmbedding (cos = cos(cat(freqs, freqs))); pass them to apply_rotary(q, cos, sin). The
+    tables are non-persistent buffers: they follow .to(device), stay float32 under .half() or
+    .to(torch.bfloat16), stay out of the state_dict, and grow on demand when a position beyond the
+    cached length is asked for.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0, *, cache_len: int = 1024) -> None:
+        super().__init__()
+        self.head_dim = _check_even_positive_int("head_dim", head_dim)
+        self.base = _check_base(base)
+        cache_len = _check_positive_int("cache_len", cache_len)
+        self.register_buffer("cos_cached", torch.empty(0, self.head_dim), persistent=False)
+        self.register_buffer("sin_cached", torch.empty(0, self.head_dim), persistent=False)
+        self._build_cache(cache_len)
+
+    def _build_cache(self, length: int) -> None:
+        device = self.cos_cached.device
+        inv_freq = rope_frequencies(self.head_dim, self.base, device=device)  # (D/2,) float32
+        positions = torch.arange(length, device=device)
+        freqs = positions[:, None].float() * inv_freq  # (L, D/2), the same product as transformers
+        angles = torch.cat((freqs, freqs), dim=-1)  # (L, D)
+        self.cos_cached, self.sin_cached = angles.cos(), angles.sin()
+
+    def _apply(self, fn, recurse=True):
+        # .to(device) moves the tables, but .half() / .to(torch.bfloat16) would round them: rebuild them
+        # in float32 wherever they now live (apply_rotary casts to the activations' dtype anyway)
+        super()._apply(fn, recurse)
+        self._build_cache(self.cos_cached.shape[0])
+        return self
+
+    def forward(self, positions: Tensor | int) -> tuple[Tensor, Tensor]:
+        """positions: an int T (meaning 0..T-1) or an integer tensor (T,) or (B, T), all >= 0."""
+        positions = _check_positions(positions)
+        positions = positions.to(self.cos_cached.device)
+        if positions.numel() > 0:
+            low, high = int(positions.min()), int(positions.max())
+            if low < 0:
+                raise ValueError(f"positions must be >= 0, got position {low}")
+            if high >= self.cos_cached.shape[0]:
+                # double rather than grow by one, so that a generation loop rebuilds O(log T) times
+                self._build_cache(max(high + 1, 2 * self.cos_cached.shape[0]))
+        return self.cos_cached[positions], self.sin_cached[positions]  # (..., T, D) each
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, base={self.base}, cached={self.cos_cached.shape[0]}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# ALiBi: a per-head linear penalty on the query-key distance, added to the attention logits
+
+
+def alibi_slopes(n_heads: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """The head slopes m_h of ALiBi, shape (n_heads,).
+
+    n_heads a power of two: m_h = 2^(-8h/n_heads), h = 1..n_heads (8 heads: 1/2, 1/4, ..., 1/256), a
+    geometric sequence. Otherwise the paper's code: the slopes of the closest smaller power of two c,
+    then every other slope of 2c (2^(-8h/2c) for h = 1, 3, 5, ...) for the n_heads - c remaining heads,
+    so the extra heads fall between the existing ones. This is what transformers' Bloom uses.
+    """
+    n_heads = _check_positive_int("n_heads", n_heads)
+
+    def power_of_two_slopes(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    closest = 2 ** math.floor(math.log2(n_heads))
+    slopes = power_of_two_slopes(closest)
+    if closest != n_heads:
+        slopes += power_of_two_slopes(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=dtype, device=device)
+
+
+def alibi_bias(
+    n_heads: int,
+    seq_len: int,
+    *,
+    query_len: int | None = None,
+    causal: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> Tensor:
+    """The ALiBi bias to add to the attention logits, shape (n_heads, query_len, seq_len).
+
+    bias[h, i, j] = -m_h * (p_i - j), where the keys sit at positions j = 0..seq_len-1 and the queries
+    are the last query_len of them, p_i = seq_len - query_len + i (query_len defaults to seq_len; a KV
+    cache that decodes one token against seq_len cached keys uses query_len=1). The diagonal is 0 and
+    the penalty grows linearly with the distance into the past.
+
+    Above the diagonal (keys in the future, j > p_i) the paper's formula gives a *positive* bias. With
+    causal=True (the default) those entries are -inf, so the result is the bias and the causal mask in
+    one; with causal=False they are left as -m_h * (p_i - j) > 0 and the caller must apply its own
+    causal mask (for a bidirectional encoder, use -m_h * |p_i - j| instead, which is not this function).
+    """
+    n_heads = _check_positive_int("n_heads", n_heads)
+    seq_len = _check_positive_int("seq_len", seq_len)
+    query_len = seq_len if query_len is None else _check_positive_int("query_len", query_len)
+    if query_len > seq_len:
+        raise ValueError(f"query_len must be <= seq_len={seq_len} (queries = last keys), got {query_len}")
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {causal!r}")
+    slopes = alibi_slopes(n_heads, dtype=torch.float32, device=device)  # (H,)
+    query_pos = torch.arange(seq_len - query_len, seq_len, device=device)  # (Tq,)
+    key_pos = torch.arange(seq_len, device=device)  # (Tk,)
+    distance = query_pos[:, None] - key_pos[None, :]  # (Tq, Tk), integer: how far back key j is
+    bias = slopes[:, None, None] * (-distance).float()  # (H, Tq, Tk); negated as ints: 0, not -0
+    if causal:
+        bias = bias.masked_fill(distance < 0, float("-inf"))  # a query never sees a future key
+    return bias.to(dtype)

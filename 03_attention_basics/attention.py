@@ -1,0 +1,286 @@
+"""Attention: every token looks at every other token and takes a weighted average of what it finds.
+
+A query asks a question, each key says how well it answers it, and the softmax of those match scores
+decides how much of each value flows into the output, so attention is a weighted average of the values:
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + M) V
+
+with d the query/key width and M a mask (0 where a query may attend, -inf where it may not).
+Paper: Vaswani et al. 2017, "Attention Is All You Need", https://arxiv.org/abs/1706.03762 (section 3.2).
+
+Why divide by sqrt(d)? If the entries of q and k are independent with mean 0 and variance 1, the dot
+product q . k is a sum of d such products, so its variance is d (its standard deviation sqrt(d)). With
+d = 64 the raw scores are ~8 times too large: softmax saturates into a one-hot vector, almost all
+weights sit at 0 or 1, and the gradient of softmax (w_i (delta_ij - w_j)) vanishes. Dividing by sqrt(d)
+brings the variance back to 1, whatever the head width.
+
+Multi-head attention runs H such attentions side by side on d_model / H wide slices of learned linear
+projections of the input, so that different heads can look for different things, then mixes their
+concatenated outputs with one more linear layer.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "MultiHeadAttention",
+    "causal_mask",
+    "scaled_dot_product_attention",
+    "single_query_attention",
+]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _check_tensor(name: str, x: object, ndim: int | None = None, min_ndim: int | None = None) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+    return x
+
+
+def _resolve_scale(scale: float | None, head_dim: int) -> float:
+    if scale is None:
+        # scale by 1/sqrt(d): keeps the scores' variance at 1, so softmax does not saturate
+        return 1.0 / math.sqrt(head_dim)
+    if isinstance(scale, bool) or not isinstance(scale, Real):
+        raise TypeError(f"scale must be a positive number or None, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+    return float(scale)
+
+
+def single_query_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """Attention for ONE query token: attention is a weighted average of the values.
+
+    q: (D,) the query, k: (T, D) one key per token, v: (T, Dv) one value per token.
+    Returns (out (Dv,), weights (T,)), with weights >= 0 summing to 1 and out = sum_t weights[t] * v[t].
+    """
+    _check_tensor("q", q, ndim=1)
+    _check_tensor("k", k, ndim=2)
+    _check_tensor("v", v, ndim=2)
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(
+            f"k must have the same last dimension as q ({q.shape[-1]}), got shape {tuple(k.shape)}"
+        )
+    if v.shape[0] != k.shape[0]:
+        raise ValueError(f"v must have one row per key ({k.shape[0]}), got shape {tuple(v.shape)}")
+    if q.shape[0] == 0:
+        raise ValueError("q must have width >= 1, got shape (0,)")
+    if k.shape[0] == 0:
+        raise ValueError(f"k must hold at least one key, got shape {tuple(k.shape)}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"q, k and v must share one dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}")
+    scale = _resolve_scale(scale, q.shape[-1])
+
+    scores = (k @ q) * scale  # (T,)  how well each key matches the query
+    # subtract the max before exp: softmax is unchanged, but exp can no longer overflow
+    weights = torch.exp(scores - scores.max())  # (T,)
+    weights = weights / weights.sum()  # (T,)  >= 0, sums to 1
+    out = weights @ v  # (Dv,)  the weighted average of the values
+    return out, weights
+
+
+def causal_mask(
+    Tq: int, Tk: int | None = None, *, offset: int = 0, device: torch.device | str | None = None
+) -> Tensor:
+    """Boolean (Tq, Tk) mask, True where query i may attend key j, i.e. where j <= i + offset.
+
+    causal_mask(T) is True on and below the diagonal: token i sees tokens 0..i, never the future.
+    The default offset=0 is *top-left* aligned, exactly like torch's `is_causal=True` (and our
+    `causal=True`). When the queries are the LAST Tq of Tk tokens (a KV cache: one new query against
+    T cached keys) use the *bottom-right* alignment offset = Tk - Tq, so that query i sits at
+    position Tk - Tq + i.
+    """
+    for name, value in (("Tq", Tq), ("Tk", Tk)):
+        if value is None and name == "Tk":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+    Tk = Tq if Tk is None else Tk
+    return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask: Tensor | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T * scale + mask) v for a whole batch of queries at once.
+
+    q: (..., Tq, D), k: (..., Tk, D), v: (..., Tk, Dv); the leading (batch, head, ...) dims broadcast.
+    mask: bool (True = may attend) or additive float (0 = attend, -inf = do not), broadcastable to
+        (..., Tq, Tk). It may be combined with causal=True (both must allow a position).
+    causal: top-left aligned like torch's `is_causal=True`: query i sees keys 0..i even when Tq != Tk.
+        For queries that are the last Tq tokens (KV cache) pass mask=causal_mask(Tq, Tk, offset=Tk - Tq).
+    scale: multiplies the scores; default 1/sqrt(D).
+    dropout_p: drop attention weights with this probability (always applied when > 0, like torch).
+
+    Returns (out (..., Tq, Dv), weights (..., Tq, Tk)) with the weights actually used for out.
+    A fully masked row (a query that may attend nothing) gives zero weights and a zero output, not
+    the NaN (0/0) of a plain softmax. Recent torch (2.5+) defines the same zeros in its math SDPA;
+    older torch versions returned NaN there.
+    Half-precision inputs: scores and softmax are computed in float32, then cast back.
+    """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        _check_tensor(name, x, min_ndim=2)
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"q, k and v must share one dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}")
+    Tq, D = q.shape[-2:]
+    Tk = k.shape[-2]
+    if k.shape[-1] != D:
+        raise ValueError(f"k must have the same last dimension as q ({D}), got shape {tuple(k.shape)}")
+    if v.shape[-2] != Tk:
+        raise ValueError(f"v must have as many rows as k ({Tk}), got shape {tuple(v.shape)}")
+    if Tk == 0 or D == 0:
+        raise ValueError(f"k must hold at least one key of width >= 1, got shape {tuple(k.shape)}")
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError as err:
+        raise ValueError(
+            f"q, k and v leading (batch) dims must broadcast, "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        ) from err
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, Real) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be a number in [0, 1), got {dropout_p!r}")
+    scale = _resolve_scale(scale, D)
+    scores_shape = (*batch, Tq, Tk)
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise TypeError(f"mask must be bool (True = may attend) or an additive float, got {mask.dtype}")
+        try:
+            ok = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {scores_shape}")
+
+    # low-precision inputs: scores can overflow float16 (max 65504) and softmax loses mass, so use float32
+    compute_dtype = torch.float32 if q.dtype in _LOW_PRECISION else q.dtype
+    scores = (q.to(compute_dtype) @ k.to(compute_dtype).transpose(-2, -1)) * scale  # (..., Tq, Tk)
+    if causal:
+        scores = scores.masked_fill(~causal_mask(Tq, Tk, device=q.device), float("-inf"))
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.to(compute_dtype)
+
+    # a row that may attend nothing is all -inf and softmax would give 0/0 = NaN: define it as zeros
+    fully_masked = scores.amax(dim=-1, keepdim=True) == float("-inf")  # (..., Tq, 1)
+    scores = scores.masked_fill(fully_masked, 0.0)  # any finite value: keeps softmax (and its grad) finite
+    weights = torch.softmax(scores, dim=-1).masked_fill(fully_masked, 0.0)  # (..., Tq, Tk)
+    weights = weights.to(q.dtype)
+    if dropout_p > 0:
+        weights = F.dropout(weights, p=dropout_p)  # zeroes weights, scales the rest by 1/(1-p)
+    out = weights @ v  # (..., Tq, Dv)
+    return out, weights
+
+
+class MultiHeadAttention(nn.Module):
+    """H heads of scaled dot-product attention over learned projections of the input (Vaswani et al.).
+
+    Self-attention by default; pass `kv` for cross-attention (queries from x, keys and values from kv).
+    Weights are laid out like nn.MultiheadAttention(batch_first=True) with separate q/k/v projections.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        for name, value in (("d_model", d_model), ("n_heads", n_heads)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if d_model % n_heads != 0:
+            raise ValueError(
+                f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads}"
+            )
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+        if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = float(dropout)
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(B, T, C) -> (B, H, T, D): each head gets its own D = C / H wide slice of the channels."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def merge_heads(self, x: Tensor) -> Tensor:
+        """(B, H, T, D) -> (B, T, C): concatenate the heads' outputs side by side again."""
+        B, _, T, _ = x.shape
+        return x.transpose(1, 2).contiguous().view(B, T, self.d_model)  # (B, T, C)
+
+    def _check_input(self, name: str, x: object) -> Tensor:
+        x = _check_tensor(name, x, ndim=3)
+        if x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"{name} must have last dimension d_model={self.d_model}, got shape {tuple(x.shape)}"
+            )
+        return x
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        kv: Tensor | None = None,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """x: (B, Tq, C); kv: (B, Tk, C) or None (self-attention: kv = x).
+
+        mask: bool (True = may attend; note nn.MultiheadAttention's bool attn_mask means the opposite)
+            or additive float, broadcastable to (B, H, Tq, Tk). causal: see scaled_dot_product_attention.
+        Returns (out (B, Tq, C), weights (B, H, Tq, Tk) per head if need_weights else None);
+        weights.mean(1) is what nn.MultiheadAttention returns with average_attn_weights=True.
+        """
+        self._check_input("x", x)
+        if kv is None:
+            kv = x
+        else:
+            self._check_input("kv", kv)
+            if kv.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"kv must have the batch size of x ({x.shape[0]}), got shape {tuple(kv.shape)}"
+                )
+        q = self.split_heads(self.q_proj(x))  # (B, H, Tq, D)
+        k = self.split_heads(self.k_proj(kv))  # (B, H, Tk, D)
+        v = self.split_heads(self.v_proj(kv))  # (B, H, Tk, D)
+        dropout_p = self.dropout if self.training else 0.0
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal, dropout_p=dropout_p)
+        out = self.out_proj(self.merge_heads(out))  # (B, Tq, C)
+        return out, (weights if need_weights else None)

@@ -1,0 +1,348 @@
+"""Normalization layers, activations and feed-forward blocks, from scratch.
+
+A normalization layer rescales each token's vector to a fixed size before it enters a sub-layer,
+so that activations neither explode nor vanish as a deep stack trains; the feed-forward block is
+the per-token MLP between two attentions, and its non-linearity decides what it can compute.
+LayerNorm centres and scales, RMSNorm only scales; GELU and SiLU are smooth ReLUs; gated units
+(SwiGLU, GeGLU) multiply two linear projections, one passed through the non-linearity.
+
+Equations (x is one token's vector of size d, the statistics run over its last dimension):
+
+    LayerNorm(x) = (x - mean(x)) / sqrt(var(x) + eps) * w + b          (Ba et al. 2016)
+    RMSNorm(x)   = x / sqrt(mean(x^2) + eps) * w                        (Zhang & Sennrich 2019)
+    GELU(x)      = x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))             (Hendrycks & Gimpel 2016)
+                 ~ 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))     (the "tanh" approximation)
+    SiLU(x)      = x * sigmoid(x)
+    SwiGLU(x)    = (silu(x W1) * x W3) W2                                (Shazeer 2020)
+    GeGLU(x)     = (gelu(x W1) * x W3) W2                                (Shazeer 2020)
+
+Papers: Ba, Kiros & Hinton, "Layer Normalization" (2016); Zhang & Sennrich, "Root Mean Square
+Layer Normalization" (2019); Hendrycks & Gimpel, "Gaussian Error Linear Units" (2016); Shazeer,
+"GLU Variants Improve Transformer" (2020).
+
+Parameter names follow torch and transformers so that state dicts copy without renaming:
+norms have `weight` (and `bias`) like `nn.LayerNorm`/`nn.RMSNorm`; the feed-forward block has
+`up_proj`, `down_proj` (plain MLP) or `gate_proj`, `up_proj`, `down_proj` (gated, like Llama's MLP).
+
+Equal-parameter rule for gated units: a plain MLP of width d_ff has 2·d_model·d_ff weights, a gated
+one of width h has 3·d_model·h, so h = 2/3·d_ff gives the same count. `ffn_hidden_size` applies it
+the way Llama does: int(2·d_ff/3), rounded *up* to a multiple of `multiple_of` (8 by default; 256
+with d_ff = 4·4096 gives Llama-7B's 11008).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+import torch.nn as nn
+
+NORMS = ("layernorm", "rmsnorm", "none")
+ELEMENTWISE_ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+GATED_ACTIVATIONS = ("swiglu", "geglu")
+ACTIVATIONS = ELEMENTWISE_ACTIVATIONS + GATED_ACTIVATIONS
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_tensor(name: str, x: object, *, floating: bool = True) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 1:
+        raise ValueError(f"{name} must have at least 1 dimension, got a 0-d tensor")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def _check_eps(eps: object) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, Real):
+        raise TypeError(f"eps must be a positive float, got {type(eps).__name__} {eps!r}")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a positive finite float, got {eps}")
+
+
+def _check_affine(name: str, p: torch.Tensor | None, dim: int) -> None:
+    if p is None:
+        return
+    _check_tensor(name, p)
+    if p.shape != (dim,):
+        raise ValueError(f"{name} must have shape ({dim},) to match x's last dimension, got {tuple(p.shape)}")
+
+
+def _check_gate_up(gate: object, up: object) -> None:
+    _check_tensor("gate", gate)
+    _check_tensor("up", up)
+    if gate.shape != up.shape:
+        raise ValueError(f"gate and up must have one shape, got {tuple(gate.shape)} and {tuple(up.shape)}")
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+# --------------------------------------------------------------------------- normalization maths
+
+
+def layer_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """LayerNorm over the last dimension. x: (..., d); weight, bias: (d,) or None -> (..., d)."""
+    _check_tensor("x", x)
+    _check_affine("weight", weight, x.shape[-1])
+    _check_affine("bias", bias, x.shape[-1])
+    _check_eps(eps)
+    # statistics in float32 at least: a sum of squares in float16 overflows above |x| ~ 256
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    mean = xf.mean(dim=-1, keepdim=True)  # (..., 1)
+    var = ((xf - mean) ** 2).mean(dim=-1, keepdim=True)  # (..., 1), biased: divide by d like torch
+    # eps inside the sqrt, as torch does: a constant row (var = 0) maps to 0 instead of 0/0
+    out = ((xf - mean) * torch.rsqrt(var + eps)).to(x.dtype)  # (..., d)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """RMSNorm over the last dimension. x: (..., d); weight: (d,) or None -> (..., d)."""
+    _check_tensor("x", x)
+    _check_affine("weight", weight, x.shape[-1])
+    _check_eps(eps)
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    # no mean subtraction: Zhang & Sennrich found re-centring adds cost but not quality
+    mean_square = xf.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+    out = (xf * torch.rsqrt(mean_square + eps)).to(x.dtype)  # (..., d)
+    # cast back before the weight, as Llama does, so the weight multiplies in the model's dtype
+    return out * weight if weight is not None else out
+
+
+# --------------------------------------------------------------------------- activation maths
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU = x * Phi(x), Phi the standard normal CDF; approximate="tanh" is GPT-2's formula."""
+    _check_tensor("x", x)
+    _check_choice("approximate", approximate, GELU_APPROXIMATIONS)
+    if approximate == "tanh":
+        # the tanh curve matched Phi to ~1e-3 when erf was slow on accelerators; GPT-2 used it
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))
+        return 0.5 * x * (1.0 + torch.tanh(inner))
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU (a.k.a. swish) = x * sigmoid(x): smooth, non-monotonic just below 0, ~ReLU far away."""
+    _check_tensor("x", x)
+    return x * torch.sigmoid(x)
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU = max(x, 0)."""
+    _check_tensor("x", x, floating=False)
+    return x.clamp_min(0)
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The SwiGLU gate: silu(gate) * up, gate = x W1 and up = x W3, both (..., hidden)."""
+    _check_gate_up(gate, up)
+    return silu(gate) * up
+
+
+def geglu(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """The GeGLU gate: gelu(gate) * up, gate = x W1 and up = x W3, both (..., hidden)."""
+    _check_gate_up(gate, up)
+    return gelu(gate, approximate) * up
+
+
+# --------------------------------------------------------------------------- sizes and counting
+
+
+def ffn_hidden_size(d_ff: int, activation: str, *, multiple_of: int = 8) -> int:
+    """Hidden width that gives `activation`'s FFN the parameter count of a plain MLP of width d_ff.
+
+    Plain activations keep d_ff. Gated ones (three matrices instead of two) get int(2·d_ff/3),
+    rounded up to a multiple of `multiple_of` (hardware-friendly shapes; Llama's rule).
+    """
+    _check_positive_int("d_ff", d_ff)
+    _check_choice("activation", activation, ACTIVATIONS)
+    _check_positive_int("multiple_of", multiple_of)
+    if activation not in GATED_ACTIVATIONS:
+        return d_ff
+    hidden = max(1, int(2 * d_ff / 3))
+    return multiple_of * math.ceil(hidden / multiple_of)
+
+
+def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (shared/tied tensors counted once)."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with a learnable gain `weight` (ones) and shift `bias` (zeros), over the last dim."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True) -> None:
+        super().__init__()
+        _check_positive_int("dim", dim)
+        _check_eps(eps)
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        # bias=None (not a zero tensor) when disabled, like nn.LayerNorm(bias=False)
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., dim) -> (..., dim)
+        return layer_norm(x, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}"
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with a learnable gain `weight` (ones), over the last dim; no bias, no centring."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        _check_positive_int("dim", dim)
+        _check_eps(eps)
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., dim) -> (..., dim)
+        return rms_norm(x, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"
+
+
+class GELU(nn.Module):
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        _check_choice("approximate", approximate, GELU_APPROXIMATIONS)
+        self.approximate = approximate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return silu(x)
+
+
+class ReLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return relu(x)
+
+
+def make_activation(name: str) -> nn.Module:
+    """Element-wise activation module by name: "gelu", "gelu_tanh", "relu" or "silu"."""
+    if name in GATED_ACTIVATIONS:
+        raise ValueError(
+            f"name {name!r} is a gated feed-forward unit, not an element-wise activation: use "
+            f"FeedForward(d_model, d_ff, {name!r}); "
+            f"element-wise names are {', '.join(ELEMENTWISE_ACTIVATIONS)}"
+        )
+    _check_choice("name", name, ELEMENTWISE_ACTIVATIONS)
+    if name == "gelu":
+        return GELU("none")
+    if name == "gelu_tanh":
+        return GELU("tanh")
+    return SiLU() if name == "silu" else ReLU()
+
+
+def make_norm(kind: str, dim: int, *, eps: float | None = None, bias: bool = True) -> nn.Module:
+    """Norm module by kind: "layernorm", "rmsnorm" or "none" (nn.Identity, for the ablation).
+
+    eps=None takes the class default (1e-5 LayerNorm, 1e-6 RMSNorm); bias applies to LayerNorm only.
+    """
+    _check_choice("kind", kind, NORMS)
+    _check_positive_int("dim", dim)
+    if eps is not None:
+        _check_eps(eps)
+    if kind == "layernorm":
+        return LayerNorm(dim, bias=bias) if eps is None else LayerNorm(dim, eps=eps, bias=bias)
+    if kind == "rmsnorm":
+        return RMSNorm(dim) if eps is None else RMSNorm(dim, eps=eps)
+    return nn.Identity()
+
+
+class FeedForward(nn.Module):
+    """The per-token MLP of a transformer block. x: (..., d_model) -> (..., d_model).
+
+    Plain ("gelu", "gelu_tanh", "relu", "silu"):  down_proj(act(up_proj(x)))
+    Gated ("swiglu", "geglu"):                     down_proj(act(gate_proj(x)) * up_proj(x))
+
+    d_ff is the hidden width as given: for equal parameter counts across activations pass
+    `ffn_hidden_size(d_ff, activation)`. The gated form's names and maths are Llama's MLP, so its
+    state dict copies directly (bias=False matches Llama). Dropout acts on the output.
+    """
+
+    def __init__(
+        self, d_model: int, d_ff: int, activation: str, *, bias: bool = True, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("d_ff", d_ff)
+        _check_choice("activation", activation, ACTIVATIONS)
+        if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
+        self.gated = activation in GATED_ACTIVATIONS
+        if self.gated:
+            # the gate decides, per hidden unit, how much of the linear "up" signal passes
+            self.gate_proj = nn.Linear(d_model, d_ff, bias=bias)
+            self.act_fn = SiLU() if activation == "swiglu" else GELU("none")
+        else:
+            self.act_fn = make_activation(activation)
+        self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
+        self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_tensor("x", x)
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"x's last dimension must be d_model={self.d_model}, got {tuple(x.shape)}")
+        if self.gated:
+            hidden = self.act_fn(self.gate_proj(x)) * self.up_proj(x)  # (..., d_ff)
+        else:
+            hidden = self.act_fn(self.up_proj(x))  # (..., d_ff)
+        return self.dropout(self.down_proj(hidden))  # (..., d_model)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
+
+
+class SwiGLU(FeedForward):
+    """FeedForward(d_model, d_ff, "swiglu"): (silu(x W1) * x W3) W2, Llama's MLP."""
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(d_model, d_ff, "swiglu", bias=bias, dropout=dropout)
+
+
+class GeGLU(FeedForward):
+    """FeedForward(d_model, d_ff, "geglu"): (gelu(x W1) * x W3) W2."""
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(d_model, d_ff, "geglu", bias=bias, dropout=dropout)

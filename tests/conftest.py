@@ -1,0 +1,26 @@
+"""Shared test set-up: a private model cache, a headless plotting backend, fixed seeds."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/llm-lab (DESIGN §4: the cache is never required)."""
+    old = os.environ.get("LLMLAB_CACHE")
+    os.environ["LLMLAB_CACHE"] = str(tmp_path_factory.mktemp("llmlab-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LLMLAB_CACHE", None)
+    else:
+        os.environ["LLMLAB_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import torch
+
+    torch.manual_seed(0)

@@ -1,0 +1,512 @@
+"""Tests of the shared utilities: demo CLI, corpora, batching, training loop, cache, plotting, runner."""
+
+import json
+import math
+import random
+import re
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+matplotlib.use("Agg")
+
+from llmlab.utils import (  # noqa: E402
+    CharTokenizer,
+    Demo,
+    History,
+    TrainConfig,
+    cached_training,
+    demo_parser,
+    encode,
+    estimate_loss,
+    get_batch,
+    get_device,
+    load_corpus,
+    lr_at,
+    plotting,
+    set_seed,
+    train,
+    train_val_split,
+)
+from llmlab.utils.cli import to_jsonable  # noqa: E402
+from llmlab.utils.stories import (  # noqa: E402
+    ARCS,
+    MAX_STORY_CHARS,
+    MIN_STORY_CHARS,
+    generate_stories,
+    generate_story,
+    generate_story_with_facts,
+)
+
+# ---------------------------------------------------------------- demo command line
+
+
+def test_demo_parser_has_the_standard_flags():
+    args = demo_parser("x").parse_args(["--quick", "--seed", "3", "--device", "cpu", "--out", "o"])
+    assert args.quick and args.seed == 3 and args.device == "cpu" and str(args.out) == "o" and not args.show
+
+
+def test_demo_writes_results_json_with_config_seed_device_and_numbers(tmp_path):
+    args = demo_parser("x").parse_args(["--quick", "--out", str(tmp_path), "--device", "cpu"])
+    demo = Demo(args, lesson_file=__file__)
+    demo.results["loss"] = torch.tensor(1.5)
+    demo.results["curve"] = [1.0, float("nan")]
+    fig, ax = plotting.new_figure()
+    ax.plot([0, 1], [0, 1])
+    demo.save_figure(fig, "line.png")
+    data = json.loads(demo.finish().read_text())
+    assert data["seed"] == 0 and data["device"] == "cpu" and data["quick"] is True
+    assert data["results"] == {"loss": 1.5, "curve": [1.0, "nan"]}
+    assert data["figures"] == ["line.png"] and (tmp_path / "line.png").stat().st_size > 1000
+    assert data["config"]["quick"] is True and data["wall_time_s"] >= 0
+
+
+def test_set_seed_makes_torch_deterministic():
+    set_seed(7)
+    a = torch.rand(3)
+    set_seed(7)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_get_device_and_set_seed_reject_bad_values():
+    assert get_device("cpu").type == "cpu"
+    assert get_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="device"):
+        get_device("tpu")
+    with pytest.raises(ValueError, match="seed"):
+        set_seed(-1)
+    with pytest.raises(TypeError, match="seed"):
+        set_seed(1.5)
+
+
+def test_to_jsonable_handles_tensors_arrays_and_non_finite_floats():
+    import numpy as np
+
+    assert to_jsonable({"a": np.float32(2.0), "b": np.arange(2), "c": float("inf")}) == {
+        "a": 2.0, "b": [0, 1], "c": "inf"}
+
+
+# ---------------------------------------------------------------- corpora and batching
+
+
+def test_stories_corpus_is_deterministic_and_sized():
+    a = load_corpus("stories", 5000, seed=1)
+    assert len(a) == 5000 and a == load_corpus("stories", 5000, seed=1)
+    assert a != load_corpus("stories", 5000, seed=2)
+
+
+@pytest.mark.parametrize("name", ["python-docs", "python-code"])
+def test_stdlib_corpora_are_real_text_and_deterministic(name):
+    text = load_corpus(name, 50_000)
+    assert len(text) == 50_000 and text == load_corpus(name, 50_000)
+    words = text.split()
+    assert len(words) > 3000
+    if name == "python-docs":  # English prose: the most common words are English function words
+        common = {w.lower() for w in words}
+        assert {"the", "of", "is", "a"} <= common
+    else:
+        assert "def " in text and "import " in text
+
+
+def test_load_corpus_reads_a_user_file(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("To be, or not to be, that is the question.", encoding="utf-8")
+    assert load_corpus(path) == path.read_text()
+    assert load_corpus(str(path), max_chars=5) == "To be"
+
+
+def test_load_corpus_rejects_bad_input():
+    with pytest.raises(ValueError, match="name_or_path"):
+        load_corpus("no-such-corpus-or-file")
+    with pytest.raises(ValueError, match="max_chars"):
+        load_corpus("stories", 0)
+    with pytest.raises(ValueError, match="max_chars"):
+        load_corpus("stories")
+    with pytest.raises(TypeError, match="name_or_path"):
+        load_corpus(3)
+
+
+def test_train_val_split_holds_out_the_tail():
+    train_part, val_part = train_val_split("abcdefghij", 0.2)
+    assert (train_part, val_part) == ("abcdefgh", "ij")
+    t, v = train_val_split(torch.arange(100), 0.1)
+    assert len(t) == 90 and torch.equal(v, torch.arange(90, 100))
+    with pytest.raises(ValueError, match="val_fraction"):
+        train_val_split("abc", 1.0)
+
+
+def test_char_tokenizer_round_trip_and_errors():
+    tok = CharTokenizer.from_text("hello world")
+    assert tok.vocab_size == len(set("hello world"))
+    assert tok.decode(tok.encode("hello")) == "hello"
+    assert encode("low", tok).dtype == torch.long
+    with pytest.raises(ValueError, match="character"):
+        tok.encode("xyz")
+    with pytest.raises(ValueError, match="ids"):
+        tok.decode([99])
+    with pytest.raises(TypeError, match="text"):
+        tok.encode(5)
+
+
+def test_get_batch_targets_are_inputs_shifted_by_one():
+    data = torch.arange(1000)
+    x, y = get_batch(data, 8, 16, generator=torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (8, 16)
+    assert torch.equal(y[:, :-1], x[:, 1:]) and torch.equal(y[:, -1], x[:, -1] + 1)
+    x2, _ = get_batch(data, 8, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2)
+    with pytest.raises(ValueError, match="block_size"):
+        get_batch(torch.arange(10), 2, 10)
+    with pytest.raises(ValueError, match="batch_size"):
+        get_batch(data, 0, 4)
+
+
+# ---------------------------------------------------------------- training loop and cache
+
+
+class Bigram(nn.Module):
+    """The smallest language model: next-token logits from the current token alone."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx, targets=None):
+        logits = self.table(idx)
+        loss = None if targets is None else nn.functional.cross_entropy(
+            logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+
+def _bigram_data():
+    text = load_corpus("stories", 20_000)
+    tok = CharTokenizer.from_text(text)
+    return tok, train_val_split(encode(text, tok))
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_train_lowers_the_loss_of_a_bigram_model_below_uniform():
+    tok, (train_data, val_data) = _bigram_data()
+    model = Bigram(tok.vocab_size)
+    cfg = TrainConfig(steps=150, batch_size=16, block_size=32, lr=0.05, warmup_steps=10, eval_interval=50,
+                      eval_iters=5)
+    before = estimate_loss(model, val_data, cfg)
+    history = train(model, train_data, val_data, cfg, progress=False)
+    assert len(history.train_loss) == 150 and history.eval_steps == [50, 100, 150]
+    assert history.final_val_loss < before - 0.5
+    assert history.final_val_loss < math.log(tok.vocab_size)  # better than guessing uniformly
+    assert not history.diverged and history.tokens_seen == 150 * 16 * 32
+
+
+def test_train_stops_and_reports_divergence():
+    class Exploding(Bigram):
+        def forward(self, idx, targets=None):
+            logits, loss = super().forward(idx, targets)
+            return logits, loss * float("inf")
+
+    tok, (train_data, val_data) = _bigram_data()
+    history = train(Exploding(tok.vocab_size), train_data, val_data, TrainConfig(steps=20), progress=False)
+    assert history.diverged and len(history.train_loss) == 1
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(grad_clip=-1.0)
+
+
+def test_cached_training_trains_once_then_reuses_the_weights():
+    tok, (train_data, val_data) = _bigram_data()
+    cfg = TrainConfig(steps=20, eval_interval=10, eval_iters=2)
+    calls = []
+
+    def fit(model):
+        calls.append(1)
+        return train(model, train_data, val_data, cfg, progress=False)
+
+    key = {"model": "bigram", "vocab": tok.vocab_size, "steps": cfg.steps, "test": "cache"}
+    m1, h1, hit1 = cached_training(key, lambda: Bigram(tok.vocab_size), fit)
+    m2, h2, hit2 = cached_training(key, lambda: Bigram(tok.vocab_size), fit)
+    assert (hit1, hit2) == (False, True) and len(calls) == 1
+    assert torch.equal(m1.table.weight.cpu(), m2.table.weight)
+    assert h1.val_loss == h2.val_loss and isinstance(h2, History)
+    _, _, hit3 = cached_training({**key, "steps": 21}, lambda: Bigram(tok.vocab_size), fit)
+    assert not hit3  # a different recipe is a different model
+
+
+# ---------------------------------------------------------------- plotting
+
+
+def test_plot_helpers_draw_labelled_figures(tmp_path):
+    fig, axes = plotting.new_figure(2, 3)
+    plotting.heatmap(axes[0, 0], torch.rand(3, 4), row_labels=list("abc"), col_labels=list("wxyz"),
+                     title="t", cbar_label="c", annotate=True)
+    plotting.line_plot(axes[0, 1], [1, 10, 100], {"a": [1, 2, 3], "b": [3, 2, 1]}, logx=True, title="lines")
+    plotting.bar_plot(axes[0, 2], ["a", "b"], [1.0, 2.0], title="bars")
+    plotting.scatter_plot(axes[1, 0], torch.randn(5, 2), labels=list("abcde"))
+    plotting.token_strip(axes[1, 1], ["Once", " upon", " a", " time", "\n"], ids=[1, 2, 3, 4, 5])
+    assert axes[0, 1].get_xscale() == "log" and axes[0, 1].get_legend() is not None
+    assert [t.get_text() for t in axes[0, 0].get_xticklabels()] == list("wxyz")
+    path = plotting.save_figure(fig, tmp_path / "all")
+    assert path.suffix == ".png" and path.stat().st_size > 5000
+
+
+def test_plot_helpers_reject_mismatched_input():
+    fig, ax = plotting.new_figure()
+    with pytest.raises(ValueError, match="2-D"):
+        plotting.heatmap(ax, torch.rand(3))
+    with pytest.raises(ValueError, match="labels"):
+        plotting.bar_plot(ax, ["a"], [1.0, 2.0])
+    with pytest.raises(ValueError, match="shape"):
+        plotting.line_plot(ax, [1, 2], {"a": [1, 2, 3]})
+
+
+# ---------------------------------------------------------------- runner
+
+
+def test_runner_lists_all_lessons_and_resolves_names(capsys):
+    from llmlab.utils import runner
+
+    assert runner.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 17 and "01_tokenization" in out
+    assert runner.resolve(["1", "03", "tokenization"]) == [runner.LESSONS[1], runner.LESSONS[3]]
+    with pytest.raises(SystemExit):
+        runner.resolve(["99"])
+
+
+def test_runner_gallery_shows_plots_and_numbers(tmp_path):
+    from llmlab.utils import runner
+
+    (tmp_path / "01_tokenization").mkdir()
+    (tmp_path / "01_tokenization" / "results.json").write_text(json.dumps(
+        {"figures": ["a.png"], "results": {"bytes_per_token": 4.2}}))
+    page = runner.write_gallery(tmp_path, [{"folder": "01_tokenization", "about": "bpe", "returncode": 0,
+                                            "seconds": 1.0, "tail": ""}])
+    text = page.read_text()
+    assert "01_tokenization/a.png" in text and "bytes_per_token" in text and "4.2" in text
+
+
+# ---------------------------------------------------------------- the stories corpus
+# Coherence is checked against the generator's facts (who each sentence refers to) and against
+# pronoun tables written here, independently of the generator's own tables.
+
+ONE_MB = 1_000_000
+# English third-person pronouns by gender, as a grammar book lists them.
+PRONOUNS = {
+    "female": {"she", "her", "hers", "herself"},
+    "male": {"he", "him", "his", "himself"},
+    "plural": {"they", "them", "their", "theirs", "themselves"},
+}
+ALL_PRONOUNS = set().union(*PRONOUNS.values())
+
+
+@pytest.fixture(scope="module")
+def one_mb() -> str:
+    return generate_stories(ONE_MB, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sample() -> list:
+    """300 stories with their facts."""
+    rng = random.Random(1234)
+    return [generate_story_with_facts(rng) for _ in range(300)]
+
+
+def narration(sentence: str) -> str:
+    """The sentence without its quoted speech (inside quotes, "I" and "you" take over)."""
+    return re.sub(r'"[^"]*"', " ", sentence)
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def mentions(name: str, text: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", text) is not None
+
+
+# --- the corpus -----------------------------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_text():
+    assert generate_stories(20_000, seed=7) == generate_stories(20_000, seed=7)
+
+
+def test_different_seeds_give_different_text():
+    assert generate_stories(5_000, seed=0) != generate_stories(5_000, seed=1)
+
+
+@pytest.mark.parametrize("n_chars", [0, 1, 299, 1_000, 12_345])
+def test_returns_exactly_n_chars(n_chars):
+    assert len(generate_stories(n_chars, seed=3)) == n_chars
+
+
+def test_a_longer_corpus_starts_with_the_shorter_one():
+    assert generate_stories(30_000, seed=5).startswith(generate_stories(10_000, seed=5))
+
+
+def test_accepts_numpy_integers():
+    assert generate_stories(np.int64(500), seed=np.int32(2)) == generate_stories(500, seed=2)
+
+
+def test_never_touches_the_global_random_state():
+    random.seed(99)
+    state = random.getstate()
+    generate_stories(5_000, seed=0)
+    assert random.getstate() == state
+
+
+def test_is_ascii_with_stories_separated_by_blank_lines(one_mb):
+    assert one_mb.isascii()
+    stories = one_mb.split("\n\n")
+    assert all(story and "\n" not in story for story in stories)
+    assert all(story == story.strip() for story in stories)
+
+
+def test_one_megabyte_has_no_repeated_story(one_mb):
+    stories = one_mb.split("\n\n")[:-1]  # the last one is cut to length
+    assert len(stories) > 500
+    assert len(set(stories)) == len(stories)
+
+
+def test_one_megabyte_is_varied_at_the_sentence_level(one_mb):
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", one_mb)
+    assert len(set(sentences)) > 0.5 * len(sentences)
+
+
+def test_every_story_has_the_documented_length(one_mb):
+    lengths = [len(story) for story in one_mb.split("\n\n")[:-1]]
+    assert MIN_STORY_CHARS <= min(lengths) and max(lengths) <= MAX_STORY_CHARS
+
+
+def test_every_arc_occurs(sample):
+    assert {facts.arc for _, facts in sample} == set(ARCS)
+
+
+# --- one story and its facts --------------------------------------------------------------
+
+
+def test_facts_sentences_make_up_the_story(sample):
+    for text, facts in sample:
+        assert " ".join(facts.sentences) == text
+        assert len(facts.sentence_roles) == len(facts.sentences)
+
+
+def test_generate_story_is_the_text_of_generate_story_with_facts():
+    assert generate_story(random.Random(5)) == generate_story_with_facts(random.Random(5))[0]
+
+
+def test_characters_carry_the_pronouns_of_their_gender(sample):
+    for _, facts in sample:
+        for character in facts.characters:
+            assert set(character.pronouns) == PRONOUNS[character.gender]
+
+
+def test_main_character_is_named_in_the_first_and_last_sentence(sample):
+    for _, facts in sample:
+        main = facts.characters[0]
+        assert main.role == "A"
+        assert mentions(main.name, facts.sentences[0]), facts.sentences[0]
+        assert mentions(main.name, facts.sentences[-1]), facts.sentences[-1]
+
+
+def test_each_character_is_introduced_by_name_before_any_pronoun(sample):
+    for _, facts in sample:
+        for character in facts.characters:
+            sentences = zip(facts.sentences, facts.sentence_roles)
+            first = next(sentence for sentence, roles in sentences if character.role in roles)
+            assert mentions(character.name, first), (character.name, first)
+
+
+def test_a_sentence_names_only_characters_it_is_said_to_refer_to(sample):
+    for _, facts in sample:
+        for sentence, roles in zip(facts.sentences, facts.sentence_roles):
+            for character in facts.characters:
+                if mentions(character.name, sentence):
+                    assert character.role in roles, (character.name, sentence)
+
+
+def test_pronouns_agree_with_the_characters_a_sentence_refers_to(sample):
+    checked = 0
+    for _, facts in sample:
+        gender = {c.role: c.gender for c in facts.characters}
+        for sentence, roles in zip(facts.sentences, facts.sentence_roles):
+            used = words(narration(sentence)) & ALL_PRONOUNS
+            if not roles:
+                assert not used, sentence
+            elif len(roles) == 1:
+                assert used <= PRONOUNS[gender[roles[0]]], (gender[roles[0]], sentence)
+                checked += bool(used)
+            else:  # each pronoun belongs to one of the characters, or to them together ("they")
+                allowed = PRONOUNS["plural"].union(*(PRONOUNS[gender[role]] for role in roles))
+                assert used <= allowed, (roles, sentence)
+    assert checked > len(sample)  # the check is not vacuous: stories do use pronouns
+
+
+def test_pairs_of_children_take_plural_verbs(sample):
+    for text, facts in sample:
+        assert not re.search(r"\b(they|we) was\b|\b(he|she|I) were\b", text, flags=re.IGNORECASE), text
+        for character in facts.characters:
+            if character.gender == "plural":
+                assert not re.search(rf"\b{character.name} (was|is|has)\b", text), text
+
+
+def test_things_are_introduced_with_a_and_referred_back_to_with_the(sample):
+    for text, facts in sample:
+        for noun in facts.things:
+            spans = [m.start() for m in re.finditer(rf"\b{noun}\b", text)]
+            after_a = r"\b(?i:an?) (\w+ ){0,2}$"  # "a kite", "a red kite", "an old brown dog"
+            preceded_by_a = [re.search(after_a, text[:start]) is not None for start in spans]
+            assert preceded_by_a[0] and not any(preceded_by_a[1:]), (noun, text)
+            assert re.search(rf"\b(?i:the) (\w+ )?{noun}\b", text[spans[0]:]), (noun, text)
+
+
+def test_a_second_character_interacts_and_someone_speaks(sample):
+    for text, facts in sample:
+        assert len(facts.characters) >= 2
+        assert any({"A", "B"} <= set(roles) for roles in facts.sentence_roles)
+        assert text.count('"') >= 2 and all(s.count('"') % 2 == 0 for s in facts.sentences)
+
+
+def test_sentences_start_with_a_capital_and_end_with_punctuation(sample):
+    for _, facts in sample:
+        for sentence in facts.sentences:
+            assert re.match(r'^"?[A-Z]', sentence) and sentence[-1] in '.!?"', sentence
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_negative_n_chars_is_a_value_error():
+    with pytest.raises(ValueError, match="n_chars"):
+        generate_stories(-1)
+
+
+@pytest.mark.parametrize("n_chars", [1.5, "100", None, True])
+def test_non_integer_n_chars_is_a_type_error(n_chars):
+    with pytest.raises(TypeError, match="n_chars"):
+        generate_stories(n_chars)
+
+
+def test_non_integer_seed_is_a_type_error():
+    with pytest.raises(TypeError, match="seed"):
+        generate_stories(10, seed="0")
+
+
+def test_story_needs_a_random_generator():
+    with pytest.raises(TypeError, match="rng"):
+        generate_story(42)
