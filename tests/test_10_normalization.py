@@ -413,3 +413,34 @@ def test_bad_tensors_and_shapes_are_rejected():
         ffn_hidden_size(256, "swiglu", multiple_of=0)
     with pytest.raises(TypeError, match="module"):
         count_parameters(torch.randn(3))
+
+
+# --------------------------------------------------------------------------- fused kernels
+
+
+@pytest.mark.parametrize("kind", ["layernorm", "rmsnorm"])
+def test_fused_norm_equals_the_from_scratch_formula(kind):
+    x = torch.randn(4, 7, 32, dtype=torch.float64) * 3 + 1
+    lab = make_norm(kind, 32).double()
+    fused = make_norm(kind, 32, fused=True).double()
+    with torch.no_grad():
+        lab.weight.normal_()
+        if getattr(lab, "bias", None) is not None:
+            lab.bias.normal_()
+    fused.load_state_dict(lab.state_dict())
+    torch.testing.assert_close(fused(x), lab(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu"])
+def test_fused_feed_forward_equals_the_from_scratch_one(activation):
+    torch.manual_seed(0)
+    lab = FeedForward(16, 40, activation).double()
+    fused = FeedForward(16, 40, activation, fused=True).double()
+    fused.load_state_dict(lab.state_dict())
+    x = torch.randn(3, 5, 16, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), lab(x), rtol=1e-12, atol=1e-12)
+
+
+def test_fused_must_be_a_bool():
+    with pytest.raises(TypeError, match="fused"):
+        LayerNorm(8, fused="yes")
