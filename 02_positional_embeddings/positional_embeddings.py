@@ -41,10 +41,12 @@ __all__ = [
     "apply_rope",
     "apply_rope_interleaved",
     "apply_rotary",
+    "offset_spread",
     "rope_cos_sin",
     "rope_frequencies",
     "rope_pairing_permutation",
     "rotate_half",
+    "similarity_vs_distance",
     "sinusoidal_embeddings",
 ]
 
@@ -402,3 +404,56 @@ def alibi_bias(
     if causal:
         bias = bias.masked_fill(distance < 0, float("-inf"))  # a query never sees a future key
     return bias.to(dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# analysis: how alike are two positions, and does a score depend on the offset alone?
+
+
+def similarity_vs_distance(table: Tensor, *, cosine: bool = False, max_distance: int | None = None) -> Tensor:
+    """How alike two position vectors k apart are, averaged over where the pair sits.
+
+    table: (T, dim), one vector per position: a sinusoidal or learned table, or the rotated copies
+    R_m q of one query for RoPE. Returns s of shape (max_distance + 1,) in float64 with
+    s[k] = mean over m of table[m] . table[m + k] (the cosine similarity when cosine=True), for
+    k = 0..max_distance (default T - 1). For the sinusoidal table the dot product does not depend on m
+    at all: PE[m] . PE[m + k] = sum_i cos(k omega_i), the same for every m.
+    """
+    table = _check_tensor("table", table, floating=True)
+    if table.dim() != 2:
+        raise ValueError(f"table must have shape (T, dim), got shape {tuple(table.shape)}")
+    if not isinstance(cosine, bool):
+        raise TypeError(f"cosine must be a bool, got {cosine!r}")
+    T = table.shape[0]
+    if max_distance is None:
+        max_distance = T - 1
+    elif isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Integral):
+        raise TypeError(f"max_distance must be an int in [0, T-1], got {max_distance!r}")
+    if not 0 <= max_distance <= T - 1:
+        raise ValueError(f"max_distance must be in [0, T-1] = [0, {T - 1}], got {max_distance}")
+    vectors = table.detach().double()
+    if cosine:
+        vectors = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    gram = vectors @ vectors.T  # (T, T): every pair of positions
+    # the k-th diagonal below the main one holds the T - k pairs (m + k, m)
+    return torch.stack([torch.diagonal(gram, offset=-k).mean() for k in range(int(max_distance) + 1)])
+
+
+def offset_spread(scores: Tensor) -> Tensor:
+    """Does a score depend on the offset m - n alone? The spread max - min along each diagonal.
+
+    scores: (..., T, T), scores[..., m, n] for a query at position m and a key at position n. Returns
+    (..., T) with spread[..., k] = max - min of scores[..., m, m - k] over m = k..T-1, for the causal
+    offsets k = m - n = 0..T-1 (the only ones a decoder uses). All zeros <=> the matrix is constant
+    along its diagonals (Toeplitz) on and below the main one: the score is a function of m - n only, as
+    with RoPE and ALiBi. Absolute encodings (sinusoidal, learned) added to the tokens give spreads > 0.
+    """
+    scores = _check_tensor("scores", scores, floating=True, min_dim=2)
+    if scores.shape[-1] != scores.shape[-2]:
+        raise ValueError(f"scores must end in a square (T, T), got shape {tuple(scores.shape)}")
+    T = scores.shape[-1]
+    spreads = []
+    for k in range(T):
+        diagonal = torch.diagonal(scores, offset=-k, dim1=-2, dim2=-1)  # (..., T - k): every (m, m - k)
+        spreads.append(diagonal.amax(dim=-1) - diagonal.amin(dim=-1))
+    return torch.stack(spreads, dim=-1)  # (..., T)

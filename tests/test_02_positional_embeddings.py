@@ -30,6 +30,7 @@ from llmlab.positional_embeddings import (
     rotate_half,
     sinusoidal_embeddings,
 )
+from llmlab.positional_embeddings.positional_embeddings import offset_spread, similarity_vs_distance
 
 torch.set_num_threads(1)
 
@@ -388,5 +389,90 @@ def test_alibi_attention_equals_blooms_key_position_form_after_softmax():
     ],
 )
 def test_bad_input_raises_an_error_that_names_the_argument(call, error, name):
+    with pytest.raises(error, match=name):
+        call()
+
+
+# ----------------------------------------------------------------------------------------------------
+# analysis helpers: similarity vs distance, and the offset spread of a score matrix
+
+
+def test_sinusoidal_dot_product_vs_distance_is_the_closed_form_sum_of_cosines():
+    # PE[m] . PE[m+k] = sum_i sin(m w_i) sin((m+k) w_i) + cos(m w_i) cos((m+k) w_i) = sum_i cos(k w_i)
+    seq_len, dim, base = 300, 32, 10000.0
+    pe = sinusoidal_embeddings(seq_len, dim, base, dtype=torch.float64)
+    omega = base ** (-np.arange(0, dim, 2) / dim)
+    expected = np.array([np.cos(k * omega).sum() for k in range(seq_len)])
+    np.testing.assert_allclose(similarity_vs_distance(pe).numpy(), expected, rtol=0, atol=1e-9)
+    # every position gives the same value (not just on average): the Gram matrix is Toeplitz
+    assert offset_spread(pe @ pe.T).abs().max() < 1e-9
+    # cosine similarity divides by |PE|^2 = dim / 2
+    np.testing.assert_allclose(similarity_vs_distance(pe, cosine=True, max_distance=40).numpy(),
+                               expected[:41] / (dim / 2), rtol=0, atol=1e-12)
+
+
+def test_similarity_vs_distance_equals_a_plain_loop_over_pairs():
+    torch.manual_seed(0)
+    table = torch.randn(20, 6)
+    result = similarity_vs_distance(table, cosine=True, max_distance=7)
+    assert result.shape == (8,)
+    for k in range(8):
+        pairs = [torch.nn.functional.cosine_similarity(table[m].double(), table[m + k].double(), dim=0)
+                 for m in range(20 - k)]
+        assert result[k].item() == pytest.approx(torch.stack(pairs).mean().item(), abs=1e-12)
+    assert result[0].item() == pytest.approx(1.0)  # every vector is identical to itself
+
+
+def test_offset_spread_is_zero_for_a_toeplitz_matrix_and_measures_a_perturbation():
+    T = 9
+    m, n = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    toeplitz = torch.cos(0.3 * (m - n).double()) + 0.1 * (m - n).double()  # a function of m - n only
+    assert offset_spread(toeplitz).abs().max() == 0.0
+    bumped = toeplitz.clone()
+    bumped[6, 4] += 0.5  # one pair at offset 2 is off by 0.5
+    spread = offset_spread(bumped)
+    assert spread.shape == (T,)
+    assert spread[2].item() == pytest.approx(0.5)
+    assert spread[torch.arange(T) != 2].abs().max() == 0.0
+    # above the diagonal (future keys) is ignored, and leading dimensions are kept
+    bumped[1, 7] += 3.0
+    batched = offset_spread(torch.stack([toeplitz, bumped]))
+    assert batched.shape == (2, T)
+    torch.testing.assert_close(batched[1], spread)
+
+
+def test_rope_scores_depend_on_the_offset_alone_but_added_sinusoidal_positions_do_not():
+    torch.manual_seed(0)
+    T, d_model, head_dim = 96, 32, 16
+    w_q, w_k = torch.randn(head_dim, d_model, dtype=torch.float64), torch.randn(head_dim, d_model,
+                                                                                  dtype=torch.float64)
+    x, y = torch.randn(d_model, dtype=torch.float64), torch.randn(d_model, dtype=torch.float64)
+    positions = torch.arange(T)
+    # RoPE: the same query token at every position m, the same key token at every position n
+    q = apply_rope((w_q @ x).expand(T, head_dim), positions)  # (T, head_dim)
+    k = apply_rope((w_k @ y).expand(T, head_dim), positions)
+    assert offset_spread(q @ k.T).abs().max() < 1e-9
+    # sinusoidal added to the tokens: the cross terms x . W p_n depend on n itself, not only on m - n
+    pe = sinusoidal_embeddings(T, d_model, dtype=torch.float64)
+    q_abs, k_abs = (x + pe) @ w_q.T, (y + pe) @ w_k.T  # (T, head_dim)
+    scores = q_abs @ k_abs.T
+    assert offset_spread(scores)[:-1].min() > 1e-3 * scores.std()  # every offset with two pairs varies
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"),
+    [
+        (lambda: similarity_vs_distance(torch.randn(4)), ValueError, "table"),
+        (lambda: similarity_vs_distance(torch.arange(12).view(3, 4)), TypeError, "table"),
+        (lambda: similarity_vs_distance([[1.0]]), TypeError, "table"),
+        (lambda: similarity_vs_distance(torch.randn(4, 2), max_distance=4), ValueError, "max_distance"),
+        (lambda: similarity_vs_distance(torch.randn(4, 2), max_distance=1.0), TypeError, "max_distance"),
+        (lambda: similarity_vs_distance(torch.randn(4, 2), cosine=1), TypeError, "cosine"),
+        (lambda: offset_spread(torch.randn(3, 4)), ValueError, "scores"),
+        (lambda: offset_spread(torch.randn(3)), ValueError, "scores"),
+        (lambda: offset_spread(torch.ones(3, 3, dtype=torch.long)), TypeError, "scores"),
+    ],
+)
+def test_analysis_helpers_reject_bad_input_naming_the_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()
