@@ -1,0 +1,215 @@
+"""Sampling: how the next token is picked from the model's logits, and the knobs that reshape the choice.
+
+A language model does not write text; it gives a probability for every possible next token, and a
+decoding rule picks one. Greedy decoding (always the argmax) is deterministic and tends to loop;
+pure sampling follows the model everywhere, including into its long tail of unlikely tokens. The
+knobs below reshape the distribution p = softmax(z) of the logits z before the one random draw:
+
+    temperature T   p_i ∝ exp(z_i / T)                     T -> 0: argmax, T -> inf: uniform
+    top-k           keep the k largest z_i                  (Fan, Lewis & Dauphin 2018)
+    top-p (nucleus) keep the smallest top set with Σ p_i >= p
+                                                            (Holtzman et al. 2020, "The Curious Case of
+                                                             Neural Text Degeneration")
+    min-p           keep p_i >= min_p · max_j p_j           (Nguyen et al. 2024, "Turning Up the Heat:
+                                                             Min-p Sampling for Creative and Coherent
+                                                             LLM Outputs")
+
+Every filter takes logits (..., vocab) and returns logits of the same shape in which the removed
+tokens are -inf (so softmax gives them probability 0 and renormalises the rest). They match
+transformers' logits warpers token for token, ties and boundary included (tests/test_05_sampling.py);
+`filter_logits` chains them in transformers' order, temperature -> top-k -> top-p -> min-p, and
+`sample` is `filter_logits` followed by one multinomial draw. Nothing loops over the vocabulary in
+Python, and nothing moves tensors between devices, so lesson 06 calls `sample` once per generated
+token, on any device.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor
+
+# The curriculum's guidelines. "creative" takes the low end of its 1.5-2.0 temperature range: with
+# top_p = 0.99 cutting almost nothing, top_k = 100 is the only guard left against the tail, and every
+# step up in temperature moves mass into that tail (demo.py measures the NLL cost of 1.5 vs 2.0).
+PRESETS: dict[str, dict[str, float | int]] = {
+    "deterministic": {"temperature": 0.0},
+    "focused": {"temperature": 0.7, "top_k": 10, "top_p": 0.9},
+    "creative": {"temperature": 1.5, "top_k": 100, "top_p": 0.99},
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# argument checks: every message names the argument, the value and what is allowed
+
+
+def _check_logits(logits: object) -> Tensor:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits must be a torch.Tensor of shape (..., vocab), got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have shape (..., vocab) with vocab >= 1, got {tuple(logits.shape)}")
+    return logits
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_temperature(temperature: object) -> float:
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = argmax), got {temperature!r}")
+    return float(temperature)
+
+
+def _check_top_k(top_k: object) -> int:
+    if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+    return int(top_k)
+
+
+def _check_top_p(top_p: object) -> float:
+    if not _is_real(top_p) or not (0 < top_p <= 1):  # NaN fails the comparison too
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    return float(top_p)
+
+
+def _check_min_p(min_p: object) -> float:
+    if not _is_real(min_p) or not (0 <= min_p <= 1):
+        raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
+    return float(min_p)
+
+
+# ------------------------------------------------------------------------------------------------
+# the filters: logits (..., vocab) in, logits (..., vocab) out, removed tokens = -inf
+
+
+def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """z / T. T < 1 sharpens the distribution, T > 1 flattens it; T = 1 is the model's own.
+
+    T = 0 is the limit T -> 0: all the mass on the argmax, so every other token becomes -inf (the
+    first maximum wins a tie, as `torch.argmax` does).
+    """
+    logits, temperature = _check_logits(logits), _check_temperature(temperature)
+    if temperature == 0:
+        best = logits.argmax(dim=-1, keepdim=True)  # (..., 1)
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, best, True)  # (..., vocab)
+        return logits.masked_fill(~keep, float("-inf"))
+    return logits / temperature
+
+
+def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
+    """Keep the top_k largest logits. A tie with the k-th value is kept too (like transformers), so
+    ties can leave more than k tokens; top_k >= vocab keeps everything."""
+    logits, top_k = _check_logits(logits), _check_top_k(top_k)
+    k = min(top_k, logits.shape[-1])
+    kth_value = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest logit
+    return logits.masked_fill(logits < kth_value, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities sum to at least top_p.
+
+    Computed from the bottom, as transformers does: sort ascending, accumulate the probability of
+    the least likely tokens, and drop every token whose accumulated tail mass is still <= 1 - top_p
+    (the tail is summed small numbers first, so no mass is lost to rounding). The most likely token
+    always stays. top_p = 1 only drops tokens whose probability is exactly 0.
+    """
+    logits, top_p = _check_logits(logits), _check_top_p(top_p)
+    sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=False)  # (..., vocab), ascending
+    tail_mass = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (..., vocab): mass of this token and all below
+    sorted_remove = tail_mass <= 1 - top_p  # the tail that can go while >= top_p mass remains
+    sorted_remove[..., -1] = False  # never remove the most likely token
+    remove = sorted_remove.scatter(-1, sorted_idx, sorted_remove)  # back to vocabulary order
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
+    """Keep the tokens with p_i >= min_p · max_j p_j: the cut scales with the model's confidence
+    (a peaked distribution keeps few tokens, a flat one many). min_p = 0 keeps everything."""
+    logits, min_p = _check_logits(logits), _check_min_p(min_p)
+    probs = logits.softmax(dim=-1)  # (..., vocab)
+    threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (..., 1)
+    remove = probs < threshold
+    # the most likely token always stays, even when rounding puts it under its own threshold
+    remove.scatter_(-1, probs.argmax(dim=-1, keepdim=True), False)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, min_p: float | None = None) -> Tensor:
+    """temperature -> top-k -> top-p -> min-p, the order of transformers' `generate` (None = off).
+
+    The order matters: top-p and min-p see the distribution *after* temperature and after top-k
+    (renormalised over the survivors), so top-k then top-p can keep fewer tokens than either alone.
+    As in `generate`, top_p = 1 is skipped (it could only remove tokens of probability exactly 0).
+    """
+    logits = _check_logits(logits)
+    temperature = _check_temperature(temperature)
+    top_k = None if top_k is None else _check_top_k(top_k)
+    top_p = None if top_p is None else _check_top_p(top_p)
+    min_p = None if min_p is None else _check_min_p(min_p)
+    if temperature != 1.0:
+        logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None and top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
+    if min_p is not None:
+        logits = min_p_filter(logits, min_p)
+    return logits
+
+
+def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           min_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """One token id per row of logits (..., vocab) -> (...,) int64, on the logits' device.
+
+    temperature = 0 is greedy decoding: the argmax, no randomness (the other filters cannot change
+    the argmax, so they are only checked). Otherwise: `filter_logits`, softmax, one multinomial draw
+    from `generator` (which must live on the logits' device; None = torch's global RNG).
+    """
+    logits = _check_logits(logits)
+    if _check_temperature(temperature) == 0:
+        for check, value in ((_check_top_k, top_k), (_check_top_p, top_p), (_check_min_p, min_p)):
+            if value is not None:
+                check(value)
+        return logits.argmax(dim=-1)  # (...,)
+    filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+    probs = filtered.float().softmax(dim=-1)  # (..., vocab); float32 so half-precision logits sum to 1
+    flat = probs.reshape(-1, probs.shape[-1])  # (N, vocab): multinomial wants 1-D or 2-D
+    ids = torch.multinomial(flat, num_samples=1, generator=generator)  # (N, 1)
+    return ids.reshape(probs.shape[:-1])  # (...,)
+
+
+# ------------------------------------------------------------------------------------------------
+# analysis: how spread out a distribution is, and how much of the vocabulary a filter keeps
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """H = -Σ p_i log p_i in nats of softmax(logits), (..., vocab) -> (...,).
+
+    exp(H) is the "effective number of choices": 1 for a certainty, vocab for a uniform distribution.
+    Filtered (-inf) tokens contribute 0 (the limit p log p -> 0).
+    """
+    logits = _check_logits(logits).float()
+    log_probs = logits.log_softmax(dim=-1)  # (..., vocab)
+    p_log_p = torch.where(log_probs > float("-inf"), log_probs.exp() * log_probs, 0.0)
+    return 0.0 - p_log_p.sum(dim=-1)  # 0 - x, not -x: a certainty gives +0.0, not -0.0
+
+
+def n_kept(filtered_logits: Tensor) -> Tensor:
+    """How many tokens a filter left (logit > -inf), (..., vocab) -> (...,) int64. Sparsity = 1 - n/vocab."""
+    return (_check_logits(filtered_logits) > float("-inf")).sum(dim=-1)
+
+
+def kept_mass(logits: Tensor, filtered_logits: Tensor) -> Tensor:
+    """The probability mass, under softmax(logits), of the tokens that survived the filter: (...,)."""
+    logits, filtered_logits = _check_logits(logits), _check_logits(filtered_logits)
+    if logits.shape != filtered_logits.shape:
+        raise ValueError(f"filtered_logits must have the shape of logits {tuple(logits.shape)}, "
+                         f"got {tuple(filtered_logits.shape)}")
+    probs = logits.float().softmax(dim=-1)  # (..., vocab)
+    return torch.where(filtered_logits > float("-inf"), probs, 0.0).sum(dim=-1)
