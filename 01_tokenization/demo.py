@@ -336,10 +336,13 @@ def no_regex_break(demo: Demo, cfg: dict, data: dict) -> dict:
         ax1.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8)
     ax1.set_xticks([0, 1], labels=["training text", "held-out text"])
     ax1.set_ylabel("UTF-8 bytes per token")
-    ax1.legend()
+    ax1.set_ylim(0, max(max(v) for v in table.values()) * 1.25)
+    ax1.legend(loc="upper center", ncol=2)
     gain_train = table["no regex"][0] / table["GPT-4 regex"][0] - 1
     gain_held = table["no regex"][1] / table["GPT-4 regex"][1] - 1
-    ax1.set_title(f"No regex: {gain_train:+.0%} on training text, {gain_held:+.0%} held out", fontsize=10)
+    slower = seconds["no regex"] / seconds["GPT-4 regex"]
+    ax1.set_title(f"No regex: {gain_train:+.0%} on training text, {gain_held:+.0%} held out, "
+                  f"{slower:.0f}x slower to train", fontsize=10)
     ax2.set_axis_off()
     ax2.set_title(f"{len(crossing)} of {len(raw.merges)} merges span a word boundary; the longest:",
                   fontsize=10)
