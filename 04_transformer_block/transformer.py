@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from llmlab.attention_basics import causal_mask, scaled_dot_product_attention
 from llmlab.gqa import repeat_kv  # lesson 09: K/V heads shared by groups of query heads
+from llmlab.moe import MoELayer  # lesson 08: the mixture-of-experts FFN (it does not import this module)
 from llmlab.normalization import (  # lesson 10: norms and feed-forward blocks
     ACTIVATIONS,
     NORMS,
@@ -119,6 +120,10 @@ class GPTConfig:
     causal: False removes the causal mask (lesson 03's --no-mask ablation: every position sees the
         future, so next-token training "cheats"; generation, which has no future, then fails).
     attn_scale: the factor on q·k (None = 1/sqrt(head_dim); lesson 03's --no-scale passes 1.0).
+    n_experts: 0 = a dense FFN; > 0 = lesson 08's MoELayer with n_experts experts of width ffn_dim each,
+        moe_top_k of them per token, at most moe_capacity_factor · fair share per expert (None: no limit).
+        In training mode, GPT.forward adds moe_aux_loss_coef · sum over layers of the load-balancing loss
+        and moe_z_loss_coef · sum of the router z-losses to the cross-entropy it returns (eval: pure CE).
     The None defaults are resolved by the properties `kv_heads` and `ffn_dim`, not in place, so that
     dataclasses.replace(config, d_model=256) gets the new default d_ff.
     """
@@ -145,8 +150,13 @@ class GPTConfig:
     kernels: str = "torch"
     causal: bool = True
     attn_scale: float | None = None
-    # Lesson 08 (mixture of experts) adds its fields here and builds its layer in
-    # TransformerBlock.make_ffn; nothing else in the model needs to change.
+    # Lesson 08 (mixture of experts): its layer is built in TransformerBlock.make_ffn and its auxiliary
+    # losses are added in GPT.forward; nothing else in the model needs to change.
+    n_experts: int = 0
+    moe_top_k: int = 2
+    moe_capacity_factor: float | None = None
+    moe_aux_loss_coef: float = 0.01  # Switch Transformer's alpha = 1e-2
+    moe_z_loss_coef: float = 0.0  # ST-MoE uses 1e-3
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
@@ -187,6 +197,18 @@ class GPTConfig:
         _check_bool("causal", self.causal)
         if self.attn_scale is not None:
             _check_positive_float("attn_scale", self.attn_scale)
+        _check_int("n_experts", self.n_experts, minimum=0)
+        _check_int("moe_top_k", self.moe_top_k)
+        if self.n_experts and self.moe_top_k > self.n_experts:
+            raise ValueError(f"moe_top_k must be in [1, n_experts={self.n_experts}], got {self.moe_top_k}")
+        if self.moe_capacity_factor is not None:
+            _check_positive_float("moe_capacity_factor", self.moe_capacity_factor)
+        for name in ("moe_aux_loss_coef", "moe_z_loss_coef"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number >= 0, got {value!r} of type {type(value).__name__}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
     @property
     def head_dim(self) -> int:
@@ -349,7 +371,11 @@ class TransformerBlock(nn.Module):
 
     def make_ffn(self, config: GPTConfig) -> nn.Module:
         """The per-token feed-forward block: the one place where the FFN is chosen (lesson 08 returns a
-        mixture-of-experts layer here)."""
+        mixture-of-experts layer here when n_experts > 0)."""
+        if config.n_experts > 0:
+            return MoELayer(config.d_model, config.ffn_dim, config.n_experts, config.moe_top_k,
+                            capacity_factor=config.moe_capacity_factor, activation=config.activation,
+                            bias=config.bias, dropout=config.dropout, fused=config.kernels == "torch")
         return FeedForward(config.d_model, config.ffn_dim, config.activation, bias=config.bias,
                            dropout=config.dropout, fused=config.kernels == "torch")
 
@@ -555,9 +581,21 @@ class GPT(nn.Module):
                 shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {shape}")
             loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
+            if self.training and self.config.n_experts > 0:  # lesson 08: keep the routers balanced
+                loss = loss + self.moe_aux_loss()
         if return_hidden or return_attn:
             return logits, loss, trace
         return logits, loss
+
+    def moe_aux_loss(self) -> Tensor:
+        """moe_aux_loss_coef · sum of the layers' load-balancing losses + moe_z_loss_coef · sum of their
+        router z-losses, from the last forward (a 0-d tensor; 0 for a dense model)."""
+        total = self.tok_emb.weight.new_zeros(())
+        for block in self.blocks:
+            if isinstance(block.ffn, MoELayer) and block.ffn.last_aux_loss is not None:
+                total = total + self.config.moe_aux_loss_coef * block.ffn.last_aux_loss
+                total = total + self.config.moe_z_loss_coef * block.ffn.last_z_loss
+        return total
 
     @torch.no_grad()
     def generate(
@@ -645,9 +683,10 @@ def logit_lens(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> Tensor
 
 # what each transformers architecture fixes, as (field, required value); the rest maps onto its config
 _GPT2_NEEDS = (("norm", "layernorm"), ("pos", "learned"), ("prenorm", True), ("residual", True),
-               ("bias", True), ("n_kv_head == n_head", True), ("causal", True), ("attn_scale", None))
+               ("bias", True), ("n_kv_head == n_head", True), ("causal", True), ("attn_scale", None),
+               ("n_experts", 0))
 _LLAMA_NEEDS = (("norm", "rmsnorm"), ("pos", "rope"), ("prenorm", True), ("residual", True),
-                ("causal", True), ("attn_scale", None))
+                ("causal", True), ("attn_scale", None), ("n_experts", 0))
 _GPT2_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
 _LLAMA_ACT = {"swiglu": "silu", "geglu": "gelu"}  # Llama's MLP is gated: act(gate_proj(x)) * up_proj(x)
 
@@ -752,7 +791,7 @@ def to_hf(model: GPT):
     with our weights and the same logits, in float32 and eval mode, on the model's device.
 
     Raises ValueError naming the fields when neither architecture can represent the config
-    (e.g. pos='alibi', post-norm, no residual, GQA with LayerNorm).
+    (e.g. pos='alibi', post-norm, no residual, GQA with LayerNorm, n_experts > 0).
     """
     from transformers import GPT2LMHeadModel, LlamaForCausalLM
 

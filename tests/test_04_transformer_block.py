@@ -497,3 +497,23 @@ def test_bad_forward_arguments_raise_naming_the_argument():
         residual_norms(torch.nn.Linear(2, 2), idx)
     with pytest.raises(TypeError, match="config"):
         GPT({"vocab_size": 10})
+
+
+def test_n_experts_swaps_the_ffn_for_lesson_08s_moe_layer_and_to_hf_refuses_it():
+    from llmlab.moe import MoELayer
+
+    dense = GPT(llama_config(vocab_size=32, block_size=8, n_layer=2, n_head=2, d_model=16))
+    assert dense.config.n_experts == 0 and not any(isinstance(b.ffn, MoELayer) for b in dense.blocks)
+    moe = GPT(llama_config(vocab_size=32, block_size=8, n_layer=2, n_head=2, d_model=16, n_experts=3,
+                           moe_top_k=1, moe_capacity_factor=1.5))
+    for block in moe.blocks:
+        assert isinstance(block.ffn, MoELayer)
+        assert (block.ffn.n_experts, block.ffn.top_k, block.ffn.capacity_factor) == (3, 1, 1.5)
+        assert block.ffn.d_ff == moe.config.ffn_dim  # each expert is as wide as the dense FFN
+    moe.train()
+    _, loss = moe(torch.randint(0, 32, (2, 8)), torch.randint(0, 32, (2, 8)))
+    assert loss.dim() == 0 and moe.moe_aux_loss() > 0 and float(dense.moe_aux_loss()) == 0.0
+    with pytest.raises(ValueError, match="n_experts"):
+        to_hf(moe)
+    with pytest.raises(ValueError, match="moe_top_k"):
+        GPTConfig(n_experts=2, moe_top_k=3)
