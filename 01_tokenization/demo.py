@@ -550,14 +550,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-corpus", choices=DOMAINS, default="python-docs",
                         help="corpus the tokenizer is trained on (default python-docs: English prose)")
     args = parser.parse_args(argv)
-    threads = torch.get_num_threads()
-    # These models are tiny: a second thread saves little (5.2 vs 6.1 ms a step, measured) and costs a lot
-    # when the cores are busy with something else (140 ms a step), so the demo runs single-threaded.
-    torch.set_num_threads(1)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return _run(args)  # Demo runs torch on --threads threads (default 1)
 
 
 def _run(args) -> dict:

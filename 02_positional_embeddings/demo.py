@@ -631,14 +631,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
     if args.rope_base is not None and not (math.isfinite(args.rope_base) and args.rope_base > 1):
         parser.error(f"--rope-base must be a finite number > 1, got {args.rope_base}")
-    threads = torch.get_num_threads()
-    # These models are tiny: a second thread saves little and costs a lot when the cores are busy with
-    # anything else (lesson 01 measured 5 ms vs 140 ms a step), so the demo runs single-threaded.
-    torch.set_num_threads(1)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return _run(args)  # Demo runs torch on --threads threads (default 1)
 
 
 def _run(args) -> dict:

@@ -690,13 +690,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="break: divide by the temperature after top-k/top-p instead of before")
     parser.add_argument("--prompt", type=str, default=None, help="your own context for experiment 1")
     args = parser.parse_args(argv)
-    threads = torch.get_num_threads()
-    # a 4-layer, 128-wide model: a second thread buys little and costs a lot when the cores are busy
-    torch.set_num_threads(1)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return _run(args)  # Demo runs torch on --threads threads (default 1)
 
 
 def _run(args) -> dict:
