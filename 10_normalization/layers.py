@@ -206,6 +206,24 @@ def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
+# --------------------------------------------------------------------------- analysis
+
+
+def token_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token (mean, std, rms) over the last dimension: x (..., d) -> three (...) tensors.
+
+    std is the biased one (divide by d), the statistic LayerNorm divides by, so rms^2 = mean^2 + std^2
+    exactly: RMSNorm rescales by the rms, LayerNorm removes the mean and rescales by the std, and the
+    two agree when a token's mean is small next to its rms. Computed in float32 at least.
+    """
+    _check_tensor("x", x)
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    mean = xf.mean(dim=-1)  # (...)
+    std = (xf - mean.unsqueeze(-1)).pow(2).mean(dim=-1).sqrt()  # (...)
+    rms = xf.pow(2).mean(dim=-1).sqrt()  # (...)
+    return mean, std, rms
+
+
 # --------------------------------------------------------------------------- modules
 
 

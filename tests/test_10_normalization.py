@@ -444,3 +444,51 @@ def test_fused_feed_forward_equals_the_from_scratch_one(activation):
 def test_fused_must_be_a_bool():
     with pytest.raises(TypeError, match="fused"):
         LayerNorm(8, fused="yes")
+
+
+# --------------------------------------------------------------------------- analysis helpers
+
+
+def test_token_statistics_match_torch_mean_std_and_rms():
+    from llmlab.normalization.layers import token_statistics
+
+    x = 2.0 + 3.0 * torch.randn(5, 7, 48, dtype=torch.float64)
+    mean, std, rms = token_statistics(x)
+    assert mean.shape == std.shape == rms.shape == (5, 7)
+    torch.testing.assert_close(mean, x.mean(-1))
+    torch.testing.assert_close(std, x.std(-1, correction=0))
+    torch.testing.assert_close(rms, torch.linalg.vector_norm(x, dim=-1) / 48**0.5)
+    # the identity that relates the two norms: rms^2 = mean^2 + std^2
+    torch.testing.assert_close(rms**2, mean**2 + std**2)
+
+
+def test_token_statistics_after_each_norm_are_what_the_norm_promises():
+    from llmlab.normalization.layers import token_statistics
+
+    x = 4.0 + 10.0 * torch.randn(32, 64, dtype=torch.float64)
+    mean, std, _ = token_statistics(layer_norm(x, eps=1e-30))
+    torch.testing.assert_close(mean, torch.zeros(32, dtype=torch.float64))
+    torch.testing.assert_close(std, torch.ones(32, dtype=torch.float64))
+    mean, std, rms = token_statistics(rms_norm(x, eps=1e-30))
+    torch.testing.assert_close(rms, torch.ones(32, dtype=torch.float64))
+    assert (mean.abs() > 0.1).all()  # RMSNorm keeps the direction, mean included: no centring
+
+
+def test_token_statistics_of_half_precision_are_float32():
+    from llmlab.normalization.layers import token_statistics
+
+    x = torch.full((2, 64), 300.0, dtype=torch.float16)  # x^2 = 9e4 overflows float16
+    mean, std, rms = token_statistics(x)
+    assert rms.dtype == torch.float32
+    torch.testing.assert_close(rms, torch.full((2,), 300.0))
+
+
+def test_token_statistics_rejects_bad_input():
+    from llmlab.normalization.layers import token_statistics
+
+    with pytest.raises(TypeError, match="x"):
+        token_statistics([1.0, 2.0])
+    with pytest.raises(TypeError, match="x"):
+        token_statistics(torch.arange(4))
+    with pytest.raises(ValueError, match="x"):
+        token_statistics(torch.tensor(1.0))
