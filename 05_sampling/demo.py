@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from llmlab.kv_cache.cache import cache_for  # a later lesson's cache, used for speed
 from llmlab.sampling import (
     PRESETS,
     apply_temperature,
@@ -121,25 +122,6 @@ def real_contexts(lab: LabModel, n_windows: int, seed: int, device) -> dict:
             "targets": targets.reshape(-1).cpu()}
 
 
-class _AppendCache:
-    """The smallest KV cache GPT.forward accepts: append the new keys/values, return them all.
-
-    Without it every generated token recomputes the whole context, and experiments 2, 4 and 5 would take
-    minutes; lesson 06 builds the real cache (preallocated, measured) and its `generate`.
-    """
-
-    def __init__(self) -> None:
-        self.keys: dict[int, torch.Tensor] = {}
-        self.values: dict[int, torch.Tensor] = {}
-
-    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
-        if layer_idx in self.keys:
-            k = torch.cat([self.keys[layer_idx], k], dim=2)  # (B, H_kv, T_past + T_new, D)
-            v = torch.cat([self.values[layer_idx], v], dim=2)
-        self.keys[layer_idx], self.values[layer_idx] = k, v
-        return k, v
-
-
 Sampler = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -159,7 +141,9 @@ def sample_continuations(lab: LabModel, prompts: torch.Tensor, n_new: int, sampl
     every sampled token: how likely the model finds what the sampling rule picked."""
     device = prompts.device
     generator = torch.Generator(device=device).manual_seed(seed)  # the same draws for every setting
-    cache, T0 = _AppendCache(), prompts.shape[1]
+    T0 = prompts.shape[1]
+    # lesson 06's KV cache: without it every token would recompute the whole context (minutes, not seconds)
+    cache = cache_for(lab.model, batch_size=prompts.shape[0], max_len=T0 + n_new)
     logits, _ = lab.model(prompts, positions=torch.arange(T0, device=device), kv_cache=cache)
     last = logits[:, -1].float()  # (B, vocab)
     tokens, nll = [], []
