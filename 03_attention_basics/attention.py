@@ -30,7 +30,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "MultiHeadAttention",
+    "attention_distance",
+    "attention_entropy",
     "causal_mask",
+    "head_divergence",
+    "jensen_shannon",
     "scaled_dot_product_attention",
     "single_query_attention",
 ]
@@ -201,6 +205,109 @@ def scaled_dot_product_attention(
         weights = F.dropout(weights, p=dropout_p)  # zeroes weights, scales the rest by 1/(1-p)
     out = weights @ v  # (..., Tq, Dv)
     return out, weights
+
+
+# ----------------------------------------------------------------------------------------------------
+# analysis: what a head does, in numbers (the demo measures head diversity and saturation with these)
+
+
+def _check_weights(name: str, weights: object, min_ndim: int = 1) -> Tensor:
+    """Attention weights: a float tensor whose rows (last dim) are probability distributions.
+
+    A row of zeros (a query that may attend nothing, see scaled_dot_product_attention) is allowed.
+    """
+    _check_tensor(name, weights, min_ndim=min_ndim)
+    if weights.numel() == 0 or weights.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one key per row, got shape {tuple(weights.shape)}")
+    if (weights < 0).any() or not torch.isfinite(weights).all():
+        raise ValueError(f"{name} must hold finite probabilities >= 0, got min {weights.min().item():.3g}")
+    sums = weights.float().sum(-1)
+    tol = 1e-2 if weights.dtype in _LOW_PRECISION else 1e-3
+    if not (((sums - 1).abs() <= tol) | (sums == 0)).all():
+        bad = sums[((sums - 1).abs() > tol) & (sums != 0)][0].item()
+        raise ValueError(
+            f"{name} rows must sum to 1 (or 0 for a fully masked row), got a row summing to {bad:.4g}"
+        )
+    return weights
+
+
+def _check_base(base: object) -> float:
+    if isinstance(base, bool) or not isinstance(base, Real):
+        raise TypeError(f"base must be a number > 1, got {type(base).__name__}")
+    if not (math.isfinite(base) and base > 1):
+        raise ValueError(f"base must be a finite number > 1, got {base}")
+    return float(base)
+
+
+def attention_entropy(weights: Tensor, *, base: float = math.e) -> Tensor:
+    """The entropy H(w) = -sum_j w_j log w_j of each row of attention weights: (..., Tq, Tk) -> (..., Tq).
+
+    0 when a query looks at one key only (one-hot: the softmax is saturated), log(n) when it spreads
+    evenly over n keys (a causal query at position i can reach at most log(i + 1)). In nats by default;
+    base=2 gives bits. 0 log 0 = 0, so masked keys and fully masked rows count as nothing.
+    """
+    _check_weights("weights", weights)
+    return _entropy(weights, _check_base(base))
+
+
+def _entropy(weights: Tensor, base: float) -> Tensor:
+    w = weights.float() if weights.dtype in _LOW_PRECISION else weights
+    return -torch.special.xlogy(w, w).sum(-1) / math.log(base)  # (..., Tq)  xlogy: 0 log 0 = 0
+
+
+def jensen_shannon(p: Tensor, q: Tensor, *, base: float = math.e) -> Tensor:
+    """Jensen-Shannon divergence between rows of two attention patterns: (..., Tk), (..., Tk) -> (...).
+
+        JSD(p, q) = H((p + q) / 2) - (H(p) + H(q)) / 2       (Lin 1991)
+
+    Symmetric, 0 only when p == q, at most log(2) (1 bit with base=2) for disjoint supports, and, unlike
+    KL, finite when one pattern puts zero weight where the other does not (masked keys).
+    """
+    _check_weights("p", p)
+    _check_weights("q", q)
+    if p.shape != q.shape:
+        raise ValueError(f"q must have the shape of p {tuple(p.shape)}, got {tuple(q.shape)}")
+    base = _check_base(base)
+    mixture = (p + q) / 2  # (..., Tk)
+    h = attention_entropy  # clamp: rounding can leave -1e-17 where p == q
+    return (h(mixture, base=base) - (h(p, base=base) + h(q, base=base)) / 2).clamp_min(0.0)
+
+
+def head_divergence(weights: Tensor, *, base: float = math.e) -> Tensor:
+    """How differently the heads attend: (B, H, Tq, Tk) -> (H, H) mean Jensen-Shannon divergence.
+
+    Entry (a, b) is JSD(head a's row, head b's row) averaged over the batch and the query rows, i.e. over
+    the same inputs, so it measures the heads and not the data. The diagonal is 0. Stack the maps of
+    several layers along dim 1 (torch.cat(maps, dim=1)) to compare every head of a model.
+    """
+    _check_weights("weights", weights, min_ndim=4)
+    if weights.ndim != 4:
+        raise ValueError(f"weights must have shape (B, H, Tq, Tk), got {tuple(weights.shape)}")
+    base = _check_base(base)
+    H = weights.shape[1]
+    rows = weights.transpose(0, 1).reshape(H, -1, weights.shape[-1])  # (H, B*Tq, Tk)
+    entropy = _entropy(rows, base)  # (H, B*Tq): each head's H(p), computed once
+    out = torch.zeros(H, H, dtype=torch.float64)
+    for a in range(H - 1):  # head a against the heads after it: memory H*B*Tq*Tk, not H*H*B*Tq*Tk
+        mixture = (rows[a : a + 1] + rows[a + 1 :]) / 2  # (H - a - 1, B*Tq, Tk)
+        jsd = _entropy(mixture, base) - (entropy[a : a + 1] + entropy[a + 1 :]) / 2  # (H - a - 1, B*Tq)
+        out[a, a + 1 :] = jsd.clamp_min(0.0).mean(-1).double().cpu()
+    return out + out.T  # symmetric, zero diagonal
+
+
+def attention_distance(weights: Tensor) -> Tensor:
+    """Mean attention distance of each query: sum_j w_ij |pos_i - j|, (..., Tq, Tk) -> (..., Tq), in tokens.
+
+    The queries are the last Tq of the Tk positions (pos_i = Tk - Tq + i), as in self-attention (Tq = Tk)
+    and with a KV cache. Small = local heads (previous token), large = heads that reach far back
+    (Dosovitskiy et al. 2021 use the same measure for vision transformers, their Fig. 7).
+    """
+    _check_weights("weights", weights, min_ndim=2)
+    Tq, Tk = weights.shape[-2:]
+    query_pos = torch.arange(Tk - Tq, Tk, device=weights.device)[:, None]  # (Tq, 1)
+    key_pos = torch.arange(Tk, device=weights.device)[None, :]  # (1, Tk)
+    distance = (query_pos - key_pos).abs().to(weights.dtype)  # (Tq, Tk)
+    return (weights * distance).sum(-1)  # (..., Tq)
 
 
 class MultiHeadAttention(nn.Module):

@@ -2,11 +2,13 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.spatial.distance import jensenshannon  # an independent reference for the JSD
 from torch import nn
 from torch.nn.attention.bias import causal_lower_right
 
@@ -15,6 +17,12 @@ from llmlab.attention_basics import (
     causal_mask,
     scaled_dot_product_attention,
     single_query_attention,
+)
+from llmlab.attention_basics.attention import (
+    attention_distance,
+    attention_entropy,
+    head_divergence,
+    jensen_shannon,
 )
 
 F64 = dict(dtype=torch.float64)
@@ -395,3 +403,96 @@ def test_multi_head_attention_rejects_bad_input():
         mha(torch.randn(2, 5, 8), kv=torch.randn(3, 5, 8))
     with pytest.raises(ValueError, match="mask"):
         mha(torch.randn(2, 5, 8), mask=torch.ones(4, 4, dtype=torch.bool))
+
+
+# --- analysis helpers: entropy, Jensen-Shannon divergence, head divergence, attention distance ------
+
+def random_rows(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(3 * torch.randn(*shape, generator=g, **F64), dim=-1)
+
+
+def test_entropy_matches_torch_categorical_and_closed_forms():
+    w = random_rows(2, 3, 5, 7)
+    expected = torch.distributions.Categorical(probs=w).entropy()
+    torch.testing.assert_close(attention_entropy(w), expected, **TIGHT)
+    torch.testing.assert_close(attention_entropy(w, base=2), expected / math.log(2), **TIGHT)
+    uniform = torch.full((4, 10), 0.1, **F64)
+    torch.testing.assert_close(attention_entropy(uniform), torch.full((4,), math.log(10), **F64), **TIGHT)
+    assert torch.equal(attention_entropy(torch.eye(6, **F64)), torch.zeros(6, **F64))  # one-hot: saturated
+
+
+def test_entropy_of_causal_uniform_attention_is_log_of_the_visible_keys():
+    T = 9
+    q = k = torch.zeros(1, T, 4, **F64)  # equal scores: each query spreads evenly over what it may see
+    _, w = scaled_dot_product_attention(q, k, k, causal=True)
+    expected = torch.log(torch.arange(1, T + 1, **F64))[None]
+    torch.testing.assert_close(attention_entropy(w), expected, **TIGHT)
+
+
+def test_entropy_of_a_fully_masked_row_is_zero():
+    q, k, v = qkv(Tq=3, Tk=4)
+    _, w = scaled_dot_product_attention(q, k, v, mask=torch.tensor([True, False, True])[:, None])
+    assert attention_entropy(w)[1] == 0.0
+
+
+@pytest.mark.parametrize("base", [math.e, 2.0])
+def test_jensen_shannon_matches_scipy(base):
+    p, q = random_rows(6, 8, seed=1), random_rows(6, 8, seed=2)
+    expected = torch.tensor([jensenshannon(a, b, base=base) ** 2 for a, b in zip(p.numpy(), q.numpy())])
+    torch.testing.assert_close(jensen_shannon(p, q, base=base), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_jensen_shannon_is_symmetric_zero_on_equal_rows_and_one_bit_when_disjoint():
+    p, q = random_rows(4, 5, seed=3), random_rows(4, 5, seed=4)
+    torch.testing.assert_close(jensen_shannon(p, q), jensen_shannon(q, p), **TIGHT)
+    assert torch.equal(jensen_shannon(p, p), torch.zeros(4, **F64))
+    disjoint_a = torch.tensor([[0.5, 0.5, 0.0, 0.0]], **F64)
+    disjoint_b = torch.tensor([[0.0, 0.0, 0.25, 0.75]], **F64)
+    torch.testing.assert_close(jensen_shannon(disjoint_a, disjoint_b, base=2), torch.ones(1, **F64), **TIGHT)
+    assert (jensen_shannon(p, q, base=2) <= 1).all()
+
+
+def test_head_divergence_is_the_mean_row_jsd_for_every_pair_of_heads():
+    w = random_rows(2, 3, 4, 5, seed=5)  # (B, H, Tq, Tk)
+    d = head_divergence(w, base=2)
+    assert d.shape == (3, 3)
+    assert torch.equal(d.diagonal(), torch.zeros(3, **F64))
+    torch.testing.assert_close(d, d.T, **TIGHT)
+    for a in range(3):
+        for b in range(3):
+            rows_a, rows_b = w[:, a].reshape(-1, 5).numpy(), w[:, b].reshape(-1, 5).numpy()
+            expected = np.mean([jensenshannon(x, y, base=2) ** 2 for x, y in zip(rows_a, rows_b)])
+            assert d[a, b].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_attention_distance_of_previous_token_and_first_token_heads():
+    T = 6
+    previous = torch.zeros(T, T, **F64)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, T), torch.arange(T - 1)] = 1.0  # query i looks at i - 1
+    torch.testing.assert_close(attention_distance(previous), torch.tensor([0.0] + [1.0] * (T - 1), **F64))
+    first = torch.zeros(T, T, **F64)
+    first[:, 0] = 1.0  # every query looks at token 0 (an "attention sink")
+    torch.testing.assert_close(attention_distance(first), torch.arange(T, **F64))
+    # bottom-right alignment: one new query at position Tk - 1 (a KV cache) looking at key 0
+    torch.testing.assert_close(attention_distance(first[-1:]), torch.tensor([T - 1.0], **F64))
+
+
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: attention_entropy([[1.0]]), TypeError, "weights"),
+        (lambda: attention_entropy(torch.tensor([[0.5, 0.6]])), ValueError, "weights"),
+        (lambda: attention_entropy(torch.tensor([[1.5, -0.5]])), ValueError, "weights"),
+        (lambda: attention_entropy(torch.ones(2, 1), base=1.0), ValueError, "base"),
+        (lambda: attention_entropy(torch.ones(2, 1), base="e"), TypeError, "base"),
+        (lambda: jensen_shannon(torch.ones(2, 1), torch.ones(3, 1)), ValueError, "q"),
+        (lambda: jensen_shannon(torch.tensor([2.0]), torch.ones(1)), ValueError, "p"),
+        (lambda: head_divergence(torch.ones(2, 3, 1)), ValueError, "weights"),
+        (lambda: attention_distance(torch.ones(3)), ValueError, "weights"),
+    ],
+)
+def test_analysis_helpers_reject_bad_input(call, error, name):
+    with pytest.raises(error, match=rf"^{name}\b"):
+        call()
