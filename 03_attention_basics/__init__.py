@@ -2,12 +2,20 @@
 
 from llmlab.attention_basics.attention import (
     MultiHeadAttention,
+    attention_distance,
+    attention_entropy,
     causal_mask,
+    head_divergence,
+    jensen_shannon,
     scaled_dot_product_attention,
     single_query_attention,
 )
 
 __all__ = [
+    "attention_distance",
+    "head_divergence",
+    "jensen_shannon",
+    "attention_entropy",
     "MultiHeadAttention",
     "causal_mask",
     "scaled_dot_product_attention",

@@ -25,9 +25,11 @@ from llmlab.normalization.layers import (
     rms_norm,
     silu,
     swiglu,
+    token_statistics,
 )
 
 __all__ = [
+    "token_statistics",
     "ACTIVATIONS",
     "ELEMENTWISE_ACTIVATIONS",
     "GATED_ACTIVATIONS",
