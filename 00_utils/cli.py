@@ -151,6 +151,14 @@ class Demo:
         self.figures.append(path.name)
         return path
 
+    def timed(self, name: str, fn, *args, **kwargs):
+        """Run one experiment, `fn(*args, **kwargs)`, and record its seconds in
+        ``results["experiment_seconds"][name]``; returns what `fn` returns."""
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        self.results.setdefault("experiment_seconds", {})[name] = round(time.perf_counter() - start, 2)
+        return value
+
     @property
     def wall_time_s(self) -> float:
         return time.perf_counter() - self._start

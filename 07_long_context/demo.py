@@ -639,24 +639,17 @@ def main(argv: list[str] | None = None) -> None:
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     demo.results["settings"] = cfg
-    timing = demo.results["experiment_seconds"] = {}
-
-    def timed(name, fn, *fn_args):
-        start = time.perf_counter()
-        value = fn(*fn_args)
-        timing[name] = round(time.perf_counter() - start, 2)
-        return value
-
-    demo.results["attention_cost"] = timed("attention_cost", attention_cost, demo, cfg, args)
-    demo.results["exactness"] = timed("exactness", exactness, demo, cfg, args)
-    models, val_data = timed("train_models", train_models, demo, cfg, args)
-    demo.results["context_collapse"] = timed("context_collapse", context_collapse, demo, cfg, args, models,
-                                             val_data)
-    curves = timed("window_losses", window_losses, cfg, args, models, val_data,
+    demo.results["attention_cost"] = demo.timed("attention_cost", attention_cost, demo, cfg, args)
+    demo.results["exactness"] = demo.timed("exactness", exactness, demo, cfg, args)
+    models, val_data = demo.timed("train_models", train_models, demo, cfg, args)
+    demo.results["context_collapse"] = demo.timed("context_collapse", context_collapse, demo, cfg, args,
+                                                  models, val_data)
+    curves = demo.timed("window_losses", window_losses, cfg, args, models, val_data,
                    demo.results["context_collapse"]["loss_per_position"])
-    demo.results["long_documents"] = timed("long_documents", long_documents, demo, args, curves)
-    demo.results["window_size"] = timed("window_size", window_size, demo, cfg, args, curves)
-    demo.say("\n   Wall time per experiment (s): " + ", ".join(f"{k} {v}" for k, v in timing.items()))
+    demo.results["long_documents"] = demo.timed("long_documents", long_documents, demo, args, curves)
+    demo.results["window_size"] = demo.timed("window_size", window_size, demo, cfg, args, curves)
+    seconds = demo.results["experiment_seconds"]
+    demo.say("\n   Wall time per experiment (s): " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
     demo.finish()
 
 
