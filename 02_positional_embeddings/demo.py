@@ -125,7 +125,7 @@ def train_models(demo: Demo, cfg: dict, data: dict, specs: dict[str, dict], corp
     for label, overrides in specs.items():
         config = gpt2_config(vocab_size=data["tokenizer"].vocab_size, block_size=L, n_layer=cfg["n_layer"],
                              n_head=cfg["n_head"], d_model=cfg["d_model"], **overrides)
-        key = {"what": "lesson02-extrapolation", "config": asdict(config), "corpus": corpus,
+        key = {"what": "lesson02-extrapolation", "config": config.cache_key(), "corpus": corpus,
                "n_chars": cfg["n_chars"], "tokenizer": "char", "train": asdict(train_config),
                "seed": demo.seed}
 

@@ -614,7 +614,8 @@ def train_variants(demo: Demo, lab: LabModel, cfg: dict) -> tuple[dict, dict, di
         recipe = TrainConfig(steps=steps, batch_size=cfg["break_batch"], block_size=cfg["break_block"],
                              lr=3e-3, warmup_steps=steps // 10, eval_iters=cfg["eval_iters"],
                              eval_interval=max(1, steps // (4 if demo.quick else 10)))
-        key = {"what": "lesson03-break", "config": asdict(config), "train": asdict(recipe), "seed": demo.seed,
+        key = {"what": "lesson03-break", "config": config.cache_key(), "train": asdict(recipe),
+               "seed": demo.seed,
                "data": {"corpus": "stories", "quick": demo.quick, "n_train_tokens": len(lab.train_data)}}
 
         def build(config=config):

@@ -96,7 +96,7 @@ def lab_model(preset: str = "gpt2", *, quick: bool = False, device: torch.device
                                lr=3e-3, warmup_steps=min(100, recipe["steps"] // 10),
                                eval_interval=max(1, recipe["steps"] // 5),
                                eval_iters=5 if quick else 20)
-    key = {"what": "lab_model", "config": asdict(config), "corpus": "stories", "recipe": recipe,
+    key = {"what": "lab_model", "config": config.cache_key(), "corpus": "stories", "recipe": recipe,
            "train": asdict(train_config), "tokenizer": {"kind": "bpe-gpt4-split", "vocab_size": VOCAB_SIZE},
            "seed": seed}
 

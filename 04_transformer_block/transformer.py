@@ -210,6 +210,13 @@ class GPTConfig:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
+    def cache_key(self) -> dict:
+        """The fields that differ from GPTConfig's defaults: a key for cached trained models that stays
+        valid when a later lesson adds a field (with a default that keeps the old behaviour)."""
+        defaults = GPTConfig()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(defaults, f.name)}
+
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
@@ -330,16 +337,18 @@ class CausalSelfAttention(nn.Module):
 
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)  # (B, H_kv, T_all, D) each, past + new
-        n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T_all, D): one K/V head per query head
-
         mask = self.attention_mask(T, k.shape[-2], device=x.device, dtype=q.dtype)  # (Tq, Tk) | (H, Tq, Tk)
         dropout_p = self.config.dropout if self.training else 0.0
+        n_rep = self.n_head // self.n_kv_head
         if self.config.kernels == "torch" and not return_weights:
+            # enable_gqa reads each K/V head for its whole group in place: no copy of the cache per step
+            # (lesson 09 measured repeat_kv's copy making 4 K/V heads decode slower than 8)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                                 scale=self.config.attn_scale)  # (B, H, T, D)
+                                                 scale=self.config.attn_scale,
+                                                 enable_gqa=n_rep > 1)  # (B, H, T, D)
             weights = None
         else:
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T_all, D): one K/V head per query head
             out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p,
                                                         scale=self.config.attn_scale)
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, H*D): concat heads

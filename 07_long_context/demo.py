@@ -370,7 +370,7 @@ def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
         recipe = TrainConfig(steps=cfg["steps"], batch_size=batch, block_size=block, lr=3e-3,
                              warmup_steps=max(1, cfg["steps"] // 10), eval_interval=max(1, cfg["steps"] // 5),
                              eval_iters=10)
-        key = {"what": "long_context_gpt", "config": asdict(config), "train": asdict(recipe),
+        key = {"what": "long_context_gpt", "config": config.cache_key(), "train": asdict(recipe),
                "corpus": "stories", "n_chars": cfg["n_chars"], "tokenizer": "bpe-gpt4-split-1024",
                "seed": demo.seed}
 

@@ -517,3 +517,10 @@ def test_n_experts_swaps_the_ffn_for_lesson_08s_moe_layer_and_to_hf_refuses_it()
         to_hf(moe)
     with pytest.raises(ValueError, match="moe_top_k"):
         GPTConfig(n_experts=2, moe_top_k=3)
+
+
+def test_cache_key_names_only_the_fields_that_differ_from_the_defaults():
+    assert GPTConfig().cache_key() == {}
+    key = llama_config(n_layer=2).cache_key()
+    assert key["n_layer"] == 2 and key["norm"] == "rmsnorm" and "dropout" not in key
+    assert gpt2_config(n_kv_head=2).cache_key() != gpt2_config().cache_key()
