@@ -59,7 +59,7 @@ QUICK_NOTE = "quick mode: the lab model trained for a few seconds only; run with
 def settings(quick: bool) -> dict:
     if quick:
         return dict(n_stories=24, diversity_windows=4, sat_dims=[4, 16, 64, 256, 1024], sat_rows=128,
-                    sat_keys=64, break_steps=90, break_batch=8, break_block=64, eval_iters=2,
+                    sat_keys=64, break_steps=60, break_batch=8, break_block=64, eval_iters=2,
                     honest_windows=4, honest_stride=4, n_samples=4, sample_tokens=40)
     return dict(n_stories=200, diversity_windows=32, sat_dims=[4, 8, 16, 32, 64, 128, 256, 512, 1024],
                 sat_rows=1024, sat_keys=64, break_steps=400, break_batch=16, break_block=64, eval_iters=10,
