@@ -558,20 +558,13 @@ def main(argv: list[str] | None = None) -> None:
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick, args)
     demo.results["settings"] = cfg
-    timing = demo.results["experiment_seconds"] = {}
-
-    def timed(name, fn, *fn_args):
-        start = time.perf_counter()
-        value = fn(*fn_args)
-        timing[name] = round(time.perf_counter() - start, 2)
-        return value
-
-    lab = timed("lab_model", lambda: lab_model("llama", quick=demo.quick, device=demo.device, seed=demo.seed,
-                                               progress=not demo.quick))
-    demo.results["kv_memory"] = timed("kv_memory", kv_memory, demo, lab.config)
-    demo.results["decode_speed"] = timed("decode_speed", decode_speed, demo, cfg)
-    demo.results["quality"] = timed("quality", quality, demo, cfg, lab)
-    demo.say("\n   Wall time per experiment (s): " + ", ".join(f"{k} {v}" for k, v in timing.items()))
+    lab = demo.timed("lab_model", lab_model, "llama", quick=demo.quick, device=demo.device, seed=demo.seed,
+                     progress=not demo.quick)
+    demo.results["kv_memory"] = demo.timed("kv_memory", kv_memory, demo, lab.config)
+    demo.results["decode_speed"] = demo.timed("decode_speed", decode_speed, demo, cfg)
+    demo.results["quality"] = demo.timed("quality", quality, demo, cfg, lab)
+    seconds = demo.results["experiment_seconds"]
+    demo.say("\n   Wall time per experiment (s): " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
     demo.finish()
 
 
