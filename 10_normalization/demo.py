@@ -1070,14 +1070,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("n_layer", "steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    threads = torch.get_num_threads()
-    # These models are tiny: a second thread saves little and costs a lot when the cores are busy with
-    # something else (lesson 01 measured 5.2 vs 6.1 ms a step idle, 140 ms under contention): one thread.
-    torch.set_num_threads(1)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return _run(args)  # Demo runs torch on --threads threads (default 1)
 
 
 def _run(args) -> dict:

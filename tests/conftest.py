@@ -24,3 +24,11 @@ def _seed():
     import torch
 
     torch.manual_seed(0)
+
+
+def pytest_configure(config):
+    """One torch thread for the whole suite: the test models are tiny, a second thread saves little and,
+    on a busy 2-core machine, makes steps many times slower while the threads wait for each other."""
+    import torch
+
+    torch.set_num_threads(1)

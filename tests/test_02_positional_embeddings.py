@@ -32,8 +32,6 @@ from llmlab.positional_embeddings import (
 )
 from llmlab.positional_embeddings.positional_embeddings import offset_spread, similarity_vs_distance
 
-torch.set_num_threads(1)
-
 
 def llama_rotary(head_dim: int, n_heads: int = 4, base: float = 10000.0) -> LlamaRotaryEmbedding:
     config = LlamaConfig(

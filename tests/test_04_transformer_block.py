@@ -25,8 +25,6 @@ from llmlab.transformer_block import (
 )
 from llmlab.transformer_block.transformer import POSITIONS
 
-torch.set_num_threads(1)
-
 TINY = dict(vocab_size=61, block_size=16, n_layer=2, n_head=4, d_model=32)
 
 

@@ -24,8 +24,6 @@ from llmlab.kv_cache import (
 from llmlab.long_context import windowed_attention  # lesson 07: the sliding-window mask on a lab GPT
 from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config, to_hf
 
-torch.set_num_threads(1)
-
 TINY = dict(vocab_size=61, block_size=32, n_layer=2, n_head=4, d_model=32)
 
 

@@ -22,8 +22,6 @@ from llmlab.long_context import (
 from llmlab.positional_embeddings import alibi_bias, apply_rotary
 from llmlab.transformer_block import GPT, CausalSelfAttention, gpt2_config, llama_config
 
-torch.set_num_threads(1)
-
 
 def qkv(*shape, dtype=torch.float64, Tk=None):
     """Random q (shape) and k, v with Tk rows (default: the same T)."""

@@ -29,8 +29,6 @@ from llmlab.gqa import (
 )
 from llmlab.transformer_block import GPT, CausalSelfAttention, llama_config, to_hf
 
-torch.set_num_threads(1)
-
 
 @pytest.mark.parametrize("n_kv_heads, n_rep", [(1, 8), (2, 4), (4, 2), (3, 3), (4, 1)])
 def test_repeat_kv_matches_repeat_interleave_and_transformers(n_kv_heads, n_rep):

@@ -33,8 +33,6 @@ from llmlab.normalization import (
     swiglu,
 )
 
-torch.set_num_threads(1)
-
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
     """Give every parameter random values, so a copy that forgot one (e.g. a bias) is caught."""
