@@ -69,6 +69,11 @@ __all__ = [
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
 KERNELS = ("lab", "torch")
+INITS = ("fan_in", "gpt2")
+# bump when a change to the model code changes what the same config and seed train into (2: the
+# width-aware "fan_in" init and sqrt(d_model)-scaled embeddings for sinusoidal positions): cached
+# trained models (DESIGN §4) are keyed by it through GPTConfig.cache_key()
+MODEL_VERSION = 2
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -123,6 +128,14 @@ class GPTConfig:
     sliding_window: each query sees only its `sliding_window` most recent keys, itself included
         (Mistral's `sliding_window`, lesson 07); None = the whole causal context. Needs causal=True.
     attn_scale: the factor on q·k (None = 1/sqrt(head_dim); lesson 03's --no-scale passes 1.0).
+    init: "fan_in" (default) = every weight N(0, 1/fan_in) (LeCun et al. 1998, "Efficient BackProp"), the
+        embeddings N(0, 1/d_model) so that tied logits start at unit variance, and the projections that
+        write into the residual stream (o_proj, down_proj) further scaled by 1/sqrt(2·n_layer) (GPT-2);
+        "gpt2" = GPT-2's constant N(0, 0.02) (with the same residual scaling), which at d_model 64 makes
+        the product of a gated FFN (SwiGLU) second order at the start (lesson 10 measures it).
+    scale_embeddings: multiply the token embeddings by sqrt(d_model) before adding positions (Vaswani et
+        al. 2017, §3.4); None = only for pos="sinusoidal", whose table entries are O(1) and would swamp
+        unscaled N(0, 1/d_model) embeddings.
     n_experts: 0 = a dense FFN; > 0 = lesson 08's MoELayer with n_experts experts of width ffn_dim each,
         moe_top_k of them per token, at most moe_capacity_factor · fair share per expert (None: no limit).
         In training mode, GPT.forward adds moe_aux_loss_coef · sum over layers of the load-balancing loss
@@ -154,6 +167,8 @@ class GPTConfig:
     causal: bool = True
     sliding_window: int | None = None
     attn_scale: float | None = None
+    init: str = "fan_in"
+    scale_embeddings: bool | None = None
     # Lesson 08 (mixture of experts): its layer is built in TransformerBlock.make_ffn and its auxiliary
     # losses are added in GPT.forward; nothing else in the model needs to change.
     n_experts: int = 0
@@ -205,6 +220,9 @@ class GPTConfig:
                 raise ValueError("sliding_window needs causal=True (a window of the most recent keys)")
         if self.attn_scale is not None:
             _check_positive_float("attn_scale", self.attn_scale)
+        _check_choice("init", self.init, INITS)
+        if self.scale_embeddings is not None:
+            _check_bool("scale_embeddings", self.scale_embeddings)
         _check_int("n_experts", self.n_experts, minimum=0)
         _check_int("moe_top_k", self.moe_top_k)
         if self.n_experts and self.moe_top_k > self.n_experts:
@@ -219,11 +237,19 @@ class GPTConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
     def cache_key(self) -> dict:
-        """The fields that differ from GPTConfig's defaults: a key for cached trained models that stays
-        valid when a later lesson adds a field (with a default that keeps the old behaviour)."""
+        """The fields that differ from GPTConfig's defaults, and MODEL_VERSION: a key for cached trained
+        models that stays valid when a later lesson adds a field (with a default that keeps the old
+        behaviour) and changes when the model code changes what a config trains into."""
         defaults = GPTConfig()
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(defaults, f.name)}
+        key = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if getattr(self, f.name) != getattr(defaults, f.name)}
+        return {**key, "model_version": MODEL_VERSION}
+
+    @property
+    def embedding_scale(self) -> float:
+        """The factor on the token embeddings: sqrt(d_model) when scale_embeddings (None: for sinusoidal)."""
+        scale = self.pos == "sinusoidal" if self.scale_embeddings is None else self.scale_embeddings
+        return math.sqrt(self.d_model) if scale else 1.0
 
     @property
     def head_dim(self) -> int:
@@ -502,18 +528,30 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """GPT-2's init: every weight N(0, 0.02), biases 0, norms 1; the projections that write into the
-        residual stream (o_proj, down_proj) N(0, 0.02/sqrt(2·n_layer)): 2·n_layer of them add up, and
-        the scale keeps the stream's variance from growing with depth."""
+        """Biases 0, norms 1, weights normal with the std of config.init:
+        "fan_in": 1/sqrt(fan_in) for a linear layer, 1/sqrt(d_model) for the embeddings (a unit-variance
+            input keeps unit variance through every layer, whatever the width);
+        "gpt2": 0.02 everywhere (GPT-2's constant, tuned for d_model 768).
+        The projections that write into the residual stream (o_proj, down_proj) get std/sqrt(2·n_layer):
+        2·n_layer of them add up, and the scale keeps the stream's variance from growing with depth.
+        """
+        fan_in = self.config.init == "fan_in"
+        embeddings = [m.weight for m in self.modules() if isinstance(m, nn.Embedding)]
+        if self.pos_emb is not None:
+            embeddings.append(self.pos_emb.weight)
         for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                if getattr(module, "bias", None) is not None:
+            if isinstance(module, nn.Linear):
+                std = module.in_features ** -0.5 if fan_in else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for weight in embeddings:  # after the linears: a tied lm_head is the token embedding
+            nn.init.normal_(weight, mean=0.0, std=self.config.d_model ** -0.5 if fan_in else 0.02)
+        depth = 1 / math.sqrt(2 * self.config.n_layer)
         for name, param in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
+                std = param.shape[1] ** -0.5 if fan_in else 0.02
+                nn.init.normal_(param, mean=0.0, std=std * depth)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Scalar parameters (tied matrices once). non_embedding=True leaves out the token embedding, the
@@ -664,6 +702,8 @@ class GPT(nn.Module):
         positions, last = self._positions(idx, positions, attention_mask, start, allow_longer)
 
         x = self.tok_emb(idx)  # (B, T, d_model)
+        if self.config.embedding_scale != 1.0:
+            x = x * self.config.embedding_scale  # Vaswani et al.: embeddings on the scale of the positions
         pos_vectors = self._absolute_positions(positions, last)  # (T or B·T, d_model) or None
         if pos_vectors is not None:
             x = x + pos_vectors  # (B, T, d_model), broadcast over the batch

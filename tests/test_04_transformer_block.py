@@ -23,7 +23,7 @@ from llmlab.transformer_block import (
     residual_norms,
     to_hf,
 )
-from llmlab.transformer_block.transformer import POSITIONS
+from llmlab.transformer_block.transformer import MODEL_VERSION, POSITIONS
 
 TINY = dict(vocab_size=61, block_size=16, n_layer=2, n_head=4, d_model=32)
 
@@ -376,8 +376,8 @@ def test_generate_with_top_k_samples_only_the_k_most_likely_tokens():
 # construction: init, tying, GQA shapes, dropout
 
 
-def test_init_scales_residual_projections_by_one_over_sqrt_two_n_layer():
-    model = GPT(gpt2_config(n_layer=8))
+def test_gpt2_init_is_002_with_residual_projections_scaled_by_one_over_sqrt_two_n_layer():
+    model = GPT(gpt2_config(n_layer=8, init="gpt2"))
     for name, p in model.named_parameters():
         if name.endswith(("o_proj.weight", "down_proj.weight")):
             assert p.std().item() == pytest.approx(0.02 / math.sqrt(16), rel=0.1), name
@@ -385,6 +385,36 @@ def test_init_scales_residual_projections_by_one_over_sqrt_two_n_layer():
             assert p.std().item() == pytest.approx(0.02, rel=0.1), name
     assert model.lm_head.weight is model.tok_emb.weight
     assert GPT(llama_config()).lm_head.weight is not GPT(llama_config()).tok_emb.weight
+
+
+@pytest.mark.parametrize("preset", [gpt2_config, llama_config])
+def test_fan_in_init_keeps_unit_variance_through_every_layer_whatever_the_width(preset):
+    model = GPT(preset(n_layer=8, d_model=256, n_head=4, n_experts=0))
+    assert model.config.init == "fan_in"
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        fan_in = p.shape[1] if "emb" not in name else model.config.d_model
+        depth = 1 / math.sqrt(16) if name.endswith(("o_proj.weight", "down_proj.weight")) else 1.0
+        assert p.std().item() == pytest.approx(fan_in ** -0.5 * depth, rel=0.1), name
+    with torch.no_grad():  # tied logits of normalised inputs start at unit variance
+        logits = torch.randn(4096, 256) @ GPT(gpt2_config(d_model=256)).tok_emb.weight.T
+        assert logits.std().item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_sinusoidal_positions_scale_the_token_embeddings_by_sqrt_d_model():
+    config = gpt2_config(pos="sinusoidal", d_model=64, n_head=4)
+    assert config.embedding_scale == 8.0 and gpt2_config().embedding_scale == 1.0
+    assert gpt2_config(scale_embeddings=True).embedding_scale == math.sqrt(128)  # d_model 128
+    model = GPT(config).eval()
+    unscaled = GPT(dataclasses.replace(config, scale_embeddings=False)).eval()
+    unscaled.load_state_dict(model.state_dict())
+    idx = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        scaled_in = model(idx, return_hidden=True)[2].hidden[0]
+        plain_in = unscaled(idx, return_hidden=True)[2].hidden[0]
+        table = model.pos_table[:16]
+    torch.testing.assert_close(scaled_in - table, 8.0 * (plain_in - table))
 
 
 def test_grouped_kv_heads_shrink_the_key_value_projections():
@@ -531,7 +561,7 @@ def test_n_experts_swaps_the_ffn_for_lesson_08s_moe_layer_and_to_hf_refuses_it()
 
 
 def test_cache_key_names_only_the_fields_that_differ_from_the_defaults():
-    assert GPTConfig().cache_key() == {}
+    assert GPTConfig().cache_key() == {"model_version": MODEL_VERSION}
     key = llama_config(n_layer=2).cache_key()
     assert key["n_layer"] == 2 and key["norm"] == "rmsnorm" and "dropout" not in key
     assert gpt2_config(n_kv_head=2).cache_key() != gpt2_config().cache_key()

@@ -387,7 +387,7 @@ def test_int8_cache_generation_stays_close_to_the_full_cache():
     with torch.no_grad():  # the exact logits on the int8 run's own tokens: both see identical contexts
         exact = model(out[:, :-1])[0][:, -20:]  # (B, 20, vocab)
     error = (int8_logits - exact).abs().max()
-    assert 0 < error < 0.02 * exact.abs().max()  # lossy, but by less than 2% of the logits' range
+    assert 0 < error < 0.05 * exact.abs().max()  # lossy (step absmax/127 per element), by < 5% of the range
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -392,8 +392,10 @@ def test_every_moe_setting_keeps_the_gpt_causal_and_batch_rows_independent(setti
     other_rows[1:] = torch.randint(0, 61, (2, 32), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         base = model(idx)[0]
-        torch.testing.assert_close(model(future)[0][:, :20], base[:, :20], rtol=0, atol=0)
-        torch.testing.assert_close(model(other_rows)[0][0], base[0], rtol=0, atol=0)
+        # up to float rounding (an expert's batch of tokens changes shape); a served-before-an-earlier-
+        # token future moved these logits by ~5e-3
+        torch.testing.assert_close(model(future)[0][:, :20], base[:, :20], rtol=0, atol=1e-5)
+        torch.testing.assert_close(model(other_rows)[0][0], base[0], rtol=0, atol=1e-5)
     if settings.get("moe_capacity_factor") == 0.5:  # the setting must really drop something
         stats = [b.ffn.last_stats for b in model.blocks]
         assert sum(s.n_dropped for s in stats) > 0
