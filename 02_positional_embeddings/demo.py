@@ -228,7 +228,7 @@ def similarity_experiment(demo: Demo, cfg: dict, models: dict, n_positions: int,
         table = models["learned"]["model"].pos_emb.weight.detach().cpu()
         curves["learned, trained"] = similarity_vs_distance(table, cosine=True).numpy()
         torch.manual_seed(demo.seed)
-        init = torch.empty_like(table).normal_(0.0, 0.02)  # the table before training (GPT-2's init)
+        init = GPT(models["learned"]["model"].config).pos_emb.weight.detach().cpu()  # before training
         curves["learned, at init"] = similarity_vs_distance(init, cosine=True).numpy()
         learned_stats = {"learned_cos_neighbour": float(curves["learned, trained"][1]),
                          "learned_init_cos_neighbour": float(curves["learned, at init"][1]),

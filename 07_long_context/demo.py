@@ -392,13 +392,14 @@ def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
                          + (" (cached)" if m["cache_hit"] else "") for n, m in models.items()))
     val = {n: m["history"].final_val_loss for n, m in models.items() if "@" not in n}
     if "sinusoidal" in val and val["sinusoidal"] > min(val.values()) + 0.5:
-        table = models["sinusoidal"]["model"].pos_table  # (block_size, d_model), fixed
+        model = models["sinusoidal"]["model"]
+        table = model.pos_table  # (block_size, d_model), fixed
         torch.manual_seed(demo.seed)
-        init = GPT(models["sinusoidal"]["model"].config).tok_emb.weight  # the embeddings before training
+        init = GPT(model.config).tok_emb.weight * model.config.embedding_scale  # token vectors at init
         ratio = table.norm(dim=-1).mean().item() / init.norm(dim=-1).mean().item()
         demo.say(f"   sinusoidal trains {val['sinusoidal'] - min(val.values()):.2f} nats worse than the best "
-                 f"(val {val['sinusoidal']:.2f}): its fixed table rows are {ratio:.0f}x longer than the "
-                 "token embeddings at init (std 0.02): a likely cause, the position swamps the token.")
+                 f"(val {val['sinusoidal']:.2f}); its fixed table rows are {ratio:.2f}x the length of the "
+                 f"token vectors at init (embeddings scaled by sqrt(d_model), as Vaswani et al. do).")
     if demo.quick:
         demo.say(f"   (quick mode: {cfg['steps']} steps, the models are barely trained; run without --quick "
                  "for the real curves)")
