@@ -136,10 +136,19 @@ def get_device(name: str = "auto") -> torch.device:
 
 
 def demo_parser(description: str | None) -> argparse.ArgumentParser:
-    """The standard demo flags of DESIGN §2; add the lesson's break flags to the result."""
+    """The standard demo flags of DESIGN §2; add the lesson's break flags to the result.
+
+    Every flag's value is checked by its argparse type, so that a bad value is a usage error (exit 2)
+    naming the flag, never a traceback minutes later. The typed helpers of this module are registered
+    under their names, so a demo writes ``type="positive_int"`` without importing them:
+    ``positive_int``, ``nonneg_int``, ``positive_float``, ``nonneg_float``, ``unit_interval`` and
+    ``corpus`` (a built-in corpus or a checked UTF-8 file, see `corpus_arg`).
+    """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    for name, parse in TYPES.items():
+        parser.register("type", name, parse)
     parser.add_argument("--quick", action="store_true",
                         help="the whole demo in ~20 s on a 2-core CPU (tests and CI use it)")
     parser.add_argument("--out", type=Path, default=None,
@@ -182,6 +191,10 @@ def to_jsonable(value: Any) -> Any:
         return {k: to_jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
     return repr(value)
 
+
+# the argparse types a demo names by string (see `demo_parser`)
+TYPES = {"positive_int": positive_int, "nonneg_int": nonneg_int, "positive_float": positive_float,
+         "nonneg_float": nonneg_float, "unit_interval": unit_interval, "corpus": corpus_arg}
 
 _DEVICE_MISSING = {
     "cuda": "this torch build or machine has no CUDA GPU (torch.cuda.is_available() is False)",
