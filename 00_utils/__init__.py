@@ -11,6 +11,8 @@ that defines each name.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,3 +84,18 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """`llmlab.utils.train` is both a submodule and the function it defines. Importing a submodule
+    makes Python set it as an attribute of the package; for that one name, keep the function (as
+    the eager `from llmlab.utils.train import train` did), whoever imports the submodule first."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if (isinstance(value, types.ModuleType) and _SOURCES.get(name) == name
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

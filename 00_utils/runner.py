@@ -333,10 +333,11 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str) ->
     return 1 if failed else 0
 
 
-def cmd_figures(names: list[str], out: Path, allow_quick: bool) -> int:
-    """Copy a run's PNGs into each lesson's `figures/` folder: the images its README embeds (the
-    outputs/ folders are not committed). Refuses quick-mode runs unless `allow_quick`."""
-    root = Path(__file__).resolve().parent.parent
+def cmd_figures(names: list[str], out: Path, allow_quick: bool, root: Path | None = None) -> int:
+    """Copy a run's PNGs into each lesson's `figures/` folder under `root` (default: this source
+    checkout): the images its README embeds (the outputs/ folders are not committed). Refuses
+    quick-mode runs unless `allow_quick`."""
+    root = Path(__file__).resolve().parent.parent if root is None else root
     lessons = resolve(names) if names else [row for row in LESSONS
                                             if (out / row[0] / "results.json").exists()]
     if not lessons:
