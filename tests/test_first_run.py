@@ -5,6 +5,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -265,3 +266,22 @@ def test_the_runner_and_the_demo_flags_do_not_import_torch():
                           env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr
     assert "01_tokenization" in proc.stdout and "[demo]" in proc.stdout
+
+
+# ---------------------------------------------------------------- lesson READMEs
+
+SKELETON = ("## What you learn", "## The maths", "## Run it", "## What each figure shows", "## Reference run",
+            "## Questions to try")
+
+
+@pytest.mark.parametrize("package", [p for _, p, _ in runner.LESSONS if runner.has_demo(p)])
+def test_lesson_readme_follows_the_skeleton_and_embeds_committed_figures(package):
+    folder = runner.demo_file(package).parent
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    headings = [line.strip() for line in text.splitlines() if line.startswith("## ")]
+    assert [h for h in SKELETON if h in headings] == list(SKELETON), f"{folder.name}: {headings}"
+    assert f"cd {folder.name}" in text and f"pytest ../tests/test_{folder.name[:2]}_" in text
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert all(path.startswith("figures/") for path in images), images  # outputs/ is not committed
+    names = set(runner.figure_captions(folder / "demo.py")) | {"no_regex.png"}
+    assert {path.removeprefix("figures/") for path in images} <= names
