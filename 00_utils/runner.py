@@ -120,29 +120,36 @@ def figure_captions(demo_path: Path | None) -> dict[str, str]:
 
 
 def key_numbers(results: dict, limit: int = 12) -> list[tuple[str, str]]:
-    """The headline numbers of a results.json: its scalar values at the top two levels, in the order
-    the demo reported them (timings and settings left to the full table)."""
-    skip = re.compile(r"(seconds|timings?|_s$|settings|config|lab_model)", re.I)
+    """The headline numbers of a results.json: a demo's ``key_insights`` first when it has them,
+    then the measured values (floats) at the top two levels in the order the demo reported them.
+    Settings, timings and counts (ints) stay in the full table."""
+    skip = re.compile(r"(seconds|timings?|_s$|^settings$|^config$|^experiment_seconds$)", re.I)
     rows: list[tuple[str, str]] = []
 
-    def fmt(value) -> str:
+    def add(key: str, value) -> None:
+        if isinstance(value, bool) or len(rows) >= limit:
+            return
         if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value)
+            rows.append((key, f"{value:.4g}"))
+        elif isinstance(value, (int, str)) and key.startswith("key_insights"):
+            if not str(value).startswith("<"):
+                rows.append((key, str(value)[:80]))
 
+    def walk(prefix: str, value, depth: int) -> None:
+        if isinstance(value, dict) and depth < 2:
+            for key, inner in value.items():
+                if not skip.search(str(key)):
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner, depth + 1)
+        else:
+            add(prefix, value)
+
+    insights = results.get("key_insights")
+    if isinstance(insights, dict):
+        walk("key_insights", insights, 1)
     for key, value in results.items():
-        if skip.search(key):
-            continue
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            if not isinstance(value, str) or len(value) < 60:
-                rows.append((key, fmt(value)))
-        elif isinstance(value, dict):
-            for sub, inner in value.items():
-                if isinstance(inner, (int, float)) and not isinstance(inner, bool) and not skip.search(sub):
-                    rows.append((f"{key}.{sub}", fmt(inner)))
-        if len(rows) >= limit:
-            break
-    return rows[:limit]
+        if key != "key_insights" and not skip.search(key):
+            walk(key, value, 1)
+    return rows
 
 
 def _flatten(value, prefix: str = "", limit: int = 80) -> list[tuple[str, str]]:
@@ -327,7 +334,7 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str) ->
     failed = [folder for folder, code in done if code != 0]
     kept = len(runs) - len(done)
     print(f"\nllm-lab: {len(done) - len(failed)} of {len(done)} demos ran; gallery: {gallery}"
-          + (f" (with {kept} lessons from earlier runs)" if kept > 0 else ""))
+          + (f" (with {kept} lesson{'s' if kept > 1 else ''} from earlier runs)" if kept > 0 else ""))
     if failed:
         print(f"llm-lab: failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
