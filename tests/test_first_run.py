@@ -285,3 +285,21 @@ def test_lesson_readme_follows_the_skeleton_and_embeds_committed_figures(package
     assert all(path.startswith("figures/") for path in images), images  # outputs/ is not committed
     names = set(runner.figure_captions(folder / "demo.py")) | {"no_regex.png"}
     assert {path.removeprefix("figures/") for path in images} <= names
+
+
+def test_the_lab_model_trains_on_the_demos_corpus_file_and_keys_it_by_content(tmp_path, monkeypatch):
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import cli
+
+    monkeypatch.setattr(cli, "_active_corpus", None)  # restored afterwards: later tests use the stories
+
+    corpus = _write(tmp_path / "mine.txt", b"the quick brown fox jumps over the lazy dog. " * 300)
+    parser = demo_parser(None)
+    parser.add_argument("--corpus", type="corpus", default="stories")
+    args = parser.parse_args(["--corpus", str(corpus), "--device", "cpu", "--out", str(tmp_path / "out")])
+    Demo(args, lesson_file=tmp_path / "demo.py")  # the running demo's --corpus is the lab model's text
+    first = lab_model("gpt2", quick=True, steps=2, progress=False)
+    assert "quick brown fox" in first.decode(first.train_data[:30]) and not first.cache_hit
+    assert lab_model("gpt2", quick=True, steps=2, progress=False).cache_hit
+    _write(corpus, b"a different text, the same file name. " * 300)
+    assert not lab_model("gpt2", quick=True, steps=2, progress=False).cache_hit
