@@ -340,6 +340,20 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str) ->
     return 1 if failed else 0
 
 
+def _small_png(source: Path, target: Path) -> int:
+    """Copy a figure as a 256-colour palette PNG: a plot has few colours, so it looks the same at
+    about a third of the bytes (what the repository keeps for every reference run). Returns bytes."""
+    try:
+        from PIL import Image  # Pillow comes with matplotlib
+    except ImportError:
+        shutil.copyfile(source, target)
+    else:
+        with Image.open(source) as image:
+            image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                          dither=Image.Dither.NONE).save(target, optimize=True)
+    return target.stat().st_size
+
+
 def cmd_figures(names: list[str], out: Path, allow_quick: bool, root: Path | None = None) -> int:
     """Copy a run's PNGs into each lesson's `figures/` folder under `root` (default: this source
     checkout): the images its README embeds (the outputs/ folders are not committed). Refuses
@@ -368,9 +382,8 @@ def cmd_figures(names: list[str], out: Path, allow_quick: bool, root: Path | Non
             status = 2
             continue
         target.mkdir(exist_ok=True)
-        for name in data.get("figures", []):
-            shutil.copyfile(out / folder / name, target / name)
-        print(f"llm-lab: {folder}: {len(data.get('figures', []))} figures -> {target}")
+        sizes = [_small_png(out / folder / name, target / name) for name in data.get("figures", [])]
+        print(f"llm-lab: {folder}: {len(sizes)} figures ({sum(sizes) / 1e6:.1f} MB) -> {target}")
     return status
 
 

@@ -191,7 +191,9 @@ def _fake_run(out_root: Path, quick: bool = True):
     def run_demo(cmd):
         out = Path(cmd[cmd.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "fig.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        from PIL import Image
+
+        Image.new("RGB", (40, 30), (76, 114, 176)).save(out / "fig.png")
         (out / "results.json").write_text(json.dumps({
             "quick": quick, "seed": 0, "device": "cpu", "torch": "x", "figures": ["fig.png"],
             "results": {"val_loss": 1.234567, "timings_s": {"all": 3.0}, "speedup": {"at_100": 2.5}}}))
