@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -27,6 +28,8 @@ from llmlab.utils import (
 )
 from llmlab.utils.cli import corpus_arg, float_in, int_in
 from llmlab.utils.data import MIN_CORPUS_CHARS, CorpusFile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- demo flags
 
@@ -305,3 +308,40 @@ def test_the_lab_model_trains_on_the_demos_corpus_file_and_keys_it_by_content(tm
     assert lab_model("gpt2", quick=True, steps=2, progress=False).cache_hit
     _write(corpus, b"a different text, the same file name. " * 300)
     assert not lab_model("gpt2", quick=True, steps=2, progress=False).cache_hit
+
+
+# ---------------------------------------------------------------- the Makefile's set-up
+
+def _make_plan(tmp_path, *args, path_prefix=""):
+    """The commands `make` would run (`make -n`), for a venv that does not exist yet."""
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = path_prefix + env.get("PATH", "")
+    proc = subprocess.run(["make", "-n", *args, f"VENV={tmp_path / 'venv'}", "SYSTEM_PY=system-python3"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_installs_only_into_its_venv_never_the_system_python(tmp_path):
+    plan = _make_plan(tmp_path, "demo")
+    venv_python = f"{tmp_path / 'venv'}/bin/python"
+    assert f'system-python3 -m venv "{tmp_path / "venv"}"' in plan
+    for line in plan.splitlines():
+        if "pip install" in line:  # PEP 668: a system Python refuses pip installs
+            assert f"{venv_python} -m pip install" in line, line
+    assert "editable_mode=strict" in plan and f"{venv_python} -m llmlab.utils.runner run --quick" in plan
+
+
+def test_make_picks_the_cpu_torch_wheel_without_an_nvidia_gpu(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "nvidia-smi").chmod(0o755)
+    with_gpu = _make_plan(tmp_path, "install", path_prefix=f"{fake_bin}{os.pathsep}")
+    assert "--index-url" not in with_gpu and '-m pip install  "torch"' in with_gpu
+    if sys.platform != "darwin" and not shutil.which("nvidia-smi"):
+        assert "--index-url https://download.pytorch.org/whl/cpu" in _make_plan(tmp_path, "install")
+    override = _make_plan(tmp_path, "install", "TORCH_SPEC=torch==2.13.0", "TORCH_INDEX=")
+    assert '-m pip install  "torch==2.13.0"' in override
