@@ -76,6 +76,28 @@ def has_demo(package: str) -> bool:
     return demo_file(package) is not None
 
 
+def missing_from_install() -> list[str]:
+    """Lesson files that the strict editable install does not link yet (added after `make install`):
+    Python cannot import them as `llmlab.<lesson>.<module>` until the install is redone."""
+    missing = []
+    for folder, package, _ in LESSONS:
+        installed = lesson_dir(package)
+        if installed is None or not (installed / "__init__.py").is_symlink():
+            continue  # not a link tree: a normal or hook-based install sees the folder itself
+        source = (installed / "__init__.py").resolve().parent
+        missing += [f"{folder}/{path.name}" for path in sorted(source.glob("*.py"))
+                    if not (installed / path.name).exists()]
+    return missing
+
+
+def warn_if_install_is_stale() -> None:
+    missing = missing_from_install()
+    if missing:
+        print(f"llm-lab: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} not in the editable "
+              "install yet (new files); run `make install` so that `llmlab.*` imports find them",
+              file=sys.stderr)
+
+
 def resolve(names: list[str]) -> list[tuple[str, str, str]]:
     """Lessons by number ('01'), folder ('01_tokenization') or package ('tokenization')."""
     chosen = []
@@ -406,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="the run's folder (default ./outputs)")
     figures.add_argument("--allow-quick", action="store_true", help="also copy a --quick run's figures")
     args = parser.parse_args(argv)
+    if args.command in ("list", "run"):
+        warn_if_install_is_stale()
     if args.command == "list":
         return cmd_list()
     if args.command == "figures":

@@ -345,3 +345,16 @@ def test_make_picks_the_cpu_torch_wheel_without_an_nvidia_gpu(tmp_path):
         assert "--index-url https://download.pytorch.org/whl/cpu" in _make_plan(tmp_path, "install")
     override = _make_plan(tmp_path, "install", "TORCH_SPEC=torch==2.13.0", "TORCH_INDEX=")
     assert '-m pip install  "torch==2.13.0"' in override
+
+
+def test_a_lesson_file_added_after_the_install_is_reported(tmp_path, monkeypatch):
+    source, tree = tmp_path / "05_lesson", tmp_path / "build" / "lesson"
+    source.mkdir()
+    tree.mkdir(parents=True)
+    for name in ("__init__.py", "old.py", "new.py"):
+        (source / name).write_text("")
+    for name in ("__init__.py", "old.py"):  # what `pip install -e . editable_mode=strict` linked
+        (tree / name).symlink_to(source / name)
+    monkeypatch.setattr(runner, "LESSONS", [("05_lesson", "lesson", "a lesson")])
+    monkeypatch.setattr(runner, "lesson_dir", lambda package: tree)
+    assert runner.missing_from_install() == ["05_lesson/new.py"]
