@@ -20,14 +20,90 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch and numpy are imported inside the functions that need them: `demo.py --help` and the
+# runner parse flags without paying seconds for them.
 
 from llmlab.utils.reference import hardware
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+# ---- argparse types: a bad flag value is a usage error (exit 2) that names the flag -------------
+
+def int_in(low: int, high: int | None = None):
+    """An argparse type: an int in [low, high] (no upper bound when `high` is None)."""
+    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {value}")
+        return value
+
+    parse.__name__ = f"int {allowed}"
+    return parse
+
+
+def float_in(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+             high_open: bool = False):
+    """An argparse type: a finite float in the interval from `low` to `high` (open ends optional)."""
+    if low is not None and high is not None:
+        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        allowed = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        allowed = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        allowed = "finite"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {text!r}") from None
+        ok = math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a finite number {allowed}, got {text}")
+        return value
+
+    parse.__name__ = f"float {allowed}"
+    return parse
+
+
+positive_int = int_in(1)                           # steps, threads, sizes
+nonneg_int = int_in(0)                             # seeds, counts that may be zero
+positive_float = float_in(0.0, low_open=True)      # learning-rate scales, bases
+nonneg_float = float_in(0.0)                       # loss coefficients
+unit_interval = float_in(0.0, 1.0)                 # fractions and probabilities in [0, 1]
+
+
+def corpus_arg(text: str) -> str:
+    """An argparse type for ``--corpus``: a built-in corpus name, or a UTF-8 text file that is read
+    now (a file that cannot be decoded or is too short to train on is a usage error naming it).
+
+    A file comes back as a `CorpusFile` (a str: its path) that also carries the SHA-256 of its
+    content, so that `cached_training` keys models trained on it by content, not by path.
+    """
+    from llmlab.utils.data import CORPORA, CorpusError, CorpusFile, check_corpus
+
+    if text in CORPORA:
+        return text
+    try:
+        return CorpusFile(text, check_corpus(text))
+    except CorpusError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def set_seed(seed: int) -> None:
@@ -36,6 +112,9 @@ def set_seed(seed: int) -> None:
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - legacy global RNG, still used by libraries
     torch.manual_seed(seed)
@@ -43,6 +122,8 @@ def set_seed(seed: int) -> None:
 
 def get_device(name: str = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    import torch
+
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
     cuda = torch.cuda.is_available()
@@ -57,19 +138,28 @@ def get_device(name: str = "auto") -> torch.device:
 
 
 def demo_parser(description: str | None) -> argparse.ArgumentParser:
-    """The standard demo flags of DESIGN §2; add the lesson's break flags to the result."""
+    """The standard demo flags of DESIGN §2; add the lesson's break flags to the result.
+
+    Every flag's value is checked by its argparse type, so that a bad value is a usage error (exit 2)
+    naming the flag, never a traceback minutes later. The typed helpers of this module are registered
+    under their names, so a demo writes ``type="positive_int"`` without importing them:
+    ``positive_int``, ``nonneg_int``, ``positive_float``, ``nonneg_float``, ``unit_interval`` and
+    ``corpus`` (a built-in corpus or a checked UTF-8 file, see `corpus_arg`).
+    """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    for name, parse in TYPES.items():
+        parser.register("type", name, parse)
     parser.add_argument("--quick", action="store_true",
                         help="the whole demo in ~20 s on a 2-core CPU (tests and CI use it)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder for PNGs and results.json (default: <lesson>/outputs)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="auto picks cuda, then mps, then cpu")
     parser.add_argument("--show", action="store_true", help="also open the figures in windows")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads for torch (default 1: the lab's models are small, a second "
                              "thread saves little and costs a lot when the cores are busy)")
     return parser
@@ -77,6 +167,9 @@ def demo_parser(description: str | None) -> argparse.ArgumentParser:
 
 def to_jsonable(value: Any) -> Any:
     """Tensors, arrays, numpy scalars, paths and dataclass-like objects -> plain JSON values."""
+    import numpy as np
+    import torch
+
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         return value.item() if value.ndim == 0 else to_jsonable(value.tolist())
@@ -101,6 +194,36 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
+# the argparse types a demo names by string (see `demo_parser`)
+TYPES = {"positive_int": positive_int, "nonneg_int": nonneg_int, "positive_float": positive_float,
+         "nonneg_float": nonneg_float, "unit_interval": unit_interval, "corpus": corpus_arg}
+
+_DEVICE_MISSING = {
+    "cuda": "this torch build or machine has no CUDA GPU (torch.cuda.is_available() is False)",
+    "mps": "this machine has no Apple-silicon GPU (torch.backends.mps.is_available() is False)",
+}
+
+
+_active_corpus: str | None = None
+
+
+def active_corpus(default: str = "stories") -> str:
+    """The ``--corpus`` of the demo running in this process (the last `Demo` made), else `default`.
+
+    Shared helpers that train a model for a demo (lesson 04's `lab_model`) train on the corpus the
+    user chose without every demo passing it along.
+    """
+    return _active_corpus if _active_corpus is not None else default
+
+
+def has_display() -> bool:
+    """Whether figure windows can open: always on macOS and Windows, on Linux/BSD only with X11 or
+    Wayland (a server, a container or an ssh session without forwarding has neither)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 class Demo:
     """One run of a lesson demo: seeded, on a device, writing into one output folder.
 
@@ -112,7 +235,18 @@ class Demo:
     """
 
     def __init__(self, args: argparse.Namespace, lesson_file: str | os.PathLike):
+        import torch
+
         self.args = args
+        try:
+            self.device = get_device(args.device)
+        except ValueError:
+            # a usage error, not a traceback: one line that says what to do instead
+            print(f"{Path(sys.argv[0]).name}: error: --device {args.device}: {_DEVICE_MISSING[args.device]}; "
+                  "use --device cpu, or --device auto (picks cuda, then mps, then cpu)", file=sys.stderr)
+            raise SystemExit(2) from None
+        global _active_corpus
+        _active_corpus = getattr(args, "corpus", None)
         self.lesson_dir = Path(lesson_file).resolve().parent
         self.lesson = self.lesson_dir.name
         self.quick: bool = bool(args.quick)
@@ -125,13 +259,16 @@ class Demo:
         # on two when another process keeps a core busy (the threads wait for each other)
         self._saved_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
-        self.device = get_device(args.device)
         self.out_dir = Path(args.out) if args.out is not None else self.lesson_dir / "outputs"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = {}
         self.figures: list[str] = []
         self.summary: list[str] = []  # every line said, kept in results.json: what the README may quote
         self._start = time.perf_counter()
+        if args.show and not has_display():
+            self.say("--show: no display found (DISPLAY and WAYLAND_DISPLAY are not set), so no windows "
+                     f"will open; the figures are saved in {self.out_dir}")
+            args.show = False
         if not args.show:
             import matplotlib
 
@@ -169,6 +306,8 @@ class Demo:
 
     def finish(self) -> Path:
         """Write results.json (the config, seed, device, wall time and every reported number)."""
+        import torch
+
         config = {k: to_jsonable(v) for k, v in vars(self.args).items()}
         payload = {
             "lesson": self.lesson,

@@ -33,9 +33,59 @@ import torch
 from llmlab.utils.stories import generate_stories
 
 CORPORA = ("stories", "python-docs", "python-code")
+# The least a text file must hold to train on: the demos hold out 10% for validation and cut
+# windows of up to a few hundred characters out of it.
+MIN_CORPUS_CHARS = 10_000
 # Folders of the standard library that are not the library itself (tests, IDLE's GUI, vendored pip).
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "ensurepip",
               "lib2to3", "turtledemo", "pydoc_data", "encodings"}
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be used: missing, unreadable, not UTF-8, or too short."""
+
+
+class CorpusFile(str):
+    """The path of a checked corpus file (a str) that carries the SHA-256 of the file's content:
+    `cached_training` keys a model trained on it by what the file holds, not by its name."""
+
+    sha256: str
+
+    def __new__(cls, path: str | os.PathLike, sha256: str):
+        self = super().__new__(cls, os.fspath(path))
+        self.sha256 = sha256
+        return self
+
+    def cache_key(self) -> dict:
+        return {"file_sha256": self.sha256}
+
+
+def check_corpus(path: str | os.PathLike, min_chars: int = MIN_CORPUS_CHARS) -> str:
+    """Check up front that `path` is a UTF-8 text file of at least `min_chars` characters.
+
+    Returns the SHA-256 of its bytes; raises `CorpusError` naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"corpus file {str(path)!r} does not exist (or is not a file); "
+                          f"a corpus is one of {', '.join(CORPORA)} or a path to a UTF-8 text file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"corpus file {str(path)!r} cannot be read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise CorpusError(f"corpus file {str(path)!r} is not UTF-8 text: byte 0x{data[e.start]:02x} at "
+                          f"offset {e.start} (line {line}) cannot be decoded; convert it, e.g. "
+                          f"`iconv -f latin1 -t utf-8`") from None
+    n = len(text.strip())
+    if n < min_chars:
+        what = "is empty" if n == 0 else f"holds only {n:,} characters"
+        raise CorpusError(f"corpus file {str(path)!r} {what}; the demos need at least {min_chars:,} "
+                          "characters of text to train and validate on")
+    return hashlib.sha256(data).hexdigest()
 
 
 def cache_dir() -> Path:
@@ -127,8 +177,12 @@ def load_corpus(name_or_path: str | os.PathLike, max_chars: int | None = None, *
     path = Path(name)
     if not path.is_file():
         raise ValueError(f"name_or_path must be one of {CORPORA} or an existing file, got {name!r}")
-    with path.open(encoding="utf-8") as f:
-        return f.read() if max_chars is None else f.read(max_chars)
+    try:
+        with path.open(encoding="utf-8") as f:
+            return f.read() if max_chars is None else f.read(max_chars)
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"corpus file {name!r} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                          "convert it, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def train_val_split(data, val_fraction: float = 0.1):

@@ -153,7 +153,9 @@ def train(model: nn.Module, train_data: torch.Tensor | None, val_data: torch.Ten
     generator = torch.Generator().manual_seed(seed)
     history = History()
     start = time.perf_counter()
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    # disable=None: the bar redraws in place on a terminal and stays quiet when output goes to a file
+    bar = tqdm(range(config.steps), desc=desc, disable=None if progress else True, leave=False,
+               dynamic_ncols=True)
 
     def evaluate(step: int) -> None:
         if val_data is None and val_batch_fn is None:
@@ -203,8 +205,24 @@ def train(model: nn.Module, train_data: torch.Tensor | None, val_data: torch.Ten
     return history
 
 
+def _canonical_key(value):
+    """The key as JSON values; a corpus file (`CorpusFile`) becomes the hash of its content, so an
+    edited file never reuses a model trained on its old text, and a moved one still finds it."""
+    if hasattr(value, "cache_key") and callable(value.cache_key):
+        return _canonical_key(value.cache_key())
+    if isinstance(value, dict):
+        return {str(k): _canonical_key(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical_key(v) for v in value]
+    return value
+
+
+def _key_json(key: dict) -> str:
+    return json.dumps(_canonical_key(key), sort_keys=True, default=str)
+
+
 def _key_digest(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(_key_json(key).encode()).hexdigest()[:16]
 
 
 def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Module], History], *,
@@ -212,13 +230,22 @@ def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn
     """Train a lab model once and reuse it: returns (model, history, cache_hit).
 
     `key` must name everything that determines the weights (model config, corpus, tokenizer,
-    training recipe, seed); its JSON is hashed into the file name under `cache_dir()/models`.
+    training recipe, seed, a version of the training code); its JSON is hashed into the file name
+    under `cache_dir()/models`. A corpus file enters the key by its content (see `CorpusFile`).
     `build()` makes the untrained model, `fit(model)` trains it in place and returns its History.
     Set ``LLMLAB_NO_CACHE=1`` (or `use_cache=False`) to always retrain.
+
+    Errors are not hidden: an exception from `build` or `fit` propagates, and a cached file whose
+    weights do not fit the model `build()` makes is an error (the key misses something that shapes
+    the model). Only a file that cannot be read at all (truncated by a crash) is retrained, with a
+    warning naming it.
     """
     if not isinstance(key, dict):
         raise TypeError(f"key must be a dict, got {type(key).__name__}")
     import os
+    import pickle
+    import warnings
+    import zipfile
 
     use_cache = use_cache and os.environ.get("LLMLAB_NO_CACHE", "") in ("", "0")
     path = cache_dir() / "models" / f"{_key_digest(key)}.pt"
@@ -226,16 +253,25 @@ def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn
     if use_cache and path.exists():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(saved["state_dict"])
-            return model, History.from_dict(json.loads(saved["history"])), True
-        except Exception:  # a stale or corrupt file (e.g. the model code changed): retrain
-            pass
+            state, history = saved["state_dict"], History.from_dict(json.loads(saved["history"]))
+        except (OSError, EOFError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError,
+                zipfile.BadZipFile) as e:
+            warnings.warn(f"cached model {path} cannot be read ({type(e).__name__}: {e}); retraining",
+                          stacklevel=2)
+        else:
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as e:
+                raise RuntimeError(f"the cached model {path} does not fit the model built for this key; "
+                                   "the key must name everything that shapes the model (delete the file "
+                                   f"to retrain): {e}") from e
+            return model, history, True
     history = fit(model)
     if use_cache and not history.diverged:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save({"state_dict": state, "history": json.dumps(history.to_dict()),
-                    "key": json.dumps(key, sort_keys=True, default=str)}, tmp)
+                    "key": _key_json(key)}, tmp)
         tmp.replace(path)
     return model, history, False

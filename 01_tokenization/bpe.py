@@ -186,7 +186,8 @@ def train_fast(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=vocab_size - 256, desc="bpe merges", leave=False)
+        # disable=None: redraws in place on a terminal, quiet when the output goes to a file
+        bar = tqdm(total=vocab_size - 256, desc="bpe merges", leave=False, disable=None)
     merges: dict[Pair, int] = {}
     for new_id in range(256, vocab_size):
         pair = None

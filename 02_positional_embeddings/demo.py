@@ -612,17 +612,17 @@ def embedding_scale(models: dict) -> dict | None:
 def main(argv: list[str] | None = None) -> dict:
     """Parse the flags, run every experiment, write the figures and results.json."""
     parser = demo_parser(__doc__)
-    parser.add_argument("--train-len", type=int, default=None,
+    parser.add_argument("--train-len", type="positive_int", default=None,
                         help="training context L in characters (default 64; --quick: 32)")
-    parser.add_argument("--extrapolate", type=int, default=4,
+    parser.add_argument("--extrapolate", type="positive_int", default=4,
                         help="evaluate on windows of K * L characters (default K=4)")
-    parser.add_argument("--rope-base", type=float, default=None,
+    parser.add_argument("--rope-base", type="positive_float", default=None,
                         help="also train a RoPE model with this base (e.g. 10 or 1e6) and compare")
     parser.add_argument("--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS),
                         help="which position encodings to train (default: all five)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type="positive_int", default=None,
                         help="training steps per model (default 1000; --quick 100)")
-    parser.add_argument("--corpus", default="stories",
+    parser.add_argument("--corpus", type="corpus", default="stories",
                         help="stories (default), python-docs, python-code or a path to a UTF-8 text file")
     args = parser.parse_args(argv)
     for name, minimum in (("train_len", 4), ("extrapolate", 2), ("steps", 1)):

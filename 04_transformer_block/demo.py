@@ -696,7 +696,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="break: the main model's normalization (default: the preset's)")
     parser.add_argument("--postnorm", action="store_true",
                         help="break: main model with post-norm blocks, x = norm(x + f(x))")
-    parser.add_argument("--depth", type=int, default=None, help="break: number of blocks of the main model")
+    parser.add_argument("--depth", type="positive_int", default=None,
+                        help="break: number of blocks of the main model")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="lab model's text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if args.depth is not None and args.depth < 1:
         parser.error(f"--depth must be >= 1, got {args.depth}")

@@ -20,8 +20,9 @@ import torch
 
 from llmlab.tokenization import BPETokenizer
 from llmlab.transformer_block.transformer import GPT, GPTConfig, gpt2_config, llama_config
-from llmlab.utils import History, TrainConfig, cache_dir, cached_training, encode, load_corpus, train
+from llmlab.utils import CORPORA, History, TrainConfig, cache_dir, cached_training, encode, load_corpus, train
 from llmlab.utils import train_val_split as split
+from llmlab.utils.cli import active_corpus
 
 PRESETS = {"gpt2": gpt2_config, "llama": llama_config}
 
@@ -71,9 +72,13 @@ def lab_tokenizer(text: str, vocab_size: int = VOCAB_SIZE) -> BPETokenizer:
 
 
 def lab_model(preset: str = "gpt2", *, quick: bool = False, device: torch.device | str = "cpu",
-              seed: int = 0, steps: int | None = None, progress: bool = True,
+              seed: int = 0, steps: int | None = None, progress: bool = True, corpus: str | None = None,
               **overrides) -> LabModel:
     """A GPT of `preset` ("gpt2" or "llama") trained on the stories, from the cache when possible.
+
+    `corpus`: a built-in corpus name or a text file; None trains on the running demo's ``--corpus``
+    (`active_corpus()`: the stories unless the user chose otherwise). The cache is keyed by the
+    text's content, so an edited file trains a new model.
 
     `quick` uses the small recipe (seconds; the model is barely trained); the full one takes a
     couple of minutes on a 2-core CPU the first time, then loads from the cache.
@@ -87,7 +92,8 @@ def lab_model(preset: str = "gpt2", *, quick: bool = False, device: torch.device
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         recipe["steps"] = steps
-    text = load_corpus("stories", recipe["n_chars"], seed=seed)
+    corpus = active_corpus() if corpus is None else corpus
+    text = load_corpus(corpus, recipe["n_chars"], seed=seed)
     tokenizer = lab_tokenizer(text)
     train_text, val_text = split(text, 0.1)
     train_data, val_data = encode(train_text, tokenizer), encode(val_text, tokenizer)
@@ -96,7 +102,9 @@ def lab_model(preset: str = "gpt2", *, quick: bool = False, device: torch.device
                                lr=3e-3, warmup_steps=min(100, recipe["steps"] // 10),
                                eval_interval=max(1, recipe["steps"] // 5),
                                eval_iters=5 if quick else 20)
-    key = {"what": "lab_model", "config": config.cache_key(), "corpus": "stories", "recipe": recipe,
+    corpus_key = {"name": corpus if corpus in CORPORA else "file",
+                  "sha256": hashlib.sha256(text.encode()).hexdigest()}  # by content, not by path
+    key = {"what": "lab_model", "config": config.cache_key(), "corpus": corpus_key, "recipe": recipe,
            "train": asdict(train_config), "tokenizer": {"kind": "bpe-gpt4-split", "vocab_size": VOCAB_SIZE},
            "seed": seed}
 

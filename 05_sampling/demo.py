@@ -673,6 +673,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--temperature-last", action="store_true",
                         help="break: divide by the temperature after top-k/top-p instead of before")
     parser.add_argument("--prompt", type=str, default=None, help="your own context for experiment 1")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="lab model's text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     return _run(args)  # Demo runs torch on --threads threads (default 1)
 

@@ -428,9 +428,12 @@ def summarize(demo: Demo, results: dict, quick: bool) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = demo_parser(__doc__)
-    parser.add_argument("--window", type=int, default=None, help="an extra sliding window for experiment 4")
+    parser.add_argument("--window", type="positive_int", default=None,
+                        help="an extra sliding window for experiment 4")
     parser.add_argument("--stale-positions", action="store_true",
                         help="break: restart positions at 0 for every cached step (experiment 4)")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="lab model's text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if args.window is not None and args.window < 1:
         parser.error(f"--window must be >= 1, got {args.window}")

@@ -626,10 +626,13 @@ def window_size(demo: Demo, cfg: dict, args, curves: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = demo_parser(__doc__)
-    parser.add_argument("--window", type=int, default=256, help="sliding window in experiment 1 (tokens)")
-    parser.add_argument("--chunk-size", type=int, default=128, help="key chunk of chunked attention")
-    parser.add_argument("--train-len", type=int, default=64, help="context length of the small GPTs")
-    parser.add_argument("--mem-budget-mb", type=int, default=1024,
+    parser.add_argument("--window", type="positive_int", default=256,
+                        help="sliding window in experiment 1 (tokens)")
+    parser.add_argument("--chunk-size", type="positive_int", default=128,
+                        help="key chunk of chunked attention")
+    parser.add_argument("--train-len", type="positive_int", default=64,
+                        help="context length of the small GPTs")
+    parser.add_argument("--mem-budget-mb", type="positive_int", default=1024,
                         help="skip sizes whose predicted peak memory exceeds this many MiB")
     parser.add_argument("--no-rescale", action="store_true",
                         help="break the online softmax: no e^(m - m') correction of earlier chunks")

@@ -369,13 +369,15 @@ def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = demo_parser(__doc__)
-    parser.add_argument("--aux-coef", type=float, default=0.01,
+    parser.add_argument("--aux-coef", type="nonneg_float", default=0.01,
                         help="load-balancing loss coefficient of the balanced MoE runs (default 0.01)")
-    parser.add_argument("--z-loss", type=float, default=0.0, help="router z-loss coefficient (default 0)")
-    parser.add_argument("--n-experts", type=int, default=4, help="experts of the main MoE runs (default 4)")
-    parser.add_argument("--capacity-factor", type=float, default=None,
+    parser.add_argument("--z-loss", type="nonneg_float", default=0.0,
+                        help="router z-loss coefficient (default 0)")
+    parser.add_argument("--n-experts", type="positive_int", default=4,
+                        help="experts of the main MoE runs (default 4)")
+    parser.add_argument("--capacity-factor", type="positive_float", default=None,
                         help="train the MoE runs with this capacity factor (default: unlimited)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run")
+    parser.add_argument("--steps", type="positive_int", default=None, help="training steps per run")
     args = parser.parse_args(argv)
     if args.n_experts < 2:
         parser.error(f"--n-experts must be >= 2, got {args.n_experts}")

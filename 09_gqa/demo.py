@@ -544,11 +544,15 @@ def quality(demo: Demo, cfg: dict, lab) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = demo_parser(__doc__)
-    parser.add_argument("--uptrain-frac", type=float, default=0.05,
+    parser.add_argument("--uptrain-frac", type="unit_interval", default=0.05,
                         help="uptraining steps as a fraction of the lab model's steps "
                              "(0 = none; default 0.05)")
-    parser.add_argument("--context", type=int, default=None, help="cached tokens for the decode-speed test")
-    parser.add_argument("--batch", type=int, default=None, help="sequences decoded at once (decode speed)")
+    parser.add_argument("--context", type="positive_int", default=None,
+                        help="cached tokens for the decode-speed test")
+    parser.add_argument("--batch", type="positive_int", default=None,
+                        help="sequences decoded at once (decode speed)")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="lab model's text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if not 0.0 <= args.uptrain_frac <= 1.0:
         parser.error(f"--uptrain-frac must be in [0, 1], got {args.uptrain_frac}")

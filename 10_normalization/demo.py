@@ -1058,12 +1058,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = demo_parser(__doc__)
     parser.add_argument("--norm", choices=("all",) + NORMS, default="all",
                         help="train only the grid rows with this norm (default all)")
-    parser.add_argument("--lr-scale", type=float, default=1.0,
+    parser.add_argument("--lr-scale", type="positive_float", default=1.0,
                         help="break: multiply every learning rate by this factor")
     parser.add_argument("--no-warmup", action="store_true",
                         help="break: no learning-rate warmup (post-norm needs it)")
-    parser.add_argument("--n-layer", type=int, default=None, help="layers of the grid's models (default 2)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run")
+    parser.add_argument("--n-layer", type="positive_int", default=None,
+                        help="layers of the grid's models (default 2)")
+    parser.add_argument("--steps", type="positive_int", default=None, help="training steps per run")
     args = parser.parse_args(argv)
     if not (args.lr_scale > 0 and math.isfinite(args.lr_scale)):
         parser.error(f"--lr-scale must be a positive number, got {args.lr_scale}")

@@ -294,8 +294,8 @@ def test_runner_gallery_shows_plots_and_numbers(tmp_path):
     (tmp_path / "01_tokenization").mkdir()
     (tmp_path / "01_tokenization" / "results.json").write_text(json.dumps(
         {"figures": ["a.png"], "results": {"bytes_per_token": 4.2}}))
-    page = runner.write_gallery(tmp_path, [{"folder": "01_tokenization", "about": "bpe", "returncode": 0,
-                                            "seconds": 1.0, "tail": ""}])
+    runs = {"01_tokenization": {"returncode": 0, "seconds": 1.0, "quick": False}}
+    page = runner.write_gallery(tmp_path, runs)
     text = page.read_text()
     assert "01_tokenization/a.png" in text and "bytes_per_token" in text and "4.2" in text
 
