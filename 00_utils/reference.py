@@ -2,12 +2,13 @@
 
 A lesson's reference run is one full `python demo.py` on an idle machine. Its `results.json` (every
 number the demo reported, the lines it printed, the hardware) and its figures are committed in
-`<lesson>/reference/`, and the README's "Reference run" section quotes them. `unmatched_numbers` lists
+`<lesson>/figures/` (`llm-lab figures NN` copies them from a full run), and the README's "Reference
+run" section quotes them. `unmatched_numbers` lists
 the numbers of that section that the committed run does not contain, and tests/test_readme_numbers.py
 asserts the list is empty, so a README cannot keep a number that no run produced.
 
-    python -m llmlab.utils.reference 06_kv_cache            # outputs/ -> reference/, after a full run
-    python -m llmlab.utils.reference 06_kv_cache --check    # the numbers the README states but the run lacks
+    llm-lab run 06 && llm-lab figures 06                 # a full run, copied into 06_kv_cache/figures/
+    python -m llmlab.utils.reference 06_kv_cache         # the numbers the README states but the run lacks
 
 A README number matches when some number of the run rounds to it at the README's precision, directly,
 as a percentage (x 100) or in milli-units (x 1000, seconds -> ms); or when the same digits appear in a
@@ -23,15 +24,14 @@ import math
 import os
 import platform
 import re
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["REFERENCE_DIR", "hardware", "promote", "readme_numbers", "reference_section",
-           "run_numbers", "unmatched_numbers"]
+__all__ = ["REFERENCE_DIR", "hardware", "readme_numbers", "reference_section", "run_numbers",
+           "unmatched_numbers"]
 
-REFERENCE_DIR = "reference"
+REFERENCE_DIR = "figures"
 SECTION_TITLE = "## Reference run"
 
 # a number: optional sign, digits with optional thousands commas, optional decimals and exponent
@@ -140,39 +140,11 @@ def unmatched_numbers(readme: str, results: dict) -> list[str]:
     return [t for t in readme_numbers(reference_section(readme)) if not _matches(t, values, tokens)]
 
 
-def promote(lesson_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
-    """Copy a full run's results.json and figures from `out_dir` (default <lesson>/outputs) into
-    <lesson>/reference/, replacing the previous reference run. Raises ValueError for a quick run or a
-    folder without results.json."""
-    lesson_dir = Path(lesson_dir)
-    source = Path(out_dir) if out_dir is not None else lesson_dir / "outputs"
-    results_path = source / "results.json"
-    if not results_path.is_file():
-        raise ValueError(f"out_dir has no results.json: {results_path} (run `python demo.py` first)")
-    results = json.loads(results_path.read_text())
-    if results.get("quick"):
-        raise ValueError(f"{results_path} is a --quick run: a reference run is a full run")
-    target = lesson_dir / REFERENCE_DIR
-    if target.exists():
-        for old in target.iterdir():
-            if old.suffix in (".png", ".json"):
-                old.unlink()
-    target.mkdir(exist_ok=True)
-    shutil.copy2(results_path, target / "results.json")
-    for name in results.get("figures", []):
-        shutil.copy2(source / name, target / name)
-    return target
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lesson", help="the lesson folder, e.g. 06_kv_cache")
-    parser.add_argument("--from", dest="source", default=None, help="the run's folder (default: outputs)")
-    parser.add_argument("--check", action="store_true", help="only list the README numbers the run lacks")
     args = parser.parse_args(argv)
     lesson_dir = Path(args.lesson)
-    if not args.check:
-        print(f"reference run -> {promote(lesson_dir, args.source)}")
     results = json.loads((lesson_dir / REFERENCE_DIR / "results.json").read_text())
     missing = unmatched_numbers((lesson_dir / "README.md").read_text(), results)
     listed = f": {', '.join(missing)}" if missing else ""

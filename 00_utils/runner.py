@@ -377,9 +377,10 @@ def _small_png(source: Path, target: Path) -> int:
 
 
 def cmd_figures(names: list[str], out: Path, allow_quick: bool, root: Path | None = None) -> int:
-    """Copy a run's PNGs into each lesson's `figures/` folder under `root` (default: this source
-    checkout): the images its README embeds (the outputs/ folders are not committed). Refuses
-    quick-mode runs unless `allow_quick`."""
+    """Copy a run's PNGs and results.json into each lesson's `figures/` folder under `root` (default: this
+    source checkout): the images its README embeds and the numbers its "Reference run" section quotes
+    (tests/test_readme_numbers.py; the outputs/ folders are not committed). Refuses quick-mode runs
+    unless `allow_quick`."""
     root = Path(__file__).resolve().parent.parent if root is None else root
     lessons = resolve(names) if names else [row for row in LESSONS
                                             if (out / row[0] / "results.json").exists()]
@@ -404,6 +405,9 @@ def cmd_figures(names: list[str], out: Path, allow_quick: bool, root: Path | Non
             status = 2
             continue
         target.mkdir(exist_ok=True)
+        for old in target.glob("*.png"):  # the previous reference run's
+            old.unlink()
+        shutil.copyfile(results, target / "results.json")  # what the README's numbers are checked against
         sizes = [_small_png(out / folder / name, target / name) for name in data.get("figures", [])]
         print(f"llm-lab: {folder}: {len(sizes)} figures ({sum(sizes) / 1e6:.1f} MB) -> {target}")
     return status

@@ -1,5 +1,5 @@
 """Every number of a README's "Reference run" section, and of the top README's results table, comes from
-the lesson's committed reference run (<lesson>/reference/results.json), DESIGN §8."""
+the lesson's committed reference run (<lesson>/figures/results.json), DESIGN §8."""
 
 import json
 import re
@@ -23,8 +23,8 @@ PENDING = {"01_tokenization", "02_positional_embeddings", "03_attention_basics",
 def reference_results(lesson: str) -> dict:
     path = ROOT / lesson / REFERENCE_DIR / "results.json"
     if not path.is_file():
-        pytest.fail(f"{lesson} has no committed reference run ({path.relative_to(ROOT)}): run "
-                    f"`python demo.py` there, then `python -m llmlab.utils.reference {lesson}`")
+        pytest.fail(f"{lesson} has no committed reference run ({path.relative_to(ROOT)}): "
+                    f"run `make figures LESSON={lesson[:2]}`")
     return json.loads(path.read_text())
 
 
