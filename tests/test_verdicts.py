@@ -1,0 +1,116 @@
+"""Shared verdicts (llmlab.utils.verdicts): a gap inside the noise band names no winner, no noise estimate
+decides nothing, and each demo's sentence follows the numbers (DESIGN §8, issue 8 §6)."""
+
+import math
+
+import pytest
+
+from llmlab.utils.verdicts import (
+    COLLAPSE_RULE,
+    NO_DIFFERENCE,
+    claim_mark,
+    compare,
+    effect,
+    load_verdict,
+    paired_effect,
+    verdict_sentence,
+)
+
+
+@pytest.mark.parametrize("a, b, noise, expected", [
+    (3.00, 3.50, 0.10, "a"),  # a lower loss by more than the noise
+    (3.50, 3.00, 0.10, "b"),
+    (5.85, 5.82, 0.05, "tie"),  # lesson 04's "'no residual' is worst, 5.85 vs 5.82": inside the band
+    (3.00, 3.10, 0.10, "tie"),  # exactly on the edge of the band is still inside it
+    (3.00, 3.00, 0.0, "tie"),
+    (3.00, 3.001, 0.0, "a"),  # zero noise: every gap counts
+    (3.00, 9.00, None, "inconclusive"),  # no estimate: even a large gap decides nothing
+    (3.00, 9.00, math.inf, "inconclusive"),
+    (3.00, 9.00, math.nan, "inconclusive"),
+    (math.nan, 3.00, 0.1, "inconclusive"),  # a measurement that failed
+    (math.inf, 3.00, 0.1, "b"),  # a diverged run loses
+    (math.inf, math.inf, 0.1, "tie"),
+])
+def test_compare_names_a_winner_only_beyond_the_noise(a, b, noise, expected):
+    assert compare(a, b, noise) == expected
+
+
+def test_compare_flips_when_higher_is_better_and_is_antisymmetric():
+    assert compare(0.9, 0.8, 0.05, lower_is_better=False) == "a"
+    assert compare(0.8, 0.9, 0.05, lower_is_better=False) == "b"
+    assert compare(0.86, 0.84, 0.05, lower_is_better=False) == "tie"
+    swap = {"a": "b", "b": "a", "tie": "tie", "inconclusive": "inconclusive"}
+    for a, b, noise in [(1.0, 2.0, 0.5), (2.0, 1.0, 0.5), (1.0, 1.2, 0.5), (1.0, 5.0, None)]:
+        assert compare(b, a, noise) == swap[compare(a, b, noise)]
+
+
+@pytest.mark.parametrize("delta, noise, expected", [
+    (-0.2, 0.05, "better"), (0.2, 0.05, "worse"), (0.03, 0.05, "tie"), (-0.05, 0.05, "tie"),
+    (0.6, None, "inconclusive"),
+])
+def test_effect_judges_a_change_against_the_baseline(delta, noise, expected):
+    assert effect(delta, noise) == expected
+    flipped = {"better": "worse", "worse": "better"}.get(expected, expected)
+    assert effect(delta, noise, lower_is_better=False) == flipped
+
+
+@pytest.mark.parametrize("diffs, expected", [
+    ([-0.30, -0.25], "better"),  # same sign, both larger than their move 0.05
+    ([0.30, 0.25], "worse"),
+    ([-0.30, 0.25], "tie"),  # the sign flips with the seed
+    ([-0.10, -0.30], "tie"),  # same sign, but 0.10 < the move 0.20
+    (None, "inconclusive"),
+    ([math.nan, 0.1], "inconclusive"),
+])
+def test_paired_effect_needs_one_sign_larger_than_its_own_move(diffs, expected):
+    assert paired_effect(diffs) == expected
+
+
+def test_verdict_sentence_quotes_the_numbers_and_never_names_a_winner_inside_the_noise():
+    tie = verdict_sentence("no residual", 5.85, "baseline", 5.82, 0.05)
+    assert tie.startswith(NO_DIFFERENCE) and "5.850" in tie and "5.820" in tie and "0.050" in tie
+    assert "better" not in tie and "worse" not in tie
+    win = verdict_sentence("MoE", 3.10, "dense", 3.40, 0.05)
+    assert win.startswith("MoE is better than dense") and "beyond the noise (0.050)" in win
+    loss = verdict_sentence("MoE", 3.40, "dense", 3.10, 0.05)
+    assert loss.startswith("dense is better than MoE")
+    unknown = verdict_sentence("MoE", 3.40, "dense", 3.10, None)
+    assert unknown.startswith("inconclusive") and "no noise estimate" in unknown
+    assert "better" not in unknown
+    speed = verdict_sentence("torch", 13.1, "lab", 15.3, 0.5, unit="ms", digits=1)
+    assert speed == "torch is better than lab: torch 13.1 vs lab 15.3 ms, beyond the noise (0.5)"
+
+
+def test_claim_marks():
+    assert [claim_mark(s) for s in (True, False, None, "partly")] == [
+        "supported", "NOT supported", "inconclusive", "partly supported"]
+    for bad in (1, 0, "yes"):
+        with pytest.raises(ValueError, match="supported"):
+            claim_mark(bad)
+
+
+@pytest.mark.parametrize("max_share, n_experts, expected", [
+    (0.25, 4, "balanced"), (0.31, 4, "balanced"), (0.40, 4, "imbalanced"), (0.62, 4, "imbalanced"),
+    (0.63, 4, "collapsed"), (1.0, 4, "collapsed"),
+    (0.5, 2, "balanced"), (0.74, 2, "imbalanced"), (0.76, 2, "collapsed"),
+    (0.99, 8, "collapsed"), (0.125, 8, "balanced"),
+])
+def test_load_verdict_decides_collapse_from_the_busiest_experts_share(max_share, n_experts, expected):
+    assert load_verdict(max_share, n_experts) == expected
+    assert "(1 + 1/E) / 2" in COLLAPSE_RULE  # the threshold the demo prints
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: compare(1.0, 2.0, -0.1), ValueError, "noise"),
+    (lambda: compare("1", 2.0, 0.1), TypeError, "a"),
+    (lambda: compare(1.0, None, 0.1), TypeError, "b"),
+    (lambda: compare(1.0, 2.0, "0.1"), TypeError, "noise"),
+    (lambda: compare(1.0, 2.0, 0.1, lower_is_better=1), TypeError, "lower_is_better"),
+    (lambda: paired_effect([0.1]), ValueError, "diffs"),
+    (lambda: load_verdict(0.1, 4), ValueError, "max_share"),
+    (lambda: load_verdict(1.2, 4), ValueError, "max_share"),
+    (lambda: load_verdict(0.9, 1), ValueError, "n_experts"),
+])
+def test_bad_input_is_refused_naming_the_argument(call, error, name):
+    with pytest.raises(error, match=name):
+        call()
