@@ -114,3 +114,43 @@ def test_load_verdict_decides_collapse_from_the_busiest_experts_share(max_share,
 def test_bad_input_is_refused_naming_the_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the demos' sentences and titles, from made-up numbers
+
+
+def test_lesson_04_bar_chart_title_names_a_variant_only_beyond_the_noise():
+    from llmlab.transformer_block.demo import final_loss_title
+
+    def runs(**losses):
+        return {name.replace("_", " "): {"final_val_loss": loss} for name, loss in losses.items()}
+
+    inside = final_loss_title(runs(baseline=5.82, no_residual=5.85, no_norm=5.80), 5.82, 0.05)
+    assert "no measurable difference" in inside and "worst" not in inside and "best" not in inside
+    worst = final_loss_title(runs(baseline=5.82, no_residual=6.40, no_norm=5.80), 5.82, 0.05)
+    assert "'no residual' is worst" in worst and "6.40" in worst
+    best = final_loss_title(runs(baseline=5.82, no_residual=5.85, no_norm=5.50), 5.82, 0.05)
+    assert "'no norm' is best" in best
+    unknown = final_loss_title(runs(baseline=5.82, no_residual=6.40), 5.82, None)
+    assert "no seed-noise estimate" in unknown and "worst" not in unknown
+
+
+@pytest.mark.parametrize("a, b, aux_coef, says, never", [
+    (1.10, 3.50, 0.01, "prevents the collapse", "no collapse"),
+    (1.05, 1.10, 0.01, "no collapse measured", "prevents"),
+    (1.10, 2.20, 0.01, "evens the load", "prevents"),
+    (3.60, 3.90, 0.01, "collapses with and without", "no collapse"),
+    # --aux-coef 0, every token on one expert in both runs: never "no collapse" nor "with the balancing loss"
+    (3.95, 3.90, 0.0, "not measured", "no collapse"),
+])
+def test_lesson_08_load_balance_verdict_follows_the_flag_and_the_measured_load(a, b, aux_coef, says, never):
+    from llmlab.moe.demo import load_balance_sentence, with_balancing
+
+    sentence = load_balance_sentence(a, b, 4, aux_coef)
+    assert says in sentence and never not in sentence
+    if aux_coef == 0:
+        assert "with the balancing loss" not in sentence and "collapsed" in sentence
+        assert "with the balancing loss" not in with_balancing(0.0)
+    else:
+        assert with_balancing(aux_coef) == "with the balancing loss (coef 0.01)"
