@@ -61,6 +61,7 @@ from llmlab.utils import (
     train,
     train_val_split,
 )
+from llmlab.utils.verdicts import effect, paired_effect
 
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "swiglu", "relu")
@@ -569,12 +570,14 @@ def _verdict(delta: float, noise: float, quick: bool, better: str, worse: str) -
         return "not measured (a run failed or a cell is missing)"
     if quick:
         return "inconclusive: quick mode, the models are barely trained"
-    if not math.isfinite(noise):
-        return f"{better if delta < 0 else worse}, but this run has no seed-noise estimate"
-    if abs(delta) <= noise:
+    outcome = effect(delta, noise)
+    if outcome == "inconclusive":  # no seed-noise estimate: a difference of any size names no winner
+        return "inconclusive: this run has no seed-noise estimate"
+    if outcome == "tie":
         return f"within the seed-to-seed noise of one cell ({noise:.3f}): no measurable difference"
-    ratio = abs(delta) / noise
-    return f"{better if delta < 0 else worse}, by {ratio:.1f}x the seed noise of one cell ({noise:.3f})"
+    ratio = abs(delta) / noise if noise > 0 else math.inf
+    side = better if outcome == "better" else worse
+    return f"{side}, by {ratio:.1f}x the seed noise of one cell ({noise:.3f})"
 
 
 def _paired_verdict(diffs: list[float] | None, seeds: tuple[int, int], quick: bool, better: str,
@@ -586,10 +589,13 @@ def _paired_verdict(diffs: list[float] | None, seeds: tuple[int, int], quick: bo
     numbers = f"{d0:+.3f} at seed {seeds[0]}, {d1:+.3f} at seed {seeds[1]}"
     if quick:
         return f"{numbers} -> inconclusive: quick mode, the models are barely trained"
-    moves = abs(d0 - d1)
-    if d0 * d1 > 0 and min(abs(d0), abs(d1)) > moves:
-        return f"{numbers} -> {better if d0 < 0 else worse} at both seeds (the difference moves {moves:.3f})"
-    return f"{numbers} -> not distinguishable from seed noise"
+    outcome = paired_effect(diffs)
+    if outcome in ("better", "worse"):
+        side = better if outcome == "better" else worse
+        return f"{numbers} -> {side} at both seeds (the difference moves {abs(d0 - d1):.3f})"
+    if outcome == "inconclusive":
+        return f"{numbers} -> inconclusive: a difference is not a number"
+    return f"{numbers} -> not distinguishable from seed noise: no measurable difference"
 
 
 def _grid_heatmaps(demo: Demo, rows, grid: dict, curves: dict, noise: float, n_pairs: int) -> float:
@@ -976,10 +982,12 @@ def _status(diffs: list[float] | None, quick: bool) -> str:
         return "not measured"
     if quick:
         return "inconclusive"
-    d0, d1 = diffs
-    if d0 * d1 > 0 and min(abs(d0), abs(d1)) > abs(d0 - d1):
-        return "supported" if d0 < 0 else "NOT supported on this budget (the opposite holds)"
-    return "not shown (within seed noise)"
+    outcome = paired_effect(diffs)
+    if outcome == "better":
+        return "supported"
+    if outcome == "worse":
+        return "NOT supported on this budget (the opposite holds)"
+    return "not shown (within seed noise)" if outcome == "tie" else "inconclusive"
 
 
 def _norm_claim(results: dict, quick: bool) -> str:

@@ -154,3 +154,25 @@ def test_lesson_08_load_balance_verdict_follows_the_flag_and_the_measured_load(a
         assert "with the balancing loss" not in with_balancing(0.0)
     else:
         assert with_balancing(aux_coef) == "with the balancing loss (coef 0.01)"
+
+
+def test_lesson_10_verdicts_name_no_winner_inside_the_noise_or_without_an_estimate():
+    from llmlab.normalization.demo import _paired_verdict, _status, _verdict
+
+    args = ("SwiGLU better", "SwiGLU worse")
+    assert _verdict(0.61, 0.10, False, *args).startswith("SwiGLU worse, by 6.1x")
+    assert _verdict(-0.61, 0.10, False, *args).startswith("SwiGLU better")
+    assert _verdict(0.05, 0.10, False, *args).endswith("no measurable difference")
+    for no_estimate in (math.nan, math.inf):  # it used to say "SwiGLU worse, but ... no seed-noise estimate"
+        said = _verdict(0.61, no_estimate, False, *args)
+        assert said.startswith("inconclusive") and "worse" not in said
+    assert _verdict(0.61, 0.10, True, *args).startswith("inconclusive: quick mode")
+    assert _verdict(math.nan, 0.10, False, *args).startswith("not measured")
+
+    assert "w at both seeds" in _paired_verdict([0.30, 0.25], (0, 1), False, "b", "w")
+    assert _paired_verdict([0.30, -0.25], (0, 1), False, "b", "w").endswith("no measurable difference")
+    assert "inconclusive: quick mode" in _paired_verdict([0.30, 0.25], (0, 1), True, "b", "w")
+    assert _status([-0.30, -0.25], False) == "supported"
+    assert _status([0.30, 0.25], False).startswith("NOT supported")
+    assert _status([0.30, -0.25], False) == "not shown (within seed noise)"
+    assert _status([0.30, 0.25], True) == "inconclusive" and _status(None, False) == "not measured"
