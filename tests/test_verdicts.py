@@ -176,3 +176,16 @@ def test_lesson_10_verdicts_name_no_winner_inside_the_noise_or_without_an_estima
     assert _status([0.30, 0.25], False).startswith("NOT supported")
     assert _status([0.30, -0.25], False) == "not shown (within seed noise)"
     assert _status([0.30, 0.25], True) == "inconclusive" and _status(None, False) == "not measured"
+
+
+def test_lesson_09_decode_sentence_comes_from_the_measured_times_per_kernel():
+    from llmlab.gqa.demo import model_kernel_sentence
+
+    lab = model_kernel_sentence("lab", {8: 54.9, 4: 210.2, 2: 125.3, 1: 36.5}, 8, 2048)
+    assert "4 K/V heads 3.8x SLOWER" in lab and "1 K/V heads 1.5x faster" in lab and "repeat_kv copies" in lab
+    torch_ = model_kernel_sentence("torch", {8: 15.3, 4: 13.1, 2: 14.8, 1: 10.0}, 8, 2048)
+    assert "SLOWER" not in torch_ and "4 K/V heads 1.2x faster" in torch_
+    assert "2 K/V heads no measurable difference" in torch_ and "in place" in torch_
+    # a torch run that IS slower says so, and does not claim the in-place read saved it
+    slow = model_kernel_sentence("torch", {8: 10.0, 4: 20.0, 2: 10.5, 1: 9.0}, 8, 2048)
+    assert "4 K/V heads 2.0x SLOWER" in slow and "in place" not in slow
