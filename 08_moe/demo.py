@@ -396,8 +396,9 @@ def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
            else " — a step is measurably worse: not monotone in this run." if "b" in steps
            else f" — some steps show no measurable difference (margin {margin:.3f})."))
     cap = results["capacity"]
-    say(f"- Capacity factor 1.0 drops {100 * cap['moe_top1']['dropped_fraction'][2]:.1f}% (balanced) vs "
-        f"{100 * cap['moe_no_aux']['dropped_fraction'][2]:.1f}% (unbalanced) of the assignments; "
+    say(f"- Capacity factor 1.0 drops {100 * cap['moe_top1']['dropped_fraction'][2]:.1f}% "
+        f"({with_balancing(cfg['aux_coef'])}) vs {100 * cap['moe_no_aux']['dropped_fraction'][2]:.1f}% "
+        f"(without) of the assignments; "
         f"at 0.5: {100 * cap['moe_top1']['dropped_fraction'][0]:.1f}%, val loss "
         f"{cap['moe_top1']['val_loss'][0]:.3f} vs {cap['moe_top1']['val_loss'][-1]:.3f} unlimited.")
     if demo.quick:
