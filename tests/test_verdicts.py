@@ -189,3 +189,17 @@ def test_lesson_09_decode_sentence_comes_from_the_measured_times_per_kernel():
     # a torch run that IS slower says so, and does not claim the in-place read saved it
     slow = model_kernel_sentence("torch", {8: 10.0, 4: 20.0, 2: 10.5, 1: 9.0}, 8, 2048)
     assert "4 K/V heads 2.0x SLOWER" in slow and "in place" not in slow
+
+
+def test_lesson_02_extrapolation_title_names_a_best_encoding_only_beyond_the_error_bars():
+    from llmlab.positional_embeddings.demo import extrapolation_title
+
+    def row(ratio, ci=0.02):
+        return dict(ratio=ratio, excess_ci95=ci, inside_late=1.0)
+
+    apart = {"alibi": row(1.03), "none": row(1.09), "rope": row(2.26)}
+    assert extrapolation_title(apart, list(apart)) == \
+        "Past the training length: alibi is best (1.03x vs none 1.09x)"
+    close = {"alibi": row(1.03), "none": row(1.05), "rope": row(2.26)}  # 0.02 apart, bars of ±0.02 each
+    title = extrapolation_title(close, list(close))
+    assert "no measurable difference" in title and "best" not in title
