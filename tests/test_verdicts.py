@@ -203,3 +203,18 @@ def test_lesson_02_extrapolation_title_names_a_best_encoding_only_beyond_the_err
     close = {"alibi": row(1.03), "none": row(1.05), "rope": row(2.26)}  # 0.02 apart, bars of ±0.02 each
     title = extrapolation_title(close, list(close))
     assert "no measurable difference" in title and "best" not in title
+
+
+def test_lesson_10_curves_title_names_best_and_worst_only_beyond_the_seed_noise():
+    from llmlab.normalization.demo import extremes_text
+
+    def run(norm, activation, loss):
+        return dict(norm=norm, activation=activation, prenorm=True, final_val_loss=loss)
+
+    working = [run("layernorm", "gelu", 3.17), run("rmsnorm", "gelu", 3.19), run("layernorm", "relu", 3.50),
+               run("none", "swiglu", 3.90)]
+    tight = extremes_text(working, 0.05)
+    assert "best" not in tight and "no measurable difference" in tight and "worst working" in tight
+    assert "best" in extremes_text(working, 0.01)
+    unknown = extremes_text(working, math.nan)
+    assert "best" not in unknown and "worst" not in unknown and "no seed-noise estimate" in unknown
