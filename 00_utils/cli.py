@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmlab.utils.reference import hardware
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -128,6 +130,7 @@ class Demo:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = {}
         self.figures: list[str] = []
+        self.summary: list[str] = []  # every line said, kept in results.json: what the README may quote
         self._start = time.perf_counter()
         if not args.show:
             import matplotlib
@@ -141,6 +144,7 @@ class Demo:
 
     def say(self, text: str = "") -> None:
         """Print one line of the summary (flushed, so it interleaves well with progress bars)."""
+        self.summary.append(text)
         print(text, flush=True)
 
     def save_figure(self, fig, name: str) -> Path:
@@ -180,7 +184,9 @@ class Demo:
             "threads": torch.get_num_threads(),
             "config": config,
             "figures": self.figures,
+            "hardware": hardware(),
             "results": to_jsonable(self.results),
+            "summary": self.summary,
         }
         path = self.out_dir / "results.json"
         path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -304,7 +304,7 @@ def layer0_logits(model: GPT, token_q: int, token_k: int, T: int) -> torch.Tenso
     q = attn.q_proj(h_q).view(T, H, D).transpose(0, 1)  # (H, T, D)
     k = attn.k_proj(h_k).view(T, H, D).transpose(0, 1)  # (H, T, D)
     if config.pos == "rope":
-        cos, sin = attn.rotary(positions)  # (T, D) each
+        cos, sin = model.rotary(positions)  # (T, D) each
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
     logits = q @ k.transpose(-2, -1) / math.sqrt(D)  # (H, T, T)
     if config.pos == "alibi":

@@ -147,19 +147,26 @@ class LearnedPositionalEmbedding(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight, mean=0.0, std=0.02)  # GPT-2's initialisation
 
-    def forward(self, positions: Tensor | int) -> Tensor:
-        """positions: an int T (meaning 0..T-1) or an integer tensor (T,) or (B, T) -> (..., T, dim)."""
+    def forward(self, positions: Tensor | int, *, max_position: int | None = None) -> Tensor:
+        """positions: an int T (meaning 0..T-1) or an integer tensor (T,) or (B, T) -> (..., T, dim).
+
+        max_position: the largest entry of `positions` when the caller already knows it (the lab GPT
+        counts tokens on the host): the entries are then trusted and nothing is read back from the
+        device. Without it the range is checked (one read). Raises TypeError/ValueError for bad
+        positions, ValueError for a position >= max_len.
+        """
         positions = _check_positions(positions)
         positions = positions.to(self.weight.device)
-        if positions.numel() > 0:
-            low, high = int(positions.min()), int(positions.max())
+        if max_position is None and positions.numel() > 0:
+            low, high = torch.stack(torch.aminmax(positions)).tolist()  # one read for both ends
             if low < 0:
                 raise ValueError(f"positions must be >= 0, got position {low}")
-            if high >= self.max_len:
-                raise ValueError(
-                    f"position {high} is out of range for max_len={self.max_len} "
-                    f"(a learned table only has positions 0..{self.max_len - 1})"
-                )
+            max_position = high
+        if max_position is not None and max_position >= self.max_len:
+            raise ValueError(
+                f"position {max_position} is out of range for max_len={self.max_len} "
+                f"(a learned table only has positions 0..{self.max_len - 1})"
+            )
         return self.weight[positions]  # (..., T, dim)
 
     def extra_repr(self) -> str:
@@ -327,17 +334,24 @@ class RotaryEmbedding(nn.Module):
         self._build_cache(self.cos_cached.shape[0])
         return self
 
-    def forward(self, positions: Tensor | int) -> tuple[Tensor, Tensor]:
-        """positions: an int T (meaning 0..T-1) or an integer tensor (T,) or (B, T), all >= 0."""
+    def forward(self, positions: Tensor | int, *, max_position: int | None = None) -> tuple[Tensor, Tensor]:
+        """positions: an int T (meaning 0..T-1) or an integer tensor (T,) or (B, T), all >= 0.
+
+        max_position: the largest entry of `positions` when the caller already knows it (the lab GPT
+        does: it counts tokens on the host). Then nothing is read back from the device — a decode step
+        must not wait for the GPU — and the entries are trusted. Without it the range is checked (one
+        read). Raises TypeError/ValueError on bad positions.
+        """
         positions = _check_positions(positions)
         positions = positions.to(self.cos_cached.device)
-        if positions.numel() > 0:
-            low, high = int(positions.min()), int(positions.max())
+        if max_position is None and positions.numel() > 0:
+            low, high = torch.stack(torch.aminmax(positions)).tolist()  # one read for both ends
             if low < 0:
                 raise ValueError(f"positions must be >= 0, got position {low}")
-            if high >= self.cos_cached.shape[0]:
-                # double rather than grow by one, so that a generation loop rebuilds O(log T) times
-                self._build_cache(max(high + 1, 2 * self.cos_cached.shape[0]))
+            max_position = high
+        if max_position is not None and max_position >= self.cos_cached.shape[0]:
+            # double rather than grow by one, so that a generation loop rebuilds O(log T) times
+            self._build_cache(max(max_position + 1, 2 * self.cos_cached.shape[0]))
         return self.cos_cached[positions], self.sin_cached[positions]  # (..., T, D) each
 
     def extra_repr(self) -> str:

@@ -50,6 +50,7 @@ from llmlab.positional_embeddings import (
     apply_rotary,
     sinusoidal_embeddings,
 )
+from llmlab.sampling import filter_logits, sample  # lesson 05: in float32 whatever the model's dtype
 
 __all__ = [
     "GPT",
@@ -68,6 +69,11 @@ __all__ = [
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
 KERNELS = ("lab", "torch")
+INITS = ("fan_in", "gpt2")
+# bump when a change to the model code changes what the same config and seed train into (2: the
+# width-aware "fan_in" init and sqrt(d_model)-scaled embeddings for sinusoidal positions): cached
+# trained models (DESIGN §4) are keyed by it through GPTConfig.cache_key()
+MODEL_VERSION = 2
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -119,7 +125,17 @@ class GPTConfig:
         the lab attention is still used whenever attention weights are asked for.
     causal: False removes the causal mask (lesson 03's --no-mask ablation: every position sees the
         future, so next-token training "cheats"; generation, which has no future, then fails).
+    sliding_window: each query sees only its `sliding_window` most recent keys, itself included
+        (Mistral's `sliding_window`, lesson 07); None = the whole causal context. Needs causal=True.
     attn_scale: the factor on q·k (None = 1/sqrt(head_dim); lesson 03's --no-scale passes 1.0).
+    init: "fan_in" (default) = every weight N(0, 1/fan_in) (LeCun et al. 1998, "Efficient BackProp"), the
+        embeddings N(0, 1/d_model) so that tied logits start at unit variance, and the projections that
+        write into the residual stream (o_proj, down_proj) further scaled by 1/sqrt(2·n_layer) (GPT-2);
+        "gpt2" = GPT-2's constant N(0, 0.02) (with the same residual scaling), which at d_model 64 makes
+        the product of a gated FFN (SwiGLU) second order at the start (lesson 10 measures it).
+    scale_embeddings: multiply the token embeddings by sqrt(d_model) before adding positions (Vaswani et
+        al. 2017, §3.4); None = only for pos="sinusoidal", whose table entries are O(1) and would swamp
+        unscaled N(0, 1/d_model) embeddings.
     n_experts: 0 = a dense FFN; > 0 = lesson 08's MoELayer with n_experts experts of width ffn_dim each,
         moe_top_k of them per token, at most moe_capacity_factor · fair share per expert (None: no limit).
         In training mode, GPT.forward adds moe_aux_loss_coef · sum over layers of the load-balancing loss
@@ -149,7 +165,10 @@ class GPTConfig:
     # 1.4x (forward+backward) to 1.6x (forward) faster than the lab attention, hence the default
     kernels: str = "torch"
     causal: bool = True
+    sliding_window: int | None = None
     attn_scale: float | None = None
+    init: str = "fan_in"
+    scale_embeddings: bool | None = None
     # Lesson 08 (mixture of experts): its layer is built in TransformerBlock.make_ffn and its auxiliary
     # losses are added in GPT.forward; nothing else in the model needs to change.
     n_experts: int = 0
@@ -195,8 +214,15 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         _check_choice("kernels", self.kernels, KERNELS)
         _check_bool("causal", self.causal)
+        if self.sliding_window is not None:
+            _check_int("sliding_window", self.sliding_window)
+            if not self.causal:
+                raise ValueError("sliding_window needs causal=True (a window of the most recent keys)")
         if self.attn_scale is not None:
             _check_positive_float("attn_scale", self.attn_scale)
+        _check_choice("init", self.init, INITS)
+        if self.scale_embeddings is not None:
+            _check_bool("scale_embeddings", self.scale_embeddings)
         _check_int("n_experts", self.n_experts, minimum=0)
         _check_int("moe_top_k", self.moe_top_k)
         if self.n_experts and self.moe_top_k > self.n_experts:
@@ -211,11 +237,19 @@ class GPTConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
     def cache_key(self) -> dict:
-        """The fields that differ from GPTConfig's defaults: a key for cached trained models that stays
-        valid when a later lesson adds a field (with a default that keeps the old behaviour)."""
+        """The fields that differ from GPTConfig's defaults, and MODEL_VERSION: a key for cached trained
+        models that stays valid when a later lesson adds a field (with a default that keeps the old
+        behaviour) and changes when the model code changes what a config trains into."""
         defaults = GPTConfig()
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(defaults, f.name)}
+        key = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if getattr(self, f.name) != getattr(defaults, f.name)}
+        return {**key, "model_version": MODEL_VERSION}
+
+    @property
+    def embedding_scale(self) -> float:
+        """The factor on the token embeddings: sqrt(d_model) when scale_embeddings (None: for sinusoidal)."""
+        scale = self.pos == "sinusoidal" if self.scale_embeddings is None else self.scale_embeddings
+        return math.sqrt(self.d_model) if scale else 1.0
 
     @property
     def head_dim(self) -> int:
@@ -259,15 +293,53 @@ def llama_config(**overrides) -> GPTConfig:
 # the model
 
 
+def build_attention_mask(config: GPTConfig, Tq: int, Tk: int, *, attention_mask: Tensor | None = None,
+                         attn_mask: Tensor | None = None, device=None,
+                         dtype: torch.dtype = torch.float32) -> Tensor:
+    """What each of Tq new queries may see of Tk keys; the GPT builds it once per forward for every layer.
+
+    The queries are the LAST Tq of the Tk tokens (bottom-right alignment: query i sits at key index
+    Tk - Tq + i; with a KV cache Tq < Tk).
+    - attn_mask: bool (Tq, Tk) or (B, Tq, Tk), True = may attend, replaces the causal mask (prefix LM,
+      lesson 11). Otherwise the causal mask (all ones when config.causal is False), cut to the
+      `config.sliding_window` most recent keys.
+    - attention_mask: (B, Tk) with 1 = token, 0 = left padding (transformers' convention): padded keys
+      are hidden from every query; a padded query sees only itself (its output is never used, but a row
+      with nothing to attend would be NaN).
+    - pos="alibi": the additive distance bias (n_head, Tq, Tk) with -inf wherever the mask says no.
+    Returns bool (Tq, Tk) or (B, 1, Tq, Tk), or for ALiBi float (n_head, Tq, Tk) or (B, n_head, Tq, Tk),
+    broadcastable against the scores (B, n_head, Tq, Tk). Reads nothing back from the device.
+    """
+    offset = Tk - Tq  # how many keys precede the first query
+    if attn_mask is not None:
+        mask = attn_mask.to(device=device, dtype=torch.bool)  # (Tq, Tk) or (B, Tq, Tk)
+    elif config.causal:
+        mask = causal_mask(Tq, Tk, offset=offset, device=device)  # (Tq, Tk): key j <= query position
+        if config.sliding_window is not None:  # ... and key j > query position - window
+            mask = mask & ~causal_mask(Tq, Tk, offset=offset - config.sliding_window, device=device)
+    else:  # the --no-mask ablation: every query sees every key
+        mask = torch.ones(Tq, Tk, dtype=torch.bool, device=device)
+    if attention_mask is not None:
+        keys = attention_mask[:, -Tk:].to(device=device, dtype=torch.bool)  # (B, Tk): real tokens
+        query_at = torch.arange(Tq, device=device) + offset  # (Tq,): each query's own key index
+        own = torch.arange(Tk, device=device) == query_at[:, None]  # (Tq, Tk)
+        mask = (mask & keys[:, None, :]) | own  # (B, Tq, Tk)
+    if mask.dim() == 3:
+        mask = mask[:, None]  # (B, 1, Tq, Tk): the same for every head
+    if config.pos == "alibi":
+        bias = alibi_bias(config.n_head, Tk, query_len=Tq, causal=False, dtype=dtype, device=device)
+        return bias.masked_fill(~mask, float("-inf"))  # (n_head, Tq, Tk) or (B, n_head, Tq, Tk)
+    return mask
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with n_kv_head <= n_head K/V heads, RoPE/ALiBi optional.
 
-    forward(x, *, positions, kv_cache, layer_idx, return_weights) works with or without a KV cache:
-    `kv_cache` is any object with `update(layer_idx, k, v) -> (k_all, v_all)` that appends the new
-    keys/values, each (B, n_kv_head, T_new, head_dim), and returns everything cached so far. The new
-    queries are then the last T_new of the T_all keys (bottom-right causal alignment: new query i may
-    attend keys 0..T_all - T_new + i), and `positions` (T_new,) says where the new tokens sit, so RoPE
-    rotates each key once, at its absolute position, before it is cached.
+    forward(x, *, mask, rope, kv_cache) takes what is the same for every layer from the GPT, which builds
+    it once per forward pass: the mask (build_attention_mask), the rotary angles `rope` = (cos, sin) of
+    the new tokens' positions, and the KV cache, any object with `update(layer_idx, k, v) -> (k_all,
+    v_all)` that appends the new keys/values, each (B, n_kv_head, T_new, head_dim), and returns
+    everything cached so far. RoPE rotates each key once, at its absolute position, before it is cached.
     """
 
     def __init__(self, config: GPTConfig, layer_idx: int | None = None) -> None:
@@ -284,36 +356,23 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = nn.Linear(C, self.n_kv_head * self.head_dim, bias=config.bias)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, C, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        # one table per layer keeps the attention self-contained; it is a few KB, not a parameter
-        self.rotary = RotaryEmbedding(self.head_dim, config.rope_base, cache_len=config.block_size) \
-            if config.pos == "rope" else None
-
-    def attention_mask(self, Tq: int, Tk: int, *, device=None, dtype=torch.float32) -> Tensor:
-        """What the Tq new queries may see of the Tk keys: they are the LAST Tq tokens (bottom-right).
-
-        Returns a bool (Tq, Tk) causal mask, or for ALiBi the additive (n_head, Tq, Tk) bias with -inf
-        on future keys (the causal mask and the distance penalty in one tensor).
-        """
-        causal = self.config.causal
-        if self.config.pos == "alibi":
-            return alibi_bias(self.n_head, Tk, query_len=Tq, causal=causal, dtype=dtype, device=device)
-        if not causal:  # the --no-mask ablation: every query sees every key
-            return torch.ones(Tq, Tk, dtype=torch.bool, device=device)
-        return causal_mask(Tq, Tk, offset=Tk - Tq, device=device)  # (Tq, Tk)
 
     def forward(
         self,
         x: Tensor,
         *,
-        positions: Tensor | None = None,
+        mask: Tensor | None = None,
+        rope: tuple[Tensor, Tensor] | None = None,
         kv_cache=None,
         layer_idx: int | None = None,
         return_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """x: (B, T, d_model) -> (out (B, T, d_model), weights (B, n_head, T, T_all) or None).
 
-        positions: (T,) absolute positions of the tokens in x (default 0..T-1; required with a
-        kv_cache when pos='rope'). layer_idx: the cache slot (default: the layer_idx given at init).
+        mask: see build_attention_mask (default: the config's mask for a sequence without padding).
+        rope: (cos, sin), each (T, head_dim) or (B, T, head_dim), required when pos='rope'.
+        layer_idx: the cache slot (default: the layer_idx given at init).
+        Raises ValueError for a bad x, a missing rope or a kv_cache without a layer_idx.
         """
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.config.d_model:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -326,23 +385,22 @@ class CausalSelfAttention(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
 
-        if self.rotary is not None:
-            if positions is None:
-                if kv_cache is not None:
-                    raise ValueError("positions is required with a kv_cache and pos='rope'")
-                positions = torch.arange(T, device=x.device)
-            cos, sin = self.rotary(positions)  # (T, D) each
+        if self.config.pos == "rope":
+            if rope is None:
+                raise ValueError("rope=(cos, sin) is required when pos='rope' (GPT.forward builds it once "
+                                 "per pass from its RotaryEmbedding)")
+            cos, sin = rope  # (T, D) or (B, T, D)
             # rotate before caching: a cached key keeps the rotation of its own absolute position
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # shapes unchanged
 
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)  # (B, H_kv, T_all, D) each, past + new
-        mask = self.attention_mask(T, k.shape[-2], device=x.device, dtype=q.dtype)  # (Tq, Tk) | (H, Tq, Tk)
+        if mask is None:  # used on its own: the config's mask, queries = the last T of the T_all keys
+            mask = build_attention_mask(self.config, T, k.shape[-2], device=x.device, dtype=q.dtype)
         dropout_p = self.config.dropout if self.training else 0.0
         n_rep = self.n_head // self.n_kv_head
         if self.config.kernels == "torch" and not return_weights:
             # enable_gqa reads each K/V head for its whole group in place: no copy of the cache per step
-            # (lesson 09 measured repeat_kv's copy making 4 K/V heads decode slower than 8)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                  scale=self.config.attn_scale,
                                                  enable_gqa=n_rep > 1)  # (B, H, T, D)
@@ -389,10 +447,14 @@ class TransformerBlock(nn.Module):
                            dropout=config.dropout, fused=config.kernels == "torch")
 
     def forward(
-        self, x: Tensor, *, positions: Tensor | None = None, kv_cache=None, return_weights: bool = False
+        self, x: Tensor, *, mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None,
+        kv_cache=None, return_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """x: (B, T, d_model) -> (x (B, T, d_model), attention weights (B, H, T, T_all) or None)."""
-        cache_args = dict(positions=positions, kv_cache=kv_cache, return_weights=return_weights)
+        """x: (B, T, d_model) -> (x (B, T, d_model), attention weights (B, H, T, T_all) or None).
+
+        mask, rope, kv_cache: passed to the attention (see CausalSelfAttention.forward).
+        """
+        cache_args = dict(mask=mask, rope=rope, kv_cache=kv_cache, return_weights=return_weights)
         if self.config.prenorm:
             h, weights = self.attn(self.norm1(x), **cache_args)
             x = self.add(x, h)
@@ -450,6 +512,9 @@ class GPT(nn.Module):
         if config.pos == "sinusoidal":  # fixed, not trained: a buffer, not in the state_dict
             self.register_buffer("pos_table", sinusoidal_embeddings(config.block_size, config.d_model),
                                  persistent=False)
+        # RoPE: one table of angles for every layer, looked up once per forward pass
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_base, cache_len=config.block_size) \
+            if config.pos == "rope" else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(config, i) for i in range(config.n_layer))
         # post-norm blocks already end in a norm; pre-norm leaves the stream unnormalised, so norm it
@@ -463,18 +528,30 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """GPT-2's init: every weight N(0, 0.02), biases 0, norms 1; the projections that write into the
-        residual stream (o_proj, down_proj) N(0, 0.02/sqrt(2·n_layer)): 2·n_layer of them add up, and
-        the scale keeps the stream's variance from growing with depth."""
+        """Biases 0, norms 1, weights normal with the std of config.init:
+        "fan_in": 1/sqrt(fan_in) for a linear layer, 1/sqrt(d_model) for the embeddings (a unit-variance
+            input keeps unit variance through every layer, whatever the width);
+        "gpt2": 0.02 everywhere (GPT-2's constant, tuned for d_model 768).
+        The projections that write into the residual stream (o_proj, down_proj) get std/sqrt(2·n_layer):
+        2·n_layer of them add up, and the scale keeps the stream's variance from growing with depth.
+        """
+        fan_in = self.config.init == "fan_in"
+        embeddings = [m.weight for m in self.modules() if isinstance(m, nn.Embedding)]
+        if self.pos_emb is not None:
+            embeddings.append(self.pos_emb.weight)
         for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                if getattr(module, "bias", None) is not None:
+            if isinstance(module, nn.Linear):
+                std = module.in_features ** -0.5 if fan_in else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for weight in embeddings:  # after the linears: a tied lm_head is the token embedding
+            nn.init.normal_(weight, mean=0.0, std=self.config.d_model ** -0.5 if fan_in else 0.02)
+        depth = 1 / math.sqrt(2 * self.config.n_layer)
         for name, param in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
+                std = param.shape[1] ** -0.5 if fan_in else 0.02
+                nn.init.normal_(param, mean=0.0, std=std * depth)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Scalar parameters (tied matrices once). non_embedding=True leaves out the token embedding, the
@@ -489,34 +566,49 @@ class GPT(nn.Module):
                 n -= self.lm_head.weight.numel()
         return n
 
-    def _check_idx(self, idx: object) -> Tensor:
+    def _check_idx(self, idx: object, validate: bool = True) -> Tensor:
         if not isinstance(idx, Tensor):
             raise TypeError(f"idx must be a tensor of token ids (B, T), got {type(idx).__name__}")
         if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
             raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}")
         if idx.dim() != 2 or idx.shape[1] == 0:
             raise ValueError(f"idx must have shape (B, T) with T >= 1, got {tuple(idx.shape)}")
-        low, high = int(idx.min()), int(idx.max())
-        if low < 0 or high >= self.config.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"idx holds token id {bad}, outside vocab_size 0..{self.config.vocab_size - 1}")
+        if validate:
+            low, high = torch.stack(torch.aminmax(idx)).tolist()  # one read of the ids back to the host
+            if low < 0 or high >= self.config.vocab_size:
+                bad = low if low < 0 else high
+                raise ValueError(f"idx holds token id {bad}, outside vocab_size "
+                                 f"0..{self.config.vocab_size - 1}")
         return idx
 
-    def _check_positions(self, positions: Tensor | None, T: int, kv_cache, allow_longer: bool, device):
-        """The absolute positions (T,) of the tokens, checked against the context-length rule."""
+    def _positions(self, idx: Tensor, positions: Tensor | None, attention_mask: Tensor | None, start: int,
+                   allow_longer: bool) -> tuple[Tensor, int]:
+        """The absolute positions of the T new tokens, (T,) or (B, T), and the largest one as a host int.
+
+        By default the tokens sit at start..start+T-1 (start = tokens already in the KV cache), counted
+        from each row's first real token when there is left padding; these are known on the host, so
+        nothing is read back from the device. Explicit positions are checked (one read).
+        """
+        B, T = idx.shape
         if positions is None:
-            if kv_cache is not None:
-                raise ValueError("positions is required with a kv_cache: the positions of the new tokens")
-            positions, last = torch.arange(T, device=device), T - 1  # (T,)
+            if attention_mask is not None:  # left padding: count only the real tokens before each one
+                counted = attention_mask.long().cumsum(dim=-1) - 1  # (B, start + T)
+                positions = counted[:, start:].clamp(min=0)  # (B, T); padding sits at 0, never used
+            else:
+                positions = torch.arange(start, start + T, device=idx.device)  # (T,)
+            last = start + T - 1  # the largest position (an upper bound with padding)
         else:
             integer = isinstance(positions, Tensor) and not positions.is_floating_point()
-            if not integer or positions.dtype == torch.bool:
-                raise TypeError(f"positions must be an integer tensor of shape (T,), got {positions!r}")
-            if positions.shape != (T,):
-                raise ValueError(f"positions must have shape (T,) = ({T},), got {tuple(positions.shape)}")
-            if int(positions.min()) < 0:
-                raise ValueError(f"positions must be >= 0, got {int(positions.min())}")
-            positions, last = positions.to(device), int(positions.max())
+            if not integer or positions.dtype == torch.bool or positions.is_complex():
+                raise TypeError(f"positions must be an integer tensor of shape (T,) or (B, T), "
+                                f"got {positions!r}")
+            if positions.shape not in ((T,), (B, T)):
+                raise ValueError(f"positions must have shape (T,) = ({T},) or (B, T) = ({B}, {T}), "
+                                 f"got {tuple(positions.shape)}")
+            low, last = torch.stack(torch.aminmax(positions)).tolist()  # one read
+            if low < 0:
+                raise ValueError(f"positions must be >= 0, got {low}")
+            positions = positions.to(idx.device)
         if last >= self.config.block_size:
             if self.config.pos == "learned":
                 raise ValueError(
@@ -528,19 +620,41 @@ class GPT(nn.Module):
                     f"position {last} is past block_size={self.config.block_size} (the training context); "
                     f"pass allow_longer=True to evaluate pos={self.config.pos!r} beyond it"
                 )
-        return positions
+        return positions, last
 
-    def _absolute_positions(self, positions: Tensor) -> Tensor | None:
-        """The position vectors added to the token embeddings, (T, d_model), or None (rope/alibi/none)."""
+    def _absolute_positions(self, positions: Tensor, last: int) -> Tensor | None:
+        """The vectors added to the token embeddings, (T, d_model) or (B, T, d_model), or None (rope etc.)."""
         if self.config.pos == "learned":
-            return self.pos_emb(positions)  # (T, d_model)
+            return self.pos_emb(positions, max_position=last)  # (T, d_model) or (B, T, d_model)
         if self.config.pos == "sinusoidal":
             table = self.pos_table
-            if int(positions.max()) >= table.shape[0]:  # beyond block_size (allow_longer): extend the table
-                table = sinusoidal_embeddings(int(positions.max()) + 1, self.config.d_model,
-                                              dtype=table.dtype, device=table.device)
-            return table[positions]  # (T, d_model)
+            if last >= table.shape[0]:  # beyond block_size (allow_longer): extend the table
+                table = sinusoidal_embeddings(last + 1, self.config.d_model, dtype=table.dtype,
+                                              device=table.device)
+            return table[positions]  # (T, d_model) or (B, T, d_model)
         return None
+
+    def _check_masks(self, attention_mask: object, attn_mask: object, B: int, T: int, start: int,
+                     kv_cache) -> None:
+        if attention_mask is not None:
+            if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, start + T):
+                shape = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) \
+                    else type(attention_mask).__name__
+                raise ValueError(f"attention_mask must have shape (B, cached + T) = ({B}, {start + T}) "
+                                 f"(1 = token, 0 = left padding), got {shape}")
+            if kv_cache is not None and kv_cache.attended_length(T) < start + T:
+                raise ValueError("attention_mask (left padding) cannot be combined with a sliding-window "
+                                 "cache: its ring buffer reorders the keys")
+        if attn_mask is not None:
+            if kv_cache is not None:
+                raise ValueError("attn_mask replaces the causal mask of a whole sequence: pass it without "
+                                 "a kv_cache")
+            if not isinstance(attn_mask, Tensor) or attn_mask.dtype != torch.bool \
+                    or attn_mask.shape not in ((T, T), (B, T, T)):
+                what = f"{attn_mask.dtype} {tuple(attn_mask.shape)}" if isinstance(attn_mask, Tensor) \
+                    else type(attn_mask).__name__
+                raise ValueError(f"attn_mask must be a bool tensor (T, T) = ({T}, {T}) or (B, T, T) "
+                                 f"(True = may attend), got {what}")
 
     def forward(
         self,
@@ -548,36 +662,62 @@ class GPT(nn.Module):
         targets: Tensor | None = None,
         *,
         positions: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
         kv_cache=None,
         allow_longer: bool = False,
+        validate: bool = True,
         return_hidden: bool = False,
         return_attn: bool = False,
     ) -> tuple[Tensor, Tensor | None] | tuple[Tensor, Tensor | None, GPTTrace]:
         """idx: (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         targets: (B, T) next-token ids; loss = mean cross-entropy over the targets != -100.
-        positions, kv_cache: see CausalSelfAttention (positions are required with a cache).
+        positions: (T,) or (B, T) absolute positions (default: 0..T-1 after the tokens already in
+            kv_cache, counted from each row's first real token when attention_mask is given).
+        attention_mask: (B, cached + T), 1 = token, 0 = left padding: a padded batch computes what each
+            row computes alone (lesson 06's generate batches prompts of different lengths with it).
+        attn_mask: bool (T, T) or (B, T, T), True = may attend: replaces the causal mask (prefix LM,
+            sliding windows); ALiBi keeps its distance bias. Not with a kv_cache.
+        kv_cache: a lesson 06 cache (update(layer_idx, k, v), length, attended_length(T_new)).
         allow_longer: let rope/alibi/sinusoidal/none run past block_size (see the class docstring).
+        validate: check the token ids (and explicit positions) against vocab_size and the context: one
+            read of the tensor back to the host. Lesson 06's decode steps pass False for the tokens they
+            sampled themselves, so a decode step never waits on the device (DESIGN §7: validate at the
+            boundary). Shapes and dtypes are always checked.
         return_hidden / return_attn: also return a GPTTrace, as (logits, loss, trace).
+        Raises TypeError/ValueError naming the argument for bad input.
         """
-        idx = self._check_idx(idx)
-        B, T = idx.shape
-        for name, flag in (("allow_longer", allow_longer), ("return_hidden", return_hidden),
-                           ("return_attn", return_attn)):
+        for name, flag in (("allow_longer", allow_longer), ("validate", validate),
+                           ("return_hidden", return_hidden), ("return_attn", return_attn)):
             _check_bool(name, flag)
-        if kv_cache is not None and not callable(getattr(kv_cache, "update", None)):
-            raise TypeError(f"kv_cache needs a method update(layer_idx, k, v), got {type(kv_cache).__name__}")
-        positions = self._check_positions(positions, T, kv_cache, allow_longer, idx.device)  # (T,)
+        idx = self._check_idx(idx, validate)
+        B, T = idx.shape
+        cache_api = ("update", "length", "attended_length")
+        if kv_cache is not None and not all(hasattr(kv_cache, name) for name in cache_api):
+            raise TypeError("kv_cache needs update(layer_idx, k, v), length and attended_length(T_new) "
+                            f"(a lesson 06 KVCache), got {type(kv_cache).__name__}")
+        start = kv_cache.length if kv_cache is not None else 0  # tokens already cached (a host int)
+        self._check_masks(attention_mask, attn_mask, B, T, start, kv_cache)
+        positions, last = self._positions(idx, positions, attention_mask, start, allow_longer)
 
         x = self.tok_emb(idx)  # (B, T, d_model)
-        pos_vectors = self._absolute_positions(positions)  # (T, d_model) or None
+        if self.config.embedding_scale != 1.0:
+            x = x * self.config.embedding_scale  # Vaswani et al.: embeddings on the scale of the positions
+        pos_vectors = self._absolute_positions(positions, last)  # (T or B·T, d_model) or None
         if pos_vectors is not None:
             x = x + pos_vectors  # (B, T, d_model), broadcast over the batch
         x = self.drop(x)
 
+        # what every layer shares, built once per pass: the mask and the rotary angles
+        Tk = kv_cache.attended_length(T) if kv_cache is not None else T  # keys each layer will attend
+        mask = build_attention_mask(self.config, T, Tk, attention_mask=attention_mask, attn_mask=attn_mask,
+                                    device=idx.device, dtype=x.dtype)
+        rope = self.rotary(positions, max_position=last) if self.rotary is not None else None
+
         trace = GPTTrace(hidden=[x] if return_hidden else None, attn=[] if return_attn else None)
         for block in self.blocks:
-            x, weights = block(x, positions=positions, kv_cache=kv_cache, return_weights=return_attn)
+            x, weights = block(x, mask=mask, rope=rope, kv_cache=kv_cache, return_weights=return_attn)
             if return_hidden:
                 trace.hidden.append(x)
             if return_attn:
@@ -625,26 +765,14 @@ class GPT(nn.Module):
         """
         self._check_idx(idx)
         _check_int("max_new_tokens", max_new_tokens, minimum=0)
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-                or not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None:
-            _check_int("top_k", top_k)
+        filter_logits(torch.zeros(1, 2), temperature=temperature, top_k=top_k)  # checks the knobs, no draw
         with _eval_mode(self):
             for _ in range(max_new_tokens):
                 context = idx[:, -self.config.block_size :]  # (B, <= block_size)
-                logits, _ = self(context)
-                logits = logits[:, -1, :]  # (B, vocab_size): the prediction for the next token
-                if temperature == 0:
-                    next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-                else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]  # (B, 1)
-                        logits = logits.masked_fill(logits < kth, float("-inf"))
-                    probs = torch.softmax(logits, dim=-1)  # (B, vocab_size)
-                    next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-                idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
+                logits, _ = self(context, validate=False)  # (B, T, vocab_size)
+                # lesson 05's sampler: temperature and top-k in float32 (half-precision logits overflow)
+                next_id = sample(logits[:, -1, :], temperature=temperature, top_k=top_k, generator=generator)
+                idx = torch.cat((idx, next_id[:, None]), dim=1)  # (B, T + 1)
         return idx
 
 

@@ -15,7 +15,9 @@ knobs below reshape the distribution p = softmax(z) of the logits z before the o
                                                              LLM Outputs")
 
 Every filter takes logits (..., vocab) and returns logits of the same shape in which the removed
-tokens are -inf (so softmax gives them probability 0 and renormalises the rest). They match
+tokens are -inf (so softmax gives them probability 0 and renormalises the rest), computed in float32
+whatever the input dtype (half-precision logits are upcast first: z / T at T = 1e-4 would overflow
+float16, as would the exp of a softmax; transformers upcasts before its warpers too). They match
 transformers' logits warpers token for token, ties and boundary included (tests/test_05_sampling.py);
 `filter_logits` chains them in transformers' order, temperature -> top-k -> top-p -> min-p, and
 `sample` is `filter_logits` followed by one multinomial draw. Nothing loops over the vocabulary in
@@ -52,7 +54,10 @@ def _check_logits(logits: object) -> Tensor:
         raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.dim() == 0 or logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (..., vocab) with vocab >= 1, got {tuple(logits.shape)}")
-    return logits
+    # float16 overflows at 65504: logits / 1e-4 or the exp of a softmax would turn into inf and nan.
+    # Every filter computes in float32 (float64 stays float64), as transformers casts scores before
+    # its warpers; the filtered logits come back in that dtype.
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def _is_real(value: object) -> bool:
@@ -178,7 +183,7 @@ def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None
                 check(value)
         return logits.argmax(dim=-1)  # (...,)
     filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
-    probs = filtered.float().softmax(dim=-1)  # (..., vocab); float32 so half-precision logits sum to 1
+    probs = filtered.softmax(dim=-1)  # (..., vocab), float32 (or float64): see _check_logits
     flat = probs.reshape(-1, probs.shape[-1])  # (N, vocab): multinomial wants 1-D or 2-D
     ids = torch.multinomial(flat, num_samples=1, generator=generator)  # (N, 1)
     return ids.reshape(probs.shape[:-1])  # (...,)

@@ -162,6 +162,11 @@ class KVCache:
         """Bytes held by the cache's tensors."""
         return sum(t.numel() * t.element_size() for t in self.tensors())
 
+    def attended_length(self, T_new: int) -> int:
+        """How many keys the next T_new tokens' queries attend to: what update() will return (the GPT builds
+        its mask for them once per forward pass, before the first layer writes)."""
+        return self.length + T_new
+
     def tensors(self) -> list[Tensor]:
         return [*self.keys, *self.values]
 
@@ -221,6 +226,10 @@ class SlidingWindowKVCache(KVCache):
         window = config.block_size if window is None else _check_int("window", window)
         super().__init__(config, batch_size, window, dtype=dtype, device=device)
         self.window = window
+
+    def attended_length(self, T_new: int) -> int:
+        """Keys the next T_new queries attend to: all of them while the ring fills, then the window."""
+        return min(self.length + T_new, self.window)
 
     @property
     def seen(self) -> int:
@@ -306,19 +315,38 @@ def _check_cache(cache: object, model: GPT, batch_size: int) -> KVCache:
     return cache
 
 
+def _check_left_padding(attention_mask: object, B: int, T: int) -> None:
+    """(B, T) of 0/1, each row zeros then ones (left padding) and ending in a token. One read."""
+    if not isinstance(attention_mask, Tensor) or attention_mask.shape != (B, T) \
+            or attention_mask.is_floating_point() or attention_mask.is_complex():
+        what = f"{attention_mask.dtype} {tuple(attention_mask.shape)}" if isinstance(attention_mask, Tensor) \
+            else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must be an integer or bool tensor of prompt_ids' shape ({B}, {T}) "
+                         f"(1 = token, 0 = left padding), got {what}")
+    m = attention_mask.long()
+    ok = ((m == 0) | (m == 1)).all() & (m[:, 1:] >= m[:, :-1]).all() & (m[:, -1] == 1).all()
+    if not bool(ok):
+        raise ValueError("attention_mask must hold 0/1 with the zeros on the left (left padding) and every "
+                         "row ending in a real token (1)")
+
+
 # inference_mode, not no_grad: it also skips autograd's version counters and views bookkeeping, which
 # measured ~10% of a decode step of the lab-sized model on CPU (benchmark.py)
 @torch.inference_mode()
 def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: bool = True,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
              min_p: float | None = None, generator: torch.Generator | None = None,
-             cache: KVCache | None = None, return_logits: bool = False,
+             attention_mask: Tensor | None = None, cache: KVCache | None = None, return_logits: bool = False,
              step_times: list[float] | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """Append max_new_tokens tokens to prompt_ids (B, T) -> (B, T + max_new_tokens).
 
     use_cache=True: one forward pass over the prompt (the "prefill"), then one token per step through a
     KV cache (the "decode"). use_cache=False: every step recomputes the whole sequence — the baseline.
-    Tokens are drawn by lesson 05's `sample` (temperature 0 = greedy argmax).
+    Tokens are drawn by lesson 05's `sample` (temperature 0 = greedy argmax), in float32 whatever the
+    model's dtype.
+    attention_mask: (B, T), 1 = token, 0 = left padding (transformers' convention): prompts of different
+        lengths in one batch, each generating exactly what it generates alone (positions count from each
+        row's first real token). Every row must end in a real token. Not with a SlidingWindowKVCache.
     cache: a cache to fill (e.g. SlidingWindowKVCache, Int8KVCache); default: a KVCache of exactly
         T + max_new_tokens tokens in the model's dtype.
     Context: without a SlidingWindowKVCache, T + max_new_tokens must fit in block_size (a clear error
@@ -327,7 +355,10 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
     block_size and still raises).
     return_logits: also return the logits that chose each new token, (B, max_new_tokens, vocab_size).
     step_times: a list that receives the wall time (s) since the start, after each new token.
-    Runs in eval mode and restores the model's mode afterwards.
+    Runs in eval mode and restores the model's mode afterwards. The inputs are checked here, once; a
+    decode step then reads nothing back from the device (GPT.forward(validate=False) for the tokens this
+    loop sampled itself), so on a GPU the host never waits for a step to finish.
+    Raises TypeError/ValueError naming the argument for bad input, ValueError past block_size.
     """
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a lab GPT (llmlab.transformer_block.GPT), got {type(model).__name__}")
@@ -352,6 +383,12 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
     total = T + max_new_tokens
     param = next(model.parameters())
     sliding = isinstance(cache, SlidingWindowKVCache)
+    padded = attention_mask is not None
+    if padded:
+        _check_left_padding(attention_mask, B, T)
+        if sliding:
+            raise ValueError("attention_mask (left padding) cannot be used with a SlidingWindowKVCache: its "
+                             "ring buffer reorders the keys; use a KVCache")
     if total > config.block_size and not sliding:
         raise ValueError(
             f"prompt length {T} + max_new_tokens {max_new_tokens} = {total} is past block_size="
@@ -364,7 +401,12 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
 
     ids = torch.empty(B, total, dtype=torch.long, device=param.device)  # (B, T + n), filled as we go
     ids[:, :T] = prompt_ids
-    positions = torch.arange(total, device=param.device)  # (T + n,): each token's absolute position
+    mask = torch.ones(B, total, dtype=torch.long, device=param.device)  # (B, T + n): new tokens are real
+    if padded:
+        mask[:, :T] = attention_mask
+    # the model counts positions itself: after the cached tokens, from each row's first real token
+    def seen(end: int) -> dict:  # the padding mask up to token `end`, when there is padding
+        return {"attention_mask": mask[:, :end]} if padded else {}
     all_logits = []
     was_training = model.training
     model.eval()
@@ -372,22 +414,21 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
     try:
         if use_cache:  # prefill: the prompt in as few chunks as the cache allows
             chunk = min(T, cache.window) if sliding else T
-            logits = model(ids[:, :chunk], positions=positions[:chunk], kv_cache=cache,
-                           allow_longer=sliding)[0]  # (B, chunk, vocab_size)
+            logits = model(ids[:, :chunk], kv_cache=cache, allow_longer=sliding,
+                           **seen(chunk))[0]  # (B, chunk, vocab_size); checks the prompt's ids
             for t in range(chunk, T):  # a prompt longer than the window: one token at a time
-                logits = model(ids[:, t:t + 1], positions=positions[t:t + 1], kv_cache=cache,
-                               allow_longer=sliding)[0]
+                logits = model(ids[:, t:t + 1], kv_cache=cache, allow_longer=sliding)[0]
         for t in range(T, total):
             if not use_cache:  # recompute the whole prefix: T_t tokens through every layer, every step
-                logits = model(ids[:, :t], positions=positions[:t])[0]
+                logits = model(ids[:, :t], validate=t == T, **seen(t))[0]
             next_logits = logits[:, -1]  # (B, vocab_size): the prediction for position t
             ids[:, t] = sample(next_logits, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                generator=generator)  # (B,)
             if return_logits:
                 all_logits.append(next_logits)
             if use_cache and t + 1 < total:  # decode: only the new token goes through the model
-                logits = model(ids[:, t:t + 1], positions=positions[t:t + 1], kv_cache=cache,
-                               allow_longer=sliding)[0]  # (B, 1, vocab_size)
+                logits = model(ids[:, t:t + 1], kv_cache=cache, allow_longer=sliding, validate=False,
+                               **seen(t + 1))[0]  # (B, 1, vocab_size)
             if step_times is not None:
                 step_times.append(time.perf_counter() - start_time)
     finally:

@@ -31,6 +31,7 @@ sits in a long input) and `windowed_attention` (run a lab GPT with a sliding-win
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import weakref
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from llmlab.attention_basics import causal_mask, scaled_dot_product_attention
-from llmlab.transformer_block import CausalSelfAttention
+from llmlab.transformer_block import GPT
 
 __all__ = [
     "PeakMemory",
@@ -328,40 +329,28 @@ def loss_per_position(model: nn.Module, data: Tensor, length: int, n_windows: in
 
 @contextlib.contextmanager
 def windowed_attention(model: nn.Module, window: int | None) -> Iterator[nn.Module]:
-    """Inside the block, every CausalSelfAttention of `model` sees only its `window` most recent keys.
+    """Inside the block, the lab GPT `model` runs with config.sliding_window = window: every query sees only
+    its `window` most recent keys, itself included (Mistral's `sliding_window`).
 
-    The lab GPT takes its attention mask from `CausalSelfAttention.attention_mask`; this shadows that
-    method on each layer instance with one that also applies `sliding_window_mask` (and restores it on
-    exit). It works for every positional encoding: a boolean causal mask is and-ed with the band, an
-    additive ALiBi bias gets -inf outside it. The GPT still computes the masked T x T scores, so this
-    changes *what* the model sees, not its memory: `sliding_window_attention` is the memory-saving
-    computation of the same numbers (the tests prove the two agree). window=None changes nothing.
+    The GPT builds its mask once per forward from its config (build_attention_mask), so this swaps the
+    model's config for a copy with the window and puts the original back on exit. It works for every
+    positional encoding: the causal mask is cut to the band, an ALiBi bias gets -inf outside it. The GPT
+    still computes the masked T x T scores, so this changes *what* the model sees, not its memory:
+    `sliding_window_attention` is the memory-saving computation of the same numbers (the tests prove the
+    two agree). window=None changes nothing. Raises TypeError/ValueError for a bad model or window.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
-    if not layers:
-        raise ValueError("model must contain CausalSelfAttention layers (a lab GPT), found none")
+    if not isinstance(model, GPT):
+        raise ValueError(f"model must be a lab GPT (llmlab.transformer_block.GPT), "
+                         f"got {type(model).__name__}")
     if window is None:
         yield model
         return
     _check_int("window", window)
-    saved = []
-    for layer in layers:
-        saved.append(layer.__dict__.get("attention_mask"))
-        full_mask = layer.attention_mask  # the bound method (or an outer patch): causal, ALiBi, ...
-
-        def banded(Tq: int, Tk: int, *, device=None, dtype=torch.float32, _full_mask=full_mask) -> Tensor:
-            mask = _full_mask(Tq, Tk, device=device, dtype=dtype)  # (Tq, Tk) bool or (H, Tq, Tk) float
-            band = sliding_window_mask(Tk, window, device=device)[Tk - Tq:]  # queries = the last Tq keys
-            return mask & band if mask.dtype == torch.bool else mask.masked_fill(~band, float("-inf"))
-
-        layer.attention_mask = banded  # an instance attribute shadows the class's method
+    saved = model.config
+    model.config = dataclasses.replace(saved, sliding_window=window)
     try:
         yield model
     finally:
-        for layer, previous in zip(layers, saved, strict=True):
-            if previous is None:
-                del layer.attention_mask
-            else:
-                layer.attention_mask = previous
+        model.config = saved

@@ -21,14 +21,19 @@ Layer" (noisy top-k gating); Lepikhin et al. 2020, "GShard" (top-2, expert capac
 experts w1/w3/w2).
 
 Capacity and token dropping (Switch/GShard): with a capacity_factor, each expert takes at most
-    capacity = ceil(capacity_factor · n_tokens · top_k / n_experts)
-assignments per forward. Priority order (GShard's): every token's 1st choice is served before any 2nd
-choice, and within one rank tokens are served in flattened (batch, position) order, first come first
-served. An assignment over capacity is dropped: that expert contributes nothing for that token (its
-gate is *not* re-spread over the other choices), so a token whose k choices are all dropped passes
-through the block unchanged on the residual stream. Note that this order couples tokens: a token can
-be dropped because of tokens later in the sequence or in other batch rows (a known wrinkle of capacity
-limits in causal decoders; with capacity_factor=None nothing is ever dropped).
+    capacity = ceil(capacity_factor · T · top_k / n_experts)
+assignments per sequence of T tokens (a 2-D input (N, d_model) is one sequence of N tokens). An
+assignment over capacity is dropped: that expert contributes nothing for that token (its gate is *not*
+re-spread over the other choices), so a token whose k choices are all dropped passes through the block
+unchanged on the residual stream.
+Priority order: position-major within each sequence — all k choices of token t are served before any
+choice of token t + 1, first come first served. GShard's order (every token's 1st choice before any
+2nd choice, over the whole flattened batch) lets a later token's 1st choice push out an earlier token's
+2nd choice, and lets one batch row push out another's: in a causal decoder the past would then depend
+on the future and on the other rows. Position-major per sequence keeps every output causal and every
+row independent (tests/test_08_moe.py). What remains: the capacity counts the T tokens of one forward
+pass, so a token's output can depend on T itself — cached decoding (T = 1, capacity >= 1 per expert and
+k distinct experts per token) never drops. With capacity_factor=None nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -137,7 +142,8 @@ def router_z_loss(router_logits: Tensor) -> Tensor:
 
 
 def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float | None) -> int | None:
-    """Assignments one expert may take in a forward: ceil(capacity_factor · n_tokens · top_k / n_experts).
+    """Assignments one expert may take from a sequence of n_tokens: ceil(capacity_factor · n_tokens · top_k /
+    n_experts).
 
     capacity_factor 1.0 is exactly a fair share; > 1 leaves slack for imbalance; None = unlimited (None).
     """
@@ -322,28 +328,32 @@ class MoELayer(nn.Module):
         if x.dim() < 2 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must have shape (..., d_model={self.d_model}), got {tuple(x.shape)}")
         shape = x.shape
+        T = shape[-2] if x.dim() >= 3 else shape[0]  # tokens per sequence (a 2-D input is one sequence)
         x = x.reshape(-1, self.d_model)  # (N, d_model): routing is per token, batch and time flattened
         N, E, k = x.shape[0], self.n_experts, self.top_k
         route = self.router(x)
 
-        # every (token, choice) assignment, in priority order: all 1st choices (tokens in order), then
-        # all 2nd choices, ... (GShard); a stable sort by expert keeps that order within each expert
-        expert_of = route.indices.T.reshape(-1)  # (k·N,) rank-major
-        token_of = torch.arange(N, device=x.device).repeat(k)  # (k·N,)
-        gate_of = route.weights.T.reshape(-1)  # (k·N,)
-        order = torch.sort(expert_of, stable=True).indices  # (k·N,) grouped by expert, priority kept
+        # every (token, choice) assignment in priority order: token-major (all k choices of token 0, then
+        # of token 1, ...), so within each sequence an earlier token is always served first
+        expert_of = route.indices.reshape(-1)  # (N·k,)
+        token_of = torch.arange(N, device=x.device).repeat_interleave(k)  # (N·k,)
+        gate_of = route.weights.reshape(-1)  # (N·k,)
         counts = torch.bincount(expert_of, minlength=E)  # (E,) assignments each expert was asked to take
-        capacity = expert_capacity(N, E, k, self.capacity_factor)
+        capacity = expert_capacity(T, E, k, self.capacity_factor)  # per sequence
+        if capacity is None:
+            kept = torch.ones(N * k, dtype=torch.bool, device=x.device)
+        else:  # each assignment's place in its expert's queue, counted within its own sequence
+            chosen = F.one_hot(expert_of.view(N // T, T * k), E)  # (B, T·k, E)
+            place = (chosen.cumsum(dim=1) * chosen).sum(dim=-1) - 1  # (B, T·k): 0 = first in line
+            kept = (place < capacity).reshape(-1)  # (N·k,) first come, first served; the rest dropped
 
         out = torch.zeros_like(x)  # (N, d_model); a dropped assignment adds nothing
-        kept = torch.ones(k * N, dtype=torch.bool, device=x.device)
+        order = torch.sort(expert_of, stable=True).indices  # (N·k,) grouped by expert, priority kept
         start = 0
         for e, n_e in enumerate(counts.tolist()):
             slots = order[start:start + n_e]  # (n_e,) this expert's assignments, priority order
             start += n_e
-            if capacity is not None and n_e > capacity:
-                kept[slots[capacity:]] = False  # first come, first served: the rest are dropped
-                slots = slots[:capacity]
+            slots = slots[kept[slots]]  # (n_kept,) the ones within capacity
             if slots.numel() == 0:
                 continue
             tokens = token_of[slots]  # (n_kept,)
@@ -351,7 +361,7 @@ class MoELayer(nn.Module):
             out.index_add_(0, tokens, y.to(out.dtype))
 
         n_dropped = int((~kept).sum())
-        tokens_dropped = int((~kept).view(k, N).all(dim=0).sum()) if n_dropped else 0
+        tokens_dropped = int((~kept).view(N, k).all(dim=1).sum()) if n_dropped else 0
         probs = route.probs.detach()  # (N, E)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
         self.last_stats = MoEStats(

@@ -23,7 +23,7 @@ from llmlab.transformer_block import (
     residual_norms,
     to_hf,
 )
-from llmlab.transformer_block.transformer import POSITIONS
+from llmlab.transformer_block.transformer import MODEL_VERSION, POSITIONS
 
 TINY = dict(vocab_size=61, block_size=16, n_layer=2, n_head=4, d_model=32)
 
@@ -52,6 +52,13 @@ class ReferenceCache:
 
     def __init__(self):
         self.keys, self.values = {}, {}
+
+    @property
+    def length(self):  # tokens cached so far
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def attended_length(self, T_new):  # keys the next T_new queries will see
+        return self.length + T_new
 
     def update(self, layer_idx, k, v):
         if layer_idx in self.keys:
@@ -369,8 +376,8 @@ def test_generate_with_top_k_samples_only_the_k_most_likely_tokens():
 # construction: init, tying, GQA shapes, dropout
 
 
-def test_init_scales_residual_projections_by_one_over_sqrt_two_n_layer():
-    model = GPT(gpt2_config(n_layer=8))
+def test_gpt2_init_is_002_with_residual_projections_scaled_by_one_over_sqrt_two_n_layer():
+    model = GPT(gpt2_config(n_layer=8, init="gpt2"))
     for name, p in model.named_parameters():
         if name.endswith(("o_proj.weight", "down_proj.weight")):
             assert p.std().item() == pytest.approx(0.02 / math.sqrt(16), rel=0.1), name
@@ -378,6 +385,36 @@ def test_init_scales_residual_projections_by_one_over_sqrt_two_n_layer():
             assert p.std().item() == pytest.approx(0.02, rel=0.1), name
     assert model.lm_head.weight is model.tok_emb.weight
     assert GPT(llama_config()).lm_head.weight is not GPT(llama_config()).tok_emb.weight
+
+
+@pytest.mark.parametrize("preset", [gpt2_config, llama_config])
+def test_fan_in_init_keeps_unit_variance_through_every_layer_whatever_the_width(preset):
+    model = GPT(preset(n_layer=8, d_model=256, n_head=4, n_experts=0))
+    assert model.config.init == "fan_in"
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        fan_in = p.shape[1] if "emb" not in name else model.config.d_model
+        depth = 1 / math.sqrt(16) if name.endswith(("o_proj.weight", "down_proj.weight")) else 1.0
+        assert p.std().item() == pytest.approx(fan_in ** -0.5 * depth, rel=0.1), name
+    with torch.no_grad():  # tied logits of normalised inputs start at unit variance
+        logits = torch.randn(4096, 256) @ GPT(gpt2_config(d_model=256)).tok_emb.weight.T
+        assert logits.std().item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_sinusoidal_positions_scale_the_token_embeddings_by_sqrt_d_model():
+    config = gpt2_config(pos="sinusoidal", d_model=64, n_head=4)
+    assert config.embedding_scale == 8.0 and gpt2_config().embedding_scale == 1.0
+    assert gpt2_config(scale_embeddings=True).embedding_scale == math.sqrt(128)  # d_model 128
+    model = GPT(config).eval()
+    unscaled = GPT(dataclasses.replace(config, scale_embeddings=False)).eval()
+    unscaled.load_state_dict(model.state_dict())
+    idx = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        scaled_in = model(idx, return_hidden=True)[2].hidden[0]
+        plain_in = unscaled(idx, return_hidden=True)[2].hidden[0]
+        table = model.pos_table[:16]
+    torch.testing.assert_close(scaled_in - table, 8.0 * (plain_in - table))
 
 
 def test_grouped_kv_heads_shrink_the_key_value_projections():
@@ -483,8 +520,14 @@ def test_bad_forward_arguments_raise_naming_the_argument():
         model(idx, idx[:, :-1])
     with pytest.raises(ValueError, match="positions"):
         model(idx, positions=torch.arange(3))
-    with pytest.raises(ValueError, match="positions"):
-        model(idx, kv_cache=ReferenceCache())
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(idx, attention_mask=torch.ones(2, 3))
+    with pytest.raises(ValueError, match="attn_mask"):
+        model(idx, attn_mask=torch.ones(16, 16))  # float, not bool
+    with pytest.raises(ValueError, match="attn_mask"):
+        model(idx[:, :4], attn_mask=torch.ones(4, 4, dtype=torch.bool), kv_cache=ReferenceCache())
+    with pytest.raises(TypeError, match="validate"):
+        model(idx, validate=1)
     with pytest.raises(TypeError, match="kv_cache"):
         model(idx, positions=torch.arange(16), kv_cache=object())
     with pytest.raises(ValueError, match="max_new_tokens"):
@@ -518,7 +561,77 @@ def test_n_experts_swaps_the_ffn_for_lesson_08s_moe_layer_and_to_hf_refuses_it()
 
 
 def test_cache_key_names_only_the_fields_that_differ_from_the_defaults():
-    assert GPTConfig().cache_key() == {}
+    assert GPTConfig().cache_key() == {"model_version": MODEL_VERSION}
     key = llama_config(n_layer=2).cache_key()
     assert key["n_layer"] == 2 and key["norm"] == "rmsnorm" and "dropout" not in key
     assert gpt2_config(n_kv_head=2).cache_key() != gpt2_config().cache_key()
+
+
+# ----------------------------------------------------------------------------------------------------
+# left padding, custom masks, sliding windows, half precision
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+@pytest.mark.parametrize("kernels", ["lab", "torch"])
+def test_a_left_padded_batch_computes_what_each_row_computes_alone(pos, kernels):
+    preset = llama_config if pos == "rope" else gpt2_config
+    model = randomized(GPT(tiny(preset, pos=pos, kernels=kernels))).eval()
+    lengths = [16, 9, 3]  # real tokens per row; the rest is left padding
+    rows = [token_ids(model.config, B=1, T=n, seed=10 + n) for n in lengths]
+    idx = torch.zeros(len(rows), 16, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), 16, dtype=torch.long)
+    for b, row in enumerate(rows):
+        idx[b, 16 - row.shape[1]:] = row[0]
+        attention_mask[b, 16 - row.shape[1]:] = 1
+    with torch.no_grad():
+        batched = model(idx, attention_mask=attention_mask)[0]  # (3, 16, vocab)
+        for b, row in enumerate(rows):
+            alone = model(row)[0][0]  # (n, vocab)
+            torch.testing.assert_close(batched[b, 16 - row.shape[1]:], alone, atol=1e-5, rtol=1e-5)
+        assert torch.isfinite(batched).all()  # padded queries see themselves: no NaN rows
+
+
+def test_attn_mask_replaces_the_causal_mask():
+    model = randomized(GPT(tiny(llama_config))).eval()
+    idx = token_ids(model.config)
+    T = idx.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx, attn_mask=causal)[0], model(idx)[0])
+        prefix = causal.clone()
+        prefix[:, :5] = True  # a prefix LM: the first 5 tokens see each other
+        out = model(idx, attn_mask=prefix)[0]
+        changed = idx.clone()
+        changed[:, 4] = (changed[:, 4] + 1) % model.config.vocab_size
+        moved = model(changed, attn_mask=prefix)[0]
+        changed_suffix = idx.clone()
+        changed_suffix[:, 9] = (changed_suffix[:, 9] + 1) % model.config.vocab_size
+        after = model(changed_suffix, attn_mask=prefix)[0]
+    assert not torch.allclose(moved[:, 0], out[:, 0])  # a prefix token changes an earlier prefix position
+    torch.testing.assert_close(after[:, :9], out[:, :9])  # a suffix token never changes an earlier one
+
+
+@pytest.mark.parametrize("pos", ["rope", "alibi", "learned"])
+def test_the_sliding_window_field_equals_a_banded_attn_mask(pos):
+    model = randomized(GPT(tiny(pos=pos))).eval()
+    windowed = GPT(dataclasses.replace(model.config, sliding_window=4)).eval()
+    windowed.load_state_dict(model.state_dict())
+    idx = token_ids(model.config)
+    T = idx.shape[1]
+    band = torch.ones(T, T, dtype=torch.bool).tril() & ~torch.ones(T, T, dtype=torch.bool).tril(-4)
+    with torch.no_grad():
+        torch.testing.assert_close(windowed(idx)[0], model(idx, attn_mask=band)[0])
+        assert not torch.allclose(windowed(idx)[0], model(idx)[0])
+    with pytest.raises(ValueError, match="sliding_window"):
+        tiny(sliding_window=0)
+    with pytest.raises(ValueError, match="causal"):
+        tiny(sliding_window=4, causal=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpt_generate_on_a_half_precision_model_at_tiny_temperature_is_greedy(dtype):
+    model = randomized(GPT(tiny(llama_config)))
+    prompt = token_ids(model.config, B=2, T=4)
+    greedy = model.to(dtype).generate(prompt, 6, temperature=0)
+    tiny_t = model.generate(prompt, 6, temperature=1e-4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tiny_t, greedy)

@@ -239,6 +239,27 @@ def test_sample_accepts_half_and_double_precision_logits(dtype):
     assert torch.isfinite(top_k_filter(logits, 20).gather(-1, ids[:, None])).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("logits, temperature", [([10.0, 9.0, 0.0], 1e-4), ([-90.0, -92.0, -95.0], 1e-3),
+                                                  ([60000.0, 0.0, -60000.0], 0.5)])
+def test_tiny_temperatures_in_half_precision_give_the_argmax(dtype, logits, temperature):
+    # as T -> 0 all the mass goes to the argmax; z / T overflows float16 unless computed in float32
+    z = torch.tensor([logits], dtype=dtype)
+    for top_k, top_p, min_p in ((None, None, None), (2, None, None), (None, 0.9, None), (None, None, 0.1)):
+        ids = sample(z, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     generator=torch.Generator().manual_seed(0))
+        assert ids.tolist() == [0]
+        filtered = filter_logits(z, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+        assert filtered.dtype == torch.float32 and not filtered.isnan().any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_filters_on_half_precision_equal_the_filters_on_their_float32_upcast(dtype):
+    logits = (random_logits(vocab=500) * 30).to(dtype)  # large logits: exp overflows in half precision
+    for f, arg in ((apply_temperature, 0.01), (top_k_filter, 7), (top_p_filter, 0.9), (min_p_filter, 0.05)):
+        assert torch.equal(f(logits, arg), f(logits.float(), arg))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_sample_runs_on_the_logits_device():
     logits = random_logits(vocab=32_000).cuda()

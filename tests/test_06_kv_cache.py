@@ -6,10 +6,13 @@ buffer equals attention restricted to the window; int8 stays within its derived 
 misuse (a full cache, a context past block_size, bad arguments) raises an error that names the culprit.
 """
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from llmlab.kv_cache import (
     Int8KVCache,
@@ -116,6 +119,109 @@ def test_step_times_records_one_increasing_time_per_new_token():
     times: list[float] = []
     generate(model, prompt(model.config), 7, step_times=times)
     assert len(times) == 7 and all(b >= a for a, b in zip(times, times[1:], strict=False))
+
+
+# ----------------------------------------------------------------------------------------------------
+# prompts of different lengths in one batch: left padding
+
+
+def left_padded(prompts: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask), both (B, T_max): each prompt right-aligned, pad_id and 0 on its left."""
+    T = max(p.numel() for p in prompts)
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(prompts), T, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, T - p.numel():], mask[b, T - p.numel():] = p, 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "alibi-gqa", "lab-kernels"])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_left_padded_batch_generates_what_each_prompt_generates_alone(name, use_cache):
+    model = randomized(CONFIGS[name])
+    prompts = [prompt(model.config, B=1, T=n, seed=n)[0] for n in (7, 2, 5)]
+    ids, mask = left_padded(prompts)
+    out, logits = generate(model, ids, 12, attention_mask=mask, use_cache=use_cache, return_logits=True)
+    for b, p in enumerate(prompts):
+        alone, alone_logits = generate(model, p[None], 12, return_logits=True)
+        assert torch.equal(out[b, 7:], alone[0, p.numel():]), f"row {b}"
+        torch.testing.assert_close(logits[b], alone_logits[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_left_padded_greedy_generate_equals_transformers_generate(name):
+    model = randomized(CONFIGS[name])
+    ids, mask = left_padded([prompt(model.config, B=1, T=n, seed=n)[0] for n in (6, 3, 1)])
+    ours = generate(model, ids, 10, attention_mask=mask)
+    theirs = to_hf(model).generate(ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10,
+                                   do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert torch.equal(ours, theirs)
+
+
+def test_bad_attention_masks_are_refused():
+    model = randomized(CONFIGS["llama"])
+    ids = prompt(model.config, B=2, T=4)
+    with pytest.raises(ValueError, match="attention_mask"):
+        generate(model, ids, 2, attention_mask=torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="left padding"):
+        generate(model, ids, 2, attention_mask=torch.tensor([[1, 1, 0, 1], [1, 1, 1, 1]]))  # a hole
+    with pytest.raises(ValueError, match="left padding"):
+        generate(model, ids, 2, attention_mask=torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))  # right padding
+    with pytest.raises(ValueError, match="SlidingWindowKVCache"):
+        generate(model, ids, 2, attention_mask=torch.ones(2, 4, dtype=torch.long),
+                 cache=SlidingWindowKVCache(model.config, 2, 8))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the decode hot path never waits on the device
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the ops that copy a tensor's value back to the host (on a GPU: a synchronisation)."""
+
+    READS = {"aten.item", "aten._local_scalar_dense", "aten.equal", "aten.is_nonzero"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __enter__(self):  # Tensor.tolist reads without dispatching an op: count it by hand
+        self._tolist = tolist = torch.Tensor.tolist
+
+        def counted_tolist(tensor, *args, **kwargs):
+            self.count += 1
+            return tolist(tensor, *args, **kwargs)
+
+        torch.Tensor.tolist = counted_tolist
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.Tensor.tolist = self._tolist
+        return super().__exit__(*exc)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func.overloadpacket) in self.READS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def host_reads(model: GPT, n_new: int, **kwargs) -> int:
+    ids = prompt(model.config, B=2, T=5)
+    with HostReads() as reads:
+        generate(model, ids, n_new, **kwargs)
+    return reads.count
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "alibi-gqa", "lab-kernels"])
+def test_a_decode_step_reads_nothing_back_from_the_device_whatever_the_depth(name):
+    shallow = randomized(dataclasses.replace(CONFIGS[name], n_layer=1))
+    deep = randomized(dataclasses.replace(CONFIGS[name], n_layer=4))
+    few, many = host_reads(deep, 2), host_reads(deep, 12)
+    assert many == few, f"{(many - few) / 10:.1f} host reads per decode step"
+    assert host_reads(shallow, 12) == many  # nothing per layer either
+    assert many == 1  # the check at the boundary: the prompt's ids, read once
+    mask = torch.ones(2, 5, dtype=torch.long)
+    assert host_reads(deep, 12, attention_mask=mask) == host_reads(deep, 2, attention_mask=mask) == 2
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -281,7 +387,7 @@ def test_int8_cache_generation_stays_close_to_the_full_cache():
     with torch.no_grad():  # the exact logits on the int8 run's own tokens: both see identical contexts
         exact = model(out[:, :-1])[0][:, -20:]  # (B, 20, vocab)
     error = (int8_logits - exact).abs().max()
-    assert 0 < error < 0.02 * exact.abs().max()  # lossy, but by less than 2% of the logits' range
+    assert 0 < error < 0.05 * exact.abs().max()  # lossy (step absmax/127 per element), by < 5% of the range
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from llmlab.long_context import (
     windowed_attention,
 )
 from llmlab.positional_embeddings import alibi_bias, apply_rotary
-from llmlab.transformer_block import GPT, CausalSelfAttention, gpt2_config, llama_config
+from llmlab.transformer_block import GPT, gpt2_config, llama_config
+from llmlab.transformer_block.transformer import build_attention_mask
 
 
 def qkv(*shape, dtype=torch.float64, Tk=None):
@@ -344,8 +345,7 @@ def test_a_window_longer_than_the_input_changes_nothing_and_is_undone_on_exit(po
     torch.testing.assert_close(same, expected)
     assert not torch.allclose(different, expected)
     torch.testing.assert_close(after, expected, rtol=0, atol=0)
-    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
-    assert layers and all("attention_mask" not in m.__dict__ for m in layers)  # the class's method again
+    assert model.config.sliding_window is None  # the original config is back
 
 
 @pytest.mark.parametrize("n_layer", [1, 2, 3])
@@ -373,19 +373,19 @@ def test_windowed_gpt_attention_equals_sliding_window_attention(pos):
     k = layer.k_proj(x).view(B, T, 2, 8).transpose(1, 2)
     v = layer.v_proj(x).view(B, T, 2, 8).transpose(1, 2)
     if pos == "rope":
-        cos, sin = layer.rotary(torch.arange(T))
+        cos, sin = model.rotary(torch.arange(T))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
     expected = layer.o_proj(sliding_window_attention(q, k, v, 5).transpose(1, 2).reshape(B, T, 16))
+    rope = model.rotary(torch.arange(T)) if pos == "rope" else None
     with torch.no_grad(), windowed_attention(model, 5):
-        out, _ = layer(x)
+        out, _ = layer(x, mask=build_attention_mask(model.config, T, T), rope=rope)
     torch.testing.assert_close(out, expected.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_windowed_alibi_is_the_alibi_bias_cut_to_the_band():
     model = tiny_gpt("alibi")
-    layer = model.blocks[0].attn
     with windowed_attention(model, 3):
-        mask = layer.attention_mask(7, 7)
+        mask = build_attention_mask(model.config, 7, 7)
     expected = alibi_bias(2, 7).masked_fill(~sliding_window_mask(7, 3), float("-inf"))
     torch.testing.assert_close(mask, expected)
 

@@ -17,6 +17,7 @@ from llmlab.moe import (
     router_z_loss,
 )
 from llmlab.normalization import FeedForward
+from llmlab.transformer_block import GPT, llama_config
 
 
 def _mixtral_block(d_model=16, d_ff=24, n_experts=4, top_k=2, seed=0):
@@ -165,7 +166,7 @@ def test_one_expert_top1_is_exactly_its_feed_forward():
     assert isinstance(layer.experts[0], FeedForward)
 
 
-def test_capacity_drops_exactly_the_assignments_over_capacity_in_priority_order():
+def test_capacity_drops_exactly_the_assignments_over_capacity_in_position_order():
     torch.manual_seed(0)
     n_tokens, n_experts, top_k, factor = 24, 4, 2, 0.75
     layer = MoELayer(8, 16, n_experts, top_k, capacity_factor=factor).eval()
@@ -178,11 +179,12 @@ def test_capacity_drops_exactly_the_assignments_over_capacity_in_priority_order(
     capacity = math.ceil(factor * n_tokens * top_k / n_experts)
     assert layer.last_stats.capacity == capacity == 9
 
-    # the documented order: all 1st choices in token order, then all 2nd choices; first come, first served
+    # the documented order: position-major, all k choices of token t before token t + 1; first come,
+    # first served (GShard's rank-major order would let a later token's 1st choice beat this one's 2nd)
     served = {e: 0 for e in range(n_experts)}
     kept = torch.zeros(n_tokens, top_k, dtype=torch.bool)
-    for rank in range(top_k):
-        for t in range(n_tokens):
+    for t in range(n_tokens):
+        for rank in range(top_k):
             e = int(route.indices[t, rank])
             if served[e] < capacity:
                 served[e] += 1
@@ -363,3 +365,51 @@ def test_gpt_config_validates_the_moe_fields(field, value, error):
         GPTConfig(n_experts=4, **{field: value}) if field != "n_experts" else GPTConfig(n_experts=value)
     with pytest.raises(ValueError, match="moe_top_k"):
         GPTConfig(n_experts=2, moe_top_k=3)
+
+
+# ----------------------------------------------------------------------------------------------------
+# capacity never lets the future (or another batch row) change the past
+
+
+MOE_SETTINGS = [dict(moe_top_k=1), dict(moe_top_k=2), dict(moe_top_k=1, moe_capacity_factor=1.0),
+                dict(moe_top_k=2, moe_capacity_factor=1.0), dict(moe_top_k=2, moe_capacity_factor=0.5),
+                dict(moe_top_k=2, moe_capacity_factor=1.25, moe_z_loss_coef=1e-3)]
+
+
+@pytest.mark.parametrize("settings", MOE_SETTINGS, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+def test_every_moe_setting_keeps_the_gpt_causal_and_batch_rows_independent(settings):
+    torch.manual_seed(0)
+    config = llama_config(vocab_size=61, block_size=32, n_layer=2, n_head=4, d_model=32, n_experts=4,
+                          **settings)
+    model = GPT(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # a router with opinions: some experts overflow
+    idx = torch.randint(0, 61, (3, 32), generator=torch.Generator().manual_seed(1))
+    future = idx.clone()
+    future[:, 20:] = torch.randint(0, 61, (3, 12), generator=torch.Generator().manual_seed(2))
+    other_rows = idx.clone()
+    other_rows[1:] = torch.randint(0, 61, (2, 32), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        base = model(idx)[0]
+        # up to float rounding (an expert's batch of tokens changes shape); a served-before-an-earlier-
+        # token future moved these logits by ~5e-3
+        torch.testing.assert_close(model(future)[0][:, :20], base[:, :20], rtol=0, atol=1e-5)
+        torch.testing.assert_close(model(other_rows)[0][0], base[0], rtol=0, atol=1e-5)
+    if settings.get("moe_capacity_factor") == 0.5:  # the setting must really drop something
+        stats = [b.ffn.last_stats for b in model.blocks]
+        assert sum(s.n_dropped for s in stats) > 0
+
+
+def test_an_earlier_tokens_second_choice_is_served_before_a_later_tokens_first_choice():
+    layer = MoELayer(4, 8, 2, 2, capacity_factor=0.5, renormalize=True).eval()  # capacity 1 per expert
+    with torch.no_grad():
+        layer.router.gate.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+    x = torch.tensor([[0.0, 1.0, 0, 0], [1.0, 0.0, 0, 0]])  # token 0 prefers expert 1, token 1 expert 0
+    with torch.no_grad():
+        out = layer(x)
+        route = layer.router(x)
+        expected = sum(route.weights[0, r] * layer.experts[int(route.indices[0, r])](x[0]) for r in range(2))
+    assert layer.last_stats.capacity == 1
+    torch.testing.assert_close(out[0], expected)  # token 0 kept both choices
+    torch.testing.assert_close(out[1], torch.zeros(4))  # token 1 came second: both its experts were full

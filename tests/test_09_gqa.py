@@ -27,6 +27,7 @@ from llmlab.gqa import (
     pool_kv_heads,
     repeat_kv,
 )
+from llmlab.positional_embeddings import RotaryEmbedding
 from llmlab.transformer_block import GPT, CausalSelfAttention, llama_config, to_hf
 
 
@@ -274,7 +275,8 @@ def test_mha_to_gqa_converts_the_lab_gpts_causal_self_attention_exactly_for_iden
     gqa = mha_to_gqa(attn, 2)
     assert isinstance(gqa, CausalSelfAttention) and gqa.config.n_kv_head == 2 and gqa.n_kv_head == 2
     x = torch.randn(2, 10, 32)
-    torch.testing.assert_close(gqa(x)[0], attn(x)[0])  # RoPE is linear: pooling commutes with it
+    rope = RotaryEmbedding(config.head_dim)(torch.arange(10))  # (cos, sin): what the GPT passes each layer
+    torch.testing.assert_close(gqa(x, rope=rope)[0], attn(x, rope=rope)[0])  # RoPE is linear
 
 
 def test_mha_to_gqa_can_go_from_gqa_to_fewer_kv_heads_and_leaves_its_input_unchanged():
