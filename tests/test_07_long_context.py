@@ -396,7 +396,7 @@ def test_windowed_queries_are_the_last_Tq_keys_bottom_right_like_mistral_with_a_
     # q_offset); the band must hang from the bottom-right corner, not from the top-left one
     model = tiny_gpt("rope")
     with windowed_attention(model, window):
-        mask = model.blocks[0].attn.attention_mask(Tq, Tk)
+        mask = build_attention_mask(model.config, Tq, Tk)  # the mask the GPT builds for this forward
     expected = sdpa_mask(batch_size=1, q_length=Tq, kv_length=Tk, q_offset=Tk - Tq,
                          mask_function=sliding_window_causal_mask_function(window),
                          allow_is_causal_skip=False)[0, 0]
