@@ -285,9 +285,12 @@ class Demo:
         print(text, flush=True)
 
     def save_figure(self, fig, name: str) -> Path:
-        """Save `fig` as `<out_dir>/<name>` (PNG) and close it unless --show."""
-        from llmlab.utils.plotting import save_figure
+        """Save `fig` as `<out_dir>/<name>` (PNG) and close it unless --show; a quick run's figure says
+        in its title that it is quick-mode."""
+        from llmlab.utils.plotting import mark_quick_mode, save_figure
 
+        if self.quick:
+            mark_quick_mode(fig)
         path = save_figure(fig, self.out_dir / name, close=not self.args.show)
         self.figures.append(path.name)
         return path

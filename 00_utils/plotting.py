@@ -221,6 +221,20 @@ def token_strip(ax, tokens: Sequence[str], *, title: str = "", ids: Sequence[int
     return ax
 
 
+QUICK_MODE_NOTE = "QUICK MODE (--quick): a small, short run to check that the demo works, not its results"
+
+
+def mark_quick_mode(fig) -> None:
+    """Say in the figure's title that it comes from a quick-mode run (DESIGN §8), once: the note goes
+    above the figure's suptitle (or becomes it), unless a title already says "quick mode"."""
+    titles = [fig.get_suptitle()] + [ax.get_title() for ax in fig.axes]
+    if any("quick mode" in title.lower() for title in titles):
+        return
+    old = fig.get_suptitle()
+    fig.suptitle(f"{QUICK_MODE_NOTE}\n{old}" if old else QUICK_MODE_NOTE, color="#C44E52",
+                 fontweight="bold")
+
+
 def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
     """Save a figure as PNG (creating the folder) and close it, so long demos do not leak memory."""
     path = Path(path)

@@ -48,6 +48,7 @@ from llmlab.utils import (
     train,
     train_val_split,
 )
+from llmlab.utils.verdicts import compare
 
 ENCODINGS = ("none", "sinusoidal", "learned", "rope", "alibi")
 COLORS = {"none": "#8C8C8C", "sinusoidal": "#4C72B0", "learned": "#DD8452", "rope": "#55A868",
@@ -440,6 +441,20 @@ def per_position_loss(model: GPT, windows: torch.Tensor, *, allow_longer: bool,
     return torch.cat(losses).double().cpu()
 
 
+def extrapolation_title(results: dict, labels: list[str]) -> str:
+    """The bar chart's title: the lowest ratio is named best only when it is lower than the runner-up's by
+    more than their two 95% intervals together (the error bars drawn); else no measurable difference."""
+    ranked = sorted(labels, key=lambda label: results[label]["ratio"])
+    best, r = ranked[0], results[ranked[0]]["ratio"]
+    if len(ranked) == 1:
+        return f"Past the training length: {best} {r:.2f}x"
+    second, r2 = ranked[1], results[ranked[1]]["ratio"]
+    half = {label: results[label]["excess_ci95"] / results[label]["inside_late"] for label in ranked[:2]}
+    if compare(r, r2, half[best] + half[second]) == "a":
+        return f"Past the training length: {best} is best ({r:.2f}x vs {second} {r2:.2f}x)"
+    return f"Past the training length: {best} {r:.2f}x and {second} {r2:.2f}x, no measurable difference"
+
+
 def extrapolation_experiment(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> dict:
     L = cfg["train_len"]
     T = K * L
@@ -524,10 +539,9 @@ def extrapolation_experiment(demo: Demo, cfg: dict, data: dict, models: dict, K:
                       colors=[COLORS.get(label, EXTRA_COLOR) for label in labels],
                       ylabel=f"loss at positions L..{K}L / loss at L/2..L")
     ax2.axhline(1.0, color="black", lw=0.8)
-    best = min(labels, key=lambda label: results[label]["beyond_mean"]) if labels else None
-    if best is not None:
+    if labels:
         ax2.set_ylim(min(0.9, min(ratios) - 0.05), max(ratios) * 1.12)
-        ax2.set_title(f"Past the training length: {best} is best ({results[best]['ratio']:.2f}x)")
+        ax2.set_title(extrapolation_title(results, labels))
     else:
         ax2.set_title("no model here can run past L (learned positions only)")
     demo.save_figure(fig, "extrapolation.png")
@@ -575,12 +589,14 @@ def extrapolation_experiment(demo: Demo, cfg: dict, data: dict, models: dict, K:
     other = [label for label in labels if label.startswith("rope base")]
     if other and "rope" in results:
         mine, ref = results[other[0]], results["rope"]
-        change = ("better than" if mine["ratio"] < ref["ratio"] - 0.05 else
-                  "worse than" if mine["ratio"] > ref["ratio"] + 0.05 else "about as well as")
+        # the two ratios' 95% intervals (the error bars of the bar chart) together are the noise band
+        band = sum(row["excess_ci95"] / row["inside_late"] for row in (mine, ref))
+        change = {"a": "better than", "b": "worse than"}.get(compare(mine["ratio"], ref["ratio"], band),
+                                                            "with no measurable difference from")
         demo.say(f"   RoPE base: {other[0]} extrapolates {change} base 10000 ({mine['ratio']:.2f}x vs "
                  f"{ref['ratio']:.2f}x past L; inside L {mine['inside_late']:.3f} vs "
                  f"{ref['inside_late']:.3f}).")
-    if best is not None:
+    if labels:
         order = sorted(labels, key=lambda label: results[label]["beyond_mean"])
         demo.say("   Ranked by loss past L (lower = better): " +
                  " < ".join(f"{label} {results[label]['beyond_mean']:.3f}" for label in order))

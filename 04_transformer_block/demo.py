@@ -41,6 +41,7 @@ from llmlab.normalization import NORMS
 from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
 from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
 from llmlab.utils import Demo, TrainConfig, cached_training, demo_parser, get_batch, plotting, train
+from llmlab.utils.verdicts import claim_mark, compare, effect
 
 # A story opening in the corpus's style: the name comes back, so a model that has learned to copy it
 # through attention predicts it where the lens of the early layers cannot.
@@ -445,12 +446,21 @@ def knockout_experiment(demo: Demo, lab: LabModel, name: str, batches, counts: d
                  f"({counts['bigram']:.2f}) by {-gap:.2f}: it can still read the position embedding, which "
                  "a bigram cannot.")
     ffn_cost, attn_cost = everything["ffn"] - base, everything["attn"] - base
+    ffn = per_layer["ffn"]
+    top = max(range(L), key=lambda i: ffn[i])  # the block whose FFN costs most when removed alone
+    others = [d for i, d in enumerate(ffn) if i != top]
     if base > counts["bigram"] - 0.05:
         role = "."
-    elif ffn_cost > 0.1:
-        role = ": the FFNs carry much of the per-token computation ('what to compute')."
-    else:
+    elif ffn_cost <= 0.1:
         role = ": the FFNs matter little in this model (the claim is not supported here)."
+    elif others and ffn[top] > 0.5 * ffn_cost:
+        # one block's FFN makes up most of the total: the total measures that block, not FFNs in general
+        role = (f": one block at a time, block {top + 1}'s FFN costs {ffn[top]:+.2f} and the other "
+                f"blocks' {min(others):+.2f} to {max(others):+.2f}, so most of the total is one block's FFN"
+                + (", the one that reads the token embedding first" if top == 0 else "") + ".")
+    else:
+        role = (": one block at a time the FFNs cost "
+                + ", ".join(f"block {i + 1} {d:+.2f}" for i, d in enumerate(ffn)) + ".")
     demo.say(f"   Removing every FFN costs {ffn_cost:+.2f} nats, every attention {attn_cost:+.2f}{role}")
     return {"base_loss": base, "per_layer_increase": per_layer, "all_removed_loss": everything}
 
@@ -527,9 +537,7 @@ def ablation_experiment(demo: Demo, cfg: dict, lab: LabModel, preset: str, count
     refs = finals + [counts["bigram"], counts["unigram"]]
     ax2.set_ylim(min(refs) * 0.9, max(refs) * 1.2)
     ax2.legend(fontsize=7, loc="upper right", frameon=True, framealpha=0.9)
-    worst = max(names, key=lambda n: runs[n]["final_val_loss"])
-    ax2.set_title(f"Final val loss: '{worst}' is worst ({runs[worst]['final_val_loss']:.2f} vs baseline "
-                  f"{base:.2f})", fontsize=10)
+    ax2.set_title(final_loss_title(runs, base, threshold if noise is not None else None), fontsize=10)
     plotting.bar_plot(ax3, [f"{n} ({runs[n]['params'] / 1e3:.0f}k params)" for n in names],
                       [runs[n]["step_ms"] for n in names], xlabel="time per training step (ms)", fmt="{:.0f}",
                       horizontal=True)
@@ -549,6 +557,22 @@ def ablation_experiment(demo: Demo, cfg: dict, lab: LabModel, preset: str, count
     return {"runs": results, "noise": noise, "baseline_other_seeds": other_seeds, "threshold": threshold,
             "verdicts": verdicts,
             "config": {**cfg["small"], "train": asdict(cfg["ablation"])}}, models
+
+
+def final_loss_title(runs: dict, base: float, band: float | None) -> str:
+    """The bar chart's title: the worst (or best) variant only when it differs from the baseline by more
+    than the noise band; band=None (no seed-noise estimate) names no variant."""
+    worst = max(runs, key=lambda n: runs[n]["final_val_loss"])
+    best = min(runs, key=lambda n: runs[n]["final_val_loss"])
+    w, b = runs[worst]["final_val_loss"], runs[best]["final_val_loss"]
+    if band is None:
+        return f"Final val loss: {b:.2f} to {w:.2f}, no seed-noise estimate, so no variant is singled out"
+    if compare(w, base, band) == "b":
+        return f"Final val loss: '{worst}' is worst ({w:.2f} vs baseline {base:.2f}, beyond \u00b1{band:.3f})"
+    if compare(b, base, band) == "a":
+        return f"Final val loss: '{best}' is best ({b:.2f} vs baseline {base:.2f}, beyond \u00b1{band:.3f})"
+    return (f"Final val loss: no measurable difference, every variant within \u00b1{band:.3f} of the "
+            f"baseline {base:.2f}")
 
 
 def ablation_verdicts(demo: Demo, runs: dict, counts: dict, threshold: float, noise: float | None) -> dict:
@@ -587,22 +611,21 @@ def ablation_verdicts(demo: Demo, runs: dict, counts: dict, threshold: float, no
             supported, why = None, ""
         text += why + "."
         verdicts[key] = {"supported": supported, "text": text}
-        mark = {True: "supported", False: "NOT supported", None: "inconclusive",
-                "partly": "partly supported"}[supported]
-        demo.say(f"   [{mark}] {text}")
+        demo.say(f"   [{claim_mark(supported)}] {text}")
 
     if "no residual" in runs:
         d = delta("no residual")
-        verdict("residual", d > threshold,
+        worse = effect(d, threshold) == "worse"
+        verdict("residual", worse,
                 f"Residual connections: without them the val loss is {d:+.3f} nats from the baseline",
-                stuck("no residual") if d > threshold else ", within the noise at this depth and budget")
+                stuck("no residual") if worse else ", within the noise at this depth and budget")
     if "no norm" in runs:
         d = delta("no norm")
-        verdict("norm", None if abs(d) <= threshold else d > 0,
+        outcome = effect(d, threshold)
+        verdict("norm", {"worse": True, "better": False}.get(outcome),
                 f"Normalization: without any norm the val loss is {d:+.3f} nats from the baseline",
-                stuck("no norm") if d > threshold else
-                ", within the noise: as good without it at this depth and learning rate" if d >= -threshold
-                else " — better without it here")
+                {"worse": stuck("no norm"), "better": " — better without it here"}.get(
+                    outcome, ", within the noise: as good without it at this depth and learning rate"))
     if "post-norm" in runs:
         d = delta("post-norm")
         text = f"Norm placement: post-norm is {d:+.3f} nats from pre-norm at the same learning rate"
@@ -612,11 +635,12 @@ def ablation_verdicts(demo: Demo, runs: dict, counts: dict, threshold: float, no
         if low in runs:
             text += (f"; at a sixth of the learning rate it reaches {runs[low]['final_val_loss']:.3f} "
                      f"({delta(low):+.3f})")
-            rescued = runs[low]["final_val_loss"] < runs["post-norm"]["final_val_loss"] - threshold
-            if d > threshold and rescued:
+            post, rescue = runs["post-norm"]["final_val_loss"], runs[low]["final_val_loss"]
+            rescued = compare(rescue, post, threshold) == "a"
+            if effect(d, threshold) == "worse" and rescued:
                 why += (": post-norm fails at a step size that pre-norm trains well with — where the norm "
                         "sits decides how large a learning rate is stable")
-        verdict("prenorm", None if abs(d) <= threshold else d > 0, text, why)
+        verdict("prenorm", {"worse": True, "better": False}.get(effect(d, threshold)), text, why)
 
     by_depth = sorted((r["n_layer"], r["final_val_loss"], r["step_ms"]) for n, r in runs.items()
                       if n == "baseline" or "n_layer" in r["overrides"])  # (depth, loss, ms/step)
@@ -625,20 +649,22 @@ def ablation_verdicts(demo: Demo, runs: dict, counts: dict, threshold: float, no
         text = "Depth (same width, same steps): "
         text += ", ".join(f"{n} blocks {loss:.3f}" for n, loss, _ in by_depth)
         parts = []
+        helps = {a: effect(-g, threshold) == "better" for a, _, g in gains}  # g: loss drop a -> b blocks
         for a, b, g in gains:
-            effect = "helps" if g > threshold else "HURTS" if g < -threshold else "is within the noise"
-            parts.append(f"{a}->{b} blocks {effect} ({-g:+.3f})")
+            words = {"better": "helps", "worse": "HURTS"}.get(effect(-g, threshold), "is within the noise")
+            parts.append(f"{a}->{b} blocks {words} ({-g:+.3f})")
         text += "; " + ", ".join(parts)
         best = min(by_depth, key=lambda row: row[1])
         deepest = by_depth[-1]
         why = ""
         if best[0] != deepest[0]:
-            relation = "worse than" if deepest[1] > best[1] + threshold else "not measurably better than"
+            relation = ("worse than" if compare(deepest[1], best[1], threshold) == "b"
+                        else "not measurably better than")
             why = (f": at equal steps {deepest[0]} blocks are {relation} {best[0]} on this budget, at "
                    f"{deepest[2] / best[2]:.1f}x the time per step")
-        if all(g > threshold for _, _, g in gains):
+        if all(helps.values()):
             supported = True
-        elif any(g > threshold for _, _, g in gains):
+        elif any(helps.values()):
             supported = "partly"  # some extra depth helps, the rest is not better at equal steps
         else:
             supported = False

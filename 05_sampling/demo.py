@@ -44,6 +44,7 @@ from llmlab.sampling import (
 )
 from llmlab.transformer_block.pretrained import LabModel, lab_model
 from llmlab.utils import Demo, demo_parser, plotting
+from llmlab.utils.verdicts import effect
 
 MIN_CONTEXT = 16  # positions with fewer tokens of context are left out of the statistics
 
@@ -502,7 +503,7 @@ def presets(demo: Demo, lab: LabModel, cfg: dict, prompts: torch.Tensor, generat
                  f"{c15['nll']:.2f} -> {c20['nll']:.2f} ({diff:+.2f} ± {se:.2f}), distinct-2 "
                  f"{c15['distinct_2']:.3f} -> {c20['distinct_2']:.3f}; "
                  + ("the higher temperature buys diversity with measurably less likely text."
-                    if diff > 2 * se else "no measurable NLL cost in this run."))
+                    if effect(diff, 2 * se) == "worse" else "no measurable NLL cost in this run."))
     return {"real": summary(real),
             "presets": {n: summary(generations[n]) for n in names},
             "examples": {n: lab.decode(generations[n]["first_sample"]) for n in names},
@@ -563,7 +564,8 @@ def top_k_and_top_p(demo: Demo, ctx: dict, cfg: dict, generations: dict, tempera
             for key in ("distinct_2", "nll"):
                 d = np.array(gen["both"]["per_prompt"][key]) - np.array(gen[alone]["per_prompt"][key])
                 mean, se = mean_se(d)  # paired over prompts (the same random draws for each setting)
-                diffs[alone][key] = {"diff": mean, "se": se, "measurable": bool(abs(mean) > 2 * se)}
+                measurable = effect(mean, 2 * se) in ("better", "worse")  # beyond 2 standard errors
+                diffs[alone][key] = {"diff": mean, "se": se, "measurable": measurable}
         for j, (variant, m) in enumerate(gen.items()):
             marker = ("o", "s", "D")[j]
             ax2.errorbar(m["nll"], m["distinct_2"], xerr=m["nll_se"], yerr=m["distinct_2_se"], marker=marker,

@@ -46,6 +46,7 @@ from llmlab.utils import (
     train,
     train_val_split,
 )
+from llmlab.utils.verdicts import COLLAPSE_RULE, compare, load_verdict
 
 COLORS = {"dense": "tab:gray", "moe_top1": "tab:blue", "dense_wide": "black", "moe_top2": "tab:orange",
           "moe_no_aux": "tab:red"}
@@ -132,6 +133,41 @@ def summary(run: dict) -> dict:
                                 "ffn_params", "active_ffn_params")}
 
 
+def with_balancing(aux_coef: float) -> str:
+    """How the main MoE runs were trained, for titles and sentences: it follows --aux-coef."""
+    if aux_coef > 0:
+        return f"with the balancing loss (coef {aux_coef:g})"
+    return "with --aux-coef 0 (no balancing loss)"
+
+
+def load_state(imbalance_value: float, n_experts: int) -> str:
+    """'collapsed', 'imbalanced' or 'balanced' from the busiest expert's measured share (imbalance / E)."""
+    share = min(max(imbalance_value / n_experts, 1.0 / n_experts), 1.0)  # clip float rounding at the ends
+    return load_verdict(share, n_experts)
+
+
+def load_balance_sentence(a: float, b: float, n_experts: int, aux_coef: float) -> str:
+    """The load-balancing verdict from the measured imbalances (busiest expert's share x E) of the main MoE
+    run (a, trained with --aux-coef) and of the run without the balancing loss (b)."""
+    state_a, state_b = load_state(a, n_experts), load_state(b, n_experts)
+    if aux_coef <= 0:
+        return (f"--aux-coef 0 trains both runs without the balancing loss, so its effect is not measured "
+                f"here; the busiest expert gets {a:.2f}x ({state_a}) and {b:.2f}x ({state_b}) its fair share")
+    numbers = (f"busiest expert {a:.2f}x its fair share {with_balancing(aux_coef)}: {state_a}; {b:.2f}x "
+               f"without it: {state_b}")
+    if state_b == "collapsed" and state_a != "collapsed":
+        return f"the balancing loss prevents the collapse: {numbers}"
+    if state_a == "collapsed" and state_b == "collapsed":
+        return f"routing collapses with and without the balancing loss: {numbers}"
+    if state_a == "collapsed":
+        return f"routing collapses WITH the balancing loss, not without it: {numbers}"
+    if b > a + 0.1:
+        return (f"no collapse measured, but the balancing loss evens the load: {numbers} (the claim that "
+                f"routing collapses without it is not shown at this scale/length)")
+    return (f"no collapse measured in this run: {numbers} (the claim that routing collapses without it is "
+            f"not shown at this scale/length)")
+
+
 def imbalance(run: dict, last_fraction: float = 0.25) -> float:
     """max over layers and experts of (fraction of assignments) x E, averaged over the last quarter of the
     steps: 1.0 = perfectly balanced, E = every token on one expert."""
@@ -150,11 +186,12 @@ def train_all(demo: Demo, cfg: dict, data: dict) -> dict:
     moe = dict(n_experts=E, moe_capacity_factor=cf, moe_aux_loss_coef=cfg["aux_coef"],
                moe_z_loss_coef=cfg["z_coef"])
     ffn_dim = llama_config(d_model=cfg["d_model"]).ffn_dim
+    no_aux = "" if cfg["aux_coef"] > 0 else ", aux-coef 0"  # the names follow the flag
     runs = {
         "dense": train_run(demo, cfg, data, "dense"),
-        "moe_top1": train_run(demo, cfg, data, f"MoE {E}x top-1", moe_top_k=1, **moe),
+        "moe_top1": train_run(demo, cfg, data, f"MoE {E}x top-1{no_aux}", moe_top_k=1, **moe),
         "dense_wide": train_run(demo, cfg, data, f"dense d_ff x{E}", d_ff=E * ffn_dim),
-        "moe_top2": train_run(demo, cfg, data, f"MoE {E}x top-2", moe_top_k=min(2, E), **moe),
+        "moe_top2": train_run(demo, cfg, data, f"MoE {E}x top-2{no_aux}", moe_top_k=min(2, E), **moe),
         "moe_no_aux": train_run(demo, cfg, data, f"MoE {E}x top-1, no balance loss", moe_top_k=1,
                                 **(moe | dict(moe_aux_loss_coef=0.0))),
     }
@@ -202,7 +239,8 @@ def utilisation(demo: Demo, cfg: dict, runs: dict) -> dict:
         util = np.stack(runs[key]["recorder"].utilisation)[:, 0, :]  # (steps, E): layer 0
         im = ax.imshow(util.T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         ax.set(xlabel="training step", ylabel="expert (layer 0)", yticks=range(E),
-               title=f"{runs[key]['name']}\nimbalance (max share x E, last 25%): {imbalance(runs[key]):.2f}")
+               title=f"{runs[key]['name']}\nimbalance (max share x E, last 25%): {imbalance(runs[key]):.2f}, "
+                     f"{load_state(imbalance(runs[key]), E)}")
         fig.colorbar(im, ax=ax, label="fraction of tokens")
         results[key] = dict(imbalance=imbalance(runs[key]),
                             final_entropy=float(np.mean(runs[key]["recorder"].entropy[-5:])),
@@ -214,8 +252,8 @@ def utilisation(demo: Demo, cfg: dict, runs: dict) -> dict:
                 title="how sure the router is", ylim=(0, math.log(E) * 1.1))
     axes[2].legend(fontsize=8)
     a, b = results["moe_top1"]["imbalance"], results["moe_no_aux"]["imbalance"]
-    fig.suptitle(f"Load balancing: busiest expert gets {a:.2f}x its fair share with the balancing loss, "
-                 f"{b:.2f}x without (1 = balanced, {E} = collapsed)")
+    fig.suptitle(f"Load balancing: busiest expert gets {a:.2f}x its fair share "
+                 f"{with_balancing(cfg['aux_coef'])}, {b:.2f}x without (1 = even, {E} = all on one expert)")
     demo.save_figure(fig, "utilisation.png")
     return results
 
@@ -284,8 +322,8 @@ def capacity(demo: Demo, cfg: dict, data: dict, runs: dict) -> dict:
     axes[1].set(ylabel="val loss (nats/char)", title="what dropping costs")
     bal = dict(zip(factors, results["moe_top1"]["dropped_fraction"]))
     unb = dict(zip(factors, results["moe_no_aux"]["dropped_fraction"]))
-    fig.suptitle(f"Capacity factor 1.0 drops {100 * bal[1.0]:.1f}% of assignments with the balancing loss, "
-                 f"{100 * unb[1.0]:.1f}% without")
+    fig.suptitle(f"Capacity factor 1.0 drops {100 * bal[1.0]:.1f}% of assignments "
+                 f"{with_balancing(cfg['aux_coef'])}, {100 * unb[1.0]:.1f}% without")
     demo.save_figure(fig, "capacity.png")
     return results
 
@@ -315,19 +353,21 @@ def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
     say(f"- Sparse activation: MoE {E}x top-1 holds {param_ratio:.1f}x the dense FFN parameters "
         f"({runs['moe_top1']['ffn_params']:,} vs {runs['dense']['ffn_params']:,}) at {flops_ratio:.3f}x its "
         f"forward FLOPs per token (the extra is the router).")
-    if demo.quick:
+    outcome = compare(m, d, margin)  # "inconclusive" in quick mode: no noise estimate (margin inf)
+    if demo.quick or outcome == "inconclusive":
         verdict = f"NOT JUDGED in quick mode: MoE {m:.3f} vs dense {d:.3f} after {cfg['steps']} steps"
-    elif gain > margin:
+    elif outcome == "a":
         verdict = (f"CONFIRMED here: MoE reaches a lower val loss at equal FLOPs "
                    f"({m:.3f} vs {d:.3f}, -{gain:.3f})")
-    elif gain < -margin:
+    elif outcome == "b":
         verdict = f"CONTRADICTED here: MoE is worse at equal FLOPs ({m:.3f} vs {d:.3f}, +{-gain:.3f})"
     else:
-        verdict = f"NOT RESOLVED here: MoE {m:.3f} vs dense {d:.3f}, within {margin:.3f} of noise"
+        verdict = (f"NOT RESOLVED here: MoE {m:.3f} vs dense {d:.3f}, no measurable difference "
+                   f"(margin {margin:.3f})")
     say(f"- 'FLOP savings with maintained capacity': {verdict}.")
     if demo.quick:
         pass
-    elif w < d - margin:
+    elif compare(w, d, margin) == "a":
         closed = (d - m) / (d - w)
         wide_flops = runs["dense_wide"]["flops_per_token"] / runs["dense"]["flops_per_token"]
         say(f"  The dense model with {E}x the FFN width (equal total params, {wide_flops:.2f}x the FLOPs) "
@@ -342,23 +382,23 @@ def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
         + ("the FLOP saving does not become a time saving here (a Python loop over experts, small matmuls)."
            if time_ratio > 1.05 else "about the same as its FLOPs suggest."))
     a, b = results["utilisation"]["moe_top1"]["imbalance"], results["utilisation"]["moe_no_aux"]["imbalance"]
-    if b > a + 0.1:
-        bal = f"the balancing loss keeps the busiest expert at {a:.2f}x its fair share vs {b:.2f}x without it"
-    else:
-        bal = (f"no collapse measured in this run: busiest expert {a:.2f}x with the loss, {b:.2f}x without "
-               f"(the claim that routing collapses without it is not shown at this scale/length)")
-    say(f"- Load balancing: {bal}.")
+    say(f"- Load balancing: {load_balance_sentence(a, b, E, cfg['aux_coef'])}.")
+    say(f"  ({COLLAPSE_RULE}: above {(E + 1) / 2:.1f}x the fair share for E = {E})")
     say(f"- Top-2 vs top-1 (2x expert FLOPs): val loss {m2:.3f} vs {m:.3f} ({m2 - m:+.3f}).")
     sweep = results["experts_topk"]["by_n_experts"]
     ns = sorted(sweep)
+    steps = [compare(sweep[b_]["final_val_loss"], sweep[a_]["final_val_loss"], margin)
+             for a_, b_ in zip(ns, ns[1:])]  # "a": more experts measurably better
     say("- More experts at equal FLOPs ('much larger models with the same compute'): "
         + ", ".join(f"{n} experts {sweep[n]['final_val_loss']:.3f}" for n in ns)
-        + (" — monotone improvement." if all(sweep[a_]["final_val_loss"] > sweep[b_]["final_val_loss"]
-                                            for a_, b_ in zip(ns, ns[1:]))
-           else " — not monotone in this run."))
+        + (" — inconclusive: no noise estimate." if "inconclusive" in steps
+           else " — each step improves beyond the noise." if all(o == "a" for o in steps)
+           else " — a step is measurably worse: not monotone in this run." if "b" in steps
+           else f" — some steps show no measurable difference (margin {margin:.3f})."))
     cap = results["capacity"]
-    say(f"- Capacity factor 1.0 drops {100 * cap['moe_top1']['dropped_fraction'][2]:.1f}% (balanced) vs "
-        f"{100 * cap['moe_no_aux']['dropped_fraction'][2]:.1f}% (unbalanced) of the assignments; "
+    say(f"- Capacity factor 1.0 drops {100 * cap['moe_top1']['dropped_fraction'][2]:.1f}% "
+        f"({with_balancing(cfg['aux_coef'])}) vs {100 * cap['moe_no_aux']['dropped_fraction'][2]:.1f}% "
+        f"(without) of the assignments; "
         f"at 0.5: {100 * cap['moe_top1']['dropped_fraction'][0]:.1f}%, val loss "
         f"{cap['moe_top1']['val_loss'][0]:.3f} vs {cap['moe_top1']['val_loss'][-1]:.3f} unlimited.")
     if demo.quick:

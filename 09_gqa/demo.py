@@ -11,7 +11,8 @@ Experiments (each prints its numbers and draws one figure):
  2. decode_speed.png       time per decoded token with a long KV cache on this machine, for 8/4/2/1 KV heads:
                            the attention alone (three kernels: repeat_kv + attention, which copies the cache;
                            the grouped fold, which reads it once; torch's enable_gqa), and the whole lab GPT
-                           (lesson 06's KVCache) at a short and a long context
+                           (lesson 06's KVCache) with kernels="torch" (enable_gqa) and kernels="lab"
+                           (repeat_kv) at a long context, and with kernels="torch" at a short one
  3. quality_vs_cache.png   the trained lab Llama (4 heads) converted to 2 and 1 KV heads by mean-pooling
                            (Ainslie et al. 2023) or by keeping each group's first head: held-out loss right
                            after conversion and after uptraining for ~5% of the original steps, against the
@@ -39,6 +40,7 @@ from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and 
 from llmlab.transformer_block import GPT, llama_config
 from llmlab.transformer_block.pretrained import lab_model
 from llmlab.utils import Demo, TrainConfig, demo_parser, estimate_loss, plotting, train
+from llmlab.utils.verdicts import compare
 
 GIB = 2**30
 GPU_MEMORY_BYTES = 80e9  # an 80 GB accelerator (A100/H100 80GB), for the "sequences that fit" count
@@ -226,49 +228,88 @@ def attention_kernels(cfg: dict, device) -> dict:
     return {name: {n_kv: min(t[1:]) * 1e3 for n_kv, t in series.items()} for name, series in times.items()}
 
 
-def model_decode(cfg: dict, device, context: int, seed: int) -> dict:
-    """ms per decoded token of a lab GPT with `context` tokens already cached, per n_kv_head.
+MODEL_KERNELS = ("torch", "lab")  # GPTConfig.kernels: torch's enable_gqa in place / lesson 03 on repeat_kv
 
-    The cache is filled with random keys/values (timing does not depend on their values), then the
-    models decode one token per step in turn, round-robin, so load from other processes hits all alike.
+
+def model_decode(cfg: dict, device, context: int, seed: int, kernels: tuple[str, ...] = ("torch",)) -> dict:
+    """ms per decoded token of a lab GPT with `context` tokens already cached, per kernels setting and
+    n_kv_head: {kernels: {n_kv: {...}}}.
+
+    kernels="torch" (the lab GPT's default) runs F.scaled_dot_product_attention(enable_gqa=True), which
+    reads each K/V head in place for its whole group; kernels="lab" runs lesson 03's attention on
+    repeat_kv'd K/V, a copy of the cache per step. The cache is filled with random keys/values (timing does
+    not depend on their values), then the models decode one token per step in turn, round-robin, so load
+    from other processes hits all alike.
     """
     B, reps = cfg["batch"], cfg["speed_reps"]
     models, caches = {}, {}
-    for n_kv in cfg["speed_kv_heads"]:
-        torch.manual_seed(seed)
-        config = llama_config(**cfg["speed_model"], n_kv_head=n_kv, block_size=context + reps + 2)
-        model = GPT(config).to(device).eval()
-        cache = KVCache(config, B, context + reps + 2, device=device)
-        gen = torch.Generator().manual_seed(seed)
-        for layer in range(config.n_layer):
-            kv_shape = (B, n_kv, context, config.head_dim)
-            cache.update(layer, torch.randn(kv_shape, generator=gen).to(device),
-                         torch.randn(kv_shape, generator=gen).to(device))
-        models[n_kv], caches[n_kv] = model, cache
-    times = {n: [] for n in models}
+    for kernel in kernels:
+        for n_kv in cfg["speed_kv_heads"]:
+            torch.manual_seed(seed)
+            config = llama_config(**cfg["speed_model"], n_kv_head=n_kv, block_size=context + reps + 2,
+                                  kernels=kernel)
+            model = GPT(config).to(device).eval()
+            cache = KVCache(config, B, context + reps + 2, device=device)
+            gen = torch.Generator().manual_seed(seed)
+            for layer in range(config.n_layer):
+                kv_shape = (B, n_kv, context, config.head_dim)
+                cache.update(layer, torch.randn(kv_shape, generator=gen).to(device),
+                             torch.randn(kv_shape, generator=gen).to(device))
+            models[kernel, n_kv], caches[kernel, n_kv] = model, cache
+    times = {key: [] for key in models}
     ids = torch.zeros(B, 1, dtype=torch.long, device=device)
     with torch.no_grad():
         for step in range(reps + 1):
-            for n_kv, model in models.items():
-                position = torch.tensor([caches[n_kv].length], device=device)
+            for key, model in models.items():
+                position = torch.tensor([caches[key].length], device=device)
                 _sync(device)
                 t0 = time.perf_counter()
-                model(ids, positions=position, kv_cache=caches[n_kv], allow_longer=True)
+                model(ids, positions=position, kv_cache=caches[key], allow_longer=True)
                 _sync(device)
                 if step > 0:  # step 0 warms up
-                    times[n_kv].append(time.perf_counter() - t0)
-    return {n_kv: {"ms_per_token": min(t) * 1e3,  # fastest step: the least disturbed by other processes
-                   "cache_bytes_fp32": kv_cache_bytes(models[n_kv].config, context, B, torch.float32),
-                   "weight_bytes_fp32": models[n_kv].num_parameters() * 4}
-            for n_kv, t in times.items()}
+                    times[key].append(time.perf_counter() - t0)
+    return {kernel: {n_kv: {"ms_per_token": min(times[kernel, n_kv]) * 1e3,  # fastest: least disturbed
+                            "cache_bytes_fp32": kv_cache_bytes(models[kernel, n_kv].config, context, B,
+                                                               torch.float32),
+                            "weight_bytes_fp32": models[kernel, n_kv].num_parameters() * 4}
+                     for n_kv in cfg["speed_kv_heads"]}
+            for kernel in kernels}
+
+
+def model_kernel_sentence(kernel: str, ms: dict, mha: int, context: int, band: float = 0.1) -> str:
+    """What the whole lab GPT's decode times with one kernels setting show, from the measurement:
+    ms = {n_kv_heads: ms per token}. A K/V-head count is slower or faster than MHA only beyond `band`
+    (10% of the MHA time by default: timings on a shared CPU move by that much)."""
+    noise = band * ms[mha]
+    items, slower = [], []
+    for n in ms:
+        if n == mha:
+            continue
+        outcome = compare(ms[n], ms[mha], noise)
+        if outcome == "b":
+            slower.append(n)
+            items.append(f"{n} K/V heads {ms[n] / ms[mha]:.1f}x SLOWER")
+        elif outcome == "a":
+            items.append(f"{n} K/V heads {ms[mha] / ms[n]:.1f}x faster")
+        else:
+            items.append(f"{n} K/V heads no measurable difference ({ms[mha] / ms[n]:.2f}x, "
+                         f"within {band:.0%})")
+    text = (f"kernels={kernel!r}, whole lab GPT vs {mha} K/V heads at {context} cached tokens: "
+            + ", ".join(items))
+    if slower and kernel == "lab":
+        text += ": repeat_kv copies the cache back to every query head on each step (see the kernels above)"
+    elif not slower and kernel == "torch":
+        text += ": torch's enable_gqa reads each K/V head in place, so fewer K/V heads cost no copy"
+    return text + "."
 
 
 def decode_speed(demo: Demo, cfg: dict) -> dict:
     device = demo.device
     T, B = cfg["context"], cfg["batch"]
     kernels = attention_kernels(cfg, device)
-    long = model_decode(cfg, device, T, demo.seed)
-    short = model_decode(cfg, device, cfg["short_context"], demo.seed)
+    long_by_kernel = model_decode(cfg, device, T, demo.seed, kernels=MODEL_KERNELS)
+    long = long_by_kernel["torch"]  # the lab GPT's default kernels
+    short = model_decode(cfg, device, cfg["short_context"], demo.seed)["torch"]
     kvs = cfg["speed_kv_heads"]
     mha, mqa = kvs[0], kvs[-1]
 
@@ -281,6 +322,7 @@ def decode_speed(demo: Demo, cfg: dict) -> dict:
     one_head = torch.randn(1, 1, 4, 8)
     repeat_is_view = repeat_kv(one_head, 8).data_ptr() == one_head.data_ptr()  # MQA: expand of a size-1 dim
     long_ms = {n: r["ms_per_token"] for n, r in long.items()}
+    long_ms_by_kernel = {k: {n: r["ms_per_token"] for n, r in rs.items()} for k, rs in long_by_kernel.items()}
     short_ms = {n: r["ms_per_token"] for n, r in short.items()}
     def cache_share(r: dict) -> float:  # the cache's share of the bytes one decode step reads (fp32)
         return r["cache_bytes_fp32"] / (r["cache_bytes_fp32"] + r["weight_bytes_fp32"])
@@ -294,9 +336,13 @@ def decode_speed(demo: Demo, cfg: dict) -> dict:
     for name, series in kernels.items():
         demo.say(f"     {name:26s} " + "  ".join(f"{n} KV: {series[n]:.3f}" for n in kvs)
                  + f"   ({mha}->{mqa} KV heads: {k_speed[name]:.2f}x)")
-    demo.say(f"   whole lab GPT (4 layers, lesson 06's KVCache; its attention repeats K/V): ms/token "
-             f"at {T} cached tokens: " + ", ".join(f"{n} KV {long_ms[n]:.2f}" for n in kvs)
-             + f"; at {cfg['short_context']}: " + ", ".join(f"{n} KV {short_ms[n]:.2f}" for n in kvs))
+    demo.say(f"   whole lab GPT (4 layers, lesson 06's KVCache), ms/token at {T} cached tokens:")
+    for kernel, ms in long_ms_by_kernel.items():
+        how = ("torch's enable_gqa, grouped K/V heads read in place" if kernel == "torch"
+               else "lesson 03's attention on repeat_kv'd K/V")
+        demo.say(f"     kernels={kernel!r:8s} ({how}): " + ", ".join(f"{n} KV {ms[n]:.2f}" for n in kvs))
+    demo.say(f"     at {cfg['short_context']} cached tokens (kernels='torch'): "
+             + ", ".join(f"{n} KV {short_ms[n]:.2f}" for n in kvs))
     demo.say(f"   the cache is {long_share:.0%} of the bytes a step reads at {T} tokens (MHA), "
              f"{short_share:.0%} at {cfg['short_context']}.")
     fold, rep = k_speed["grouped fold (lesson 09)"], k_speed["repeat_kv + attention"]
@@ -334,20 +380,15 @@ def decode_speed(demo: Demo, cfg: dict) -> dict:
                      + f" A GQA kernel must not materialise the repeat: the fold "
                        f"({per_kv['grouped fold (lesson 09)'][worst]:.2f}x at {worst} KV heads) and torch's "
                        f"enable_gqa ({per_kv['torch enable_gqa'][worst]:.2f}x) do not.")
-        model_per_kv = {n: long_ms[mha] / long_ms[n] for n in kvs}
-        slower = [n for n in kvs if model_per_kv[n] < 1]
-        if slower:
-            demo.say("   -> The whole lab GPT decodes SLOWER with " + ", ".join(
-                f"{n} K/V heads ({1 / model_per_kv[n]:.1f}x)" for n in slower)
-                + f" than with {mha} at {T} tokens: lesson 04's attention repeats K/V (see above).")
+        for kernel, ms in long_ms_by_kernel.items():
+            demo.say(f"   -> {model_kernel_sentence(kernel, ms, mha, T)}")
         if model_long > 1.2 and model_short < 1.2:
             demo.say("   -> GQA speeds up decoding when the cache is a large share of the bytes each step "
                      "reads (long context, large batch); at a short context the weights dominate and it "
                      "barely matters.")
         elif model_long <= 1.2:
-            demo.say(f"   -> The whole lab GPT gains little ({model_long:.2f}x) even at {T} tokens: its "
-                     f"attention materialises repeat_kv, and fixed per-layer overheads of a small model "
-                     f"on a CPU hide the rest.")
+            demo.say(f"   -> The whole lab GPT (kernels='torch') gains little ({model_long:.2f}x) even at "
+                     f"{T} tokens: fixed per-layer overheads of a small model on a CPU hide the saving.")
 
     fig, axes = plotting.new_figure(1, 2, figsize=(12.5, 4.6))
     plotting.line_plot(axes[0], list(kvs), {k: [v[n] for n in kvs] for k, v in kernels.items()},
@@ -362,13 +403,15 @@ def decode_speed(demo: Demo, cfg: dict) -> dict:
     axes[0].set_xscale("log", base=2)
     axes[0].set_xticks(list(kvs), labels=[str(n) for n in kvs])
     axes[0].invert_xaxis()
-    model_series = {f"{T} cached tokens": [long_ms[n] for n in kvs],
-                    f"{cfg['short_context']} cached tokens": [short_ms[n] for n in kvs]}
+    model_series = {f"kernels={k!r}, {T} cached tokens": [ms[n] for n in kvs]
+                    for k, ms in long_ms_by_kernel.items()}
+    model_series[f"kernels='torch', {cfg['short_context']} cached tokens"] = [short_ms[n] for n in kvs]
     plotting.line_plot(axes[1], list(kvs), model_series,
                        xlabel="K/V heads (8 query heads)", ylabel="ms per generated token (fastest step)",
-                       title=f"Whole lab GPT (repeat_kv inside), {T} cached tokens:\nspeed-up over MHA "
-                             + ", ".join(f"{n} KV {long_ms[mha] / long_ms[n]:.2f}x"
-                                         for n in kvs if n != mha)
+                       title=f"Whole lab GPT, {T} cached tokens: speed-up over MHA\n"
+                             + "\n".join(f"kernels={k!r}: " + ", ".join(f"{n} KV {ms[mha] / ms[n]:.2f}x"
+                                                                       for n in kvs if n != mha)
+                                         for k, ms in long_ms_by_kernel.items())
                              + f"\n(< 1 = slower; at {cfg['short_context']} tokens: {model_short:.2f}x "
                                f"with 1 KV)")
     axes[1].set_xscale("log", base=2)
@@ -380,8 +423,9 @@ def decode_speed(demo: Demo, cfg: dict) -> dict:
             "attention_ms": kernels, "attention_speedup_mha_over_mqa": k_speed,
             "attention_speedup_over_mha": per_kv, "repeat_kv_one_head_is_a_view": repeat_is_view,
             "model_ms_per_token_long": long_ms, "model_ms_per_token_short": short_ms,
+            "model_ms_per_token_long_by_kernels": long_ms_by_kernel,
             "model_speedup_long": model_long, "model_speedup_short": model_short,
-            "cache_share_of_bytes_long": cache_share, "cache_share_of_bytes_short": short_share}
+            "cache_share_of_bytes_long": long_share, "cache_share_of_bytes_short": short_share}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from llmlab.utils import (
     train,
     train_val_split,
 )
+from llmlab.utils.verdicts import compare, effect, paired_effect
 
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "swiglu", "relu")
@@ -510,11 +511,8 @@ def ablation_curves(demo: Demo, cfg: dict, data: dict, training: dict, norms) ->
     models = list({id(r): r for r in grid.values()}.values())
     working = [r for r in models if not r["failed"]]
     if working:
-        best = min(working, key=lambda r: r["final_val_loss"])
-        worst = max(working, key=lambda r: r["final_val_loss"])
-        title = (f"{len(models)} small GPTs, {cfg['steps']} steps each: best {run_label(best)} (val "
-                 f"{best['final_val_loss']:.2f}), worst working {run_label(worst)} "
-                 f"({worst['final_val_loss']:.2f}), {len(models) - len(working)} failed")
+        title = (f"{len(models)} small GPTs, {cfg['steps']} steps each: "
+                 f"{extremes_text(working, _seed_noise(training))}, {len(models) - len(working)} failed")
     else:
         title = f"{len(models)} small GPTs, {cfg['steps']} steps each: every run failed"
     fig.suptitle(f"{title}\n(dotted: the loss {run_label(grid[target_key])} reaches at step "
@@ -523,6 +521,33 @@ def ablation_curves(demo: Demo, cfg: dict, data: dict, training: dict, norms) ->
     demo.save_figure(fig, "ablation_curves.png")
     return dict(target_cell=target_key, target_loss=target, smoothing_window=window, steps_to_target=reach,
                 init_ffn_output_rms=init_ffn_output_rms(demo, cfg, data))
+
+
+def _seed_noise(training: dict) -> float:
+    """The most one working cell's final val loss moved between the two seeds (NaN: none re-trained)."""
+    grid = training["grid"]
+    pairs = [(grid[k]["final_val_loss"], r["final_val_loss"]) for k, r in training["noise"].items()
+             if not (grid[k]["failed"] or r["failed"])]
+    return max((abs(a - b) for a, b in pairs), default=math.nan)
+
+
+def extremes_text(working: list[dict], noise: float) -> str:
+    """Best and worst working runs, each named only when it differs from the runner-up beyond the seed
+    noise (llmlab.utils.verdicts.compare); NaN noise (no second seed) names neither."""
+    ranked = sorted(working, key=lambda r: r["final_val_loss"])
+    if len(ranked) < 2:
+        return f"one working model, {run_label(ranked[0])} (val {ranked[0]['final_val_loss']:.2f})"
+    parts = []
+    for word, extreme, (end, next_) in (("best", "lowest", ranked[:2]),
+                                        ("worst working", "highest", ranked[:-3:-1])):
+        outcome = compare(end["final_val_loss"], next_["final_val_loss"], noise)
+        a, b = end["final_val_loss"], next_["final_val_loss"]
+        if outcome in ("a", "b"):
+            parts.append(f"{word} {run_label(end)} (val {a:.2f})")
+        else:
+            why = "no seed-noise estimate" if outcome == "inconclusive" else "no measurable difference"
+            parts.append(f"{extreme} {run_label(end)} {a:.2f} and {run_label(next_)} {b:.2f}: {why}")
+    return "; ".join(parts)
 
 
 def init_ffn_output_rms(demo: Demo, cfg: dict, data: dict) -> dict:
@@ -569,12 +594,14 @@ def _verdict(delta: float, noise: float, quick: bool, better: str, worse: str) -
         return "not measured (a run failed or a cell is missing)"
     if quick:
         return "inconclusive: quick mode, the models are barely trained"
-    if not math.isfinite(noise):
-        return f"{better if delta < 0 else worse}, but this run has no seed-noise estimate"
-    if abs(delta) <= noise:
+    outcome = effect(delta, noise)
+    if outcome == "inconclusive":  # no seed-noise estimate: a difference of any size names no winner
+        return "inconclusive: this run has no seed-noise estimate"
+    if outcome == "tie":
         return f"within the seed-to-seed noise of one cell ({noise:.3f}): no measurable difference"
-    ratio = abs(delta) / noise
-    return f"{better if delta < 0 else worse}, by {ratio:.1f}x the seed noise of one cell ({noise:.3f})"
+    ratio = abs(delta) / noise if noise > 0 else math.inf
+    side = better if outcome == "better" else worse
+    return f"{side}, by {ratio:.1f}x the seed noise of one cell ({noise:.3f})"
 
 
 def _paired_verdict(diffs: list[float] | None, seeds: tuple[int, int], quick: bool, better: str,
@@ -586,10 +613,13 @@ def _paired_verdict(diffs: list[float] | None, seeds: tuple[int, int], quick: bo
     numbers = f"{d0:+.3f} at seed {seeds[0]}, {d1:+.3f} at seed {seeds[1]}"
     if quick:
         return f"{numbers} -> inconclusive: quick mode, the models are barely trained"
-    moves = abs(d0 - d1)
-    if d0 * d1 > 0 and min(abs(d0), abs(d1)) > moves:
-        return f"{numbers} -> {better if d0 < 0 else worse} at both seeds (the difference moves {moves:.3f})"
-    return f"{numbers} -> not distinguishable from seed noise"
+    outcome = paired_effect(diffs)
+    if outcome in ("better", "worse"):
+        side = better if outcome == "better" else worse
+        return f"{numbers} -> {side} at both seeds (the difference moves {abs(d0 - d1):.3f})"
+    if outcome == "inconclusive":
+        return f"{numbers} -> inconclusive: a difference is not a number"
+    return f"{numbers} -> not distinguishable from seed noise: no measurable difference"
 
 
 def _grid_heatmaps(demo: Demo, rows, grid: dict, curves: dict, noise: float, n_pairs: int) -> float:
@@ -639,7 +669,7 @@ def ablation_grid(demo: Demo, cfg: dict, training: dict, curves: dict, norms) ->
     rows = _rows(norms)
     seed_pairs = {k: (grid[k]["final_val_loss"], r["final_val_loss"]) for k, r in training["noise"].items()
                   if not (grid[k]["failed"] or r["failed"])}
-    noise = max((abs(a - b) for a, b in seed_pairs.values()), default=math.nan)
+    noise = _seed_noise(training)
     spread = _grid_heatmaps(demo, rows, grid, curves, noise, len(seed_pairs))
 
     normed = [n for n in ("layernorm", "rmsnorm") if n in norms]
@@ -976,10 +1006,12 @@ def _status(diffs: list[float] | None, quick: bool) -> str:
         return "not measured"
     if quick:
         return "inconclusive"
-    d0, d1 = diffs
-    if d0 * d1 > 0 and min(abs(d0), abs(d1)) > abs(d0 - d1):
-        return "supported" if d0 < 0 else "NOT supported on this budget (the opposite holds)"
-    return "not shown (within seed noise)"
+    outcome = paired_effect(diffs)
+    if outcome == "better":
+        return "supported"
+    if outcome == "worse":
+        return "NOT supported on this budget (the opposite holds)"
+    return "not shown (within seed noise)" if outcome == "tie" else "inconclusive"
 
 
 def _norm_claim(results: dict, quick: bool) -> str:

@@ -510,3 +510,27 @@ def test_non_integer_seed_is_a_type_error():
 def test_story_needs_a_random_generator():
     with pytest.raises(TypeError, match="rng"):
         generate_story(42)
+
+
+# ---------------------------------------------------------------- quick-mode figures say so (DESIGN §8)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_quick_mode_figures_say_so_in_their_title_and_full_runs_do_not(tmp_path, quick):
+    argv = ["--out", str(tmp_path), "--device", "cpu"] + (["--quick"] if quick else [])
+    demo = Demo(demo_parser("x").parse_args(argv), lesson_file=__file__)
+    plain, _ = plotting.new_figure()
+    titled, _ = plotting.new_figure(1, 2, suptitle="MoE 1.62 vs dense 1.66")
+    for fig, name in ((plain, "plain.png"), (titled, "titled.png")):
+        fig.axes[0].plot([0, 1], [0, 1])
+        demo.save_figure(fig, name)
+    if quick:
+        assert plain.get_suptitle() == plotting.QUICK_MODE_NOTE
+        assert titled.get_suptitle() == f"{plotting.QUICK_MODE_NOTE}\nMoE 1.62 vs dense 1.66"
+    else:
+        assert plain.get_suptitle() == "" and titled.get_suptitle() == "MoE 1.62 vs dense 1.66"
+    # a title that already says it is quick-mode is not marked twice
+    said, ax = plotting.new_figure()
+    ax.set_title("loss (quick mode: barely trained)")
+    plotting.mark_quick_mode(said)
+    assert said.get_suptitle() == ""

@@ -217,6 +217,65 @@ def test_dropout_zeroes_weights_and_rescales_the_rest():
     torch.testing.assert_close(out, dropped @ v, **TIGHT)
 
 
+# --- large scores: softmax must subtract the max before exp -----------------------------------------
+
+
+def large_score_qkv(offset, *, Tq=3, Tk=7, D=16, seed=0):
+    """float64 q, k, v whose scores q . k are `offset` plus O(1) differences (exp(offset) is inf)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(D, generator=g, **F64)
+    q = offset / base.dot(base) * base + torch.randn(Tq, D, generator=g, **F64)
+    k = base + torch.randn(Tk, D, generator=g, **F64) / (offset / base.norm())  # q . k = offset + O(1)
+    v = torch.randn(Tk, D, generator=g, **F64)
+    return q, k, v
+
+
+@pytest.mark.parametrize("offset", [1e4, -1e4])
+def test_scores_around_ten_thousand_give_finite_weights_equal_to_float64_and_torch(offset):
+    # exp(1e4) overflows float32 (and float64): without the max-shift every weight is inf/inf = NaN,
+    # and at -1e4 every exp underflows to 0 and the weights are 0/0
+    q, k, v = large_score_qkv(offset)
+    ref_out, ref_weights = reference_weights(q, k, scale=1.0) @ v, reference_weights(q, k, scale=1.0)
+    assert (ref_weights.amax(-1) < 0.999).all()  # O(1) differences: the softmax is not one-hot
+    q32, k32, v32 = q.float(), k.float(), v.float()
+    out, weights = scaled_dot_product_attention(q32, k32, v32, scale=1.0)
+    assert torch.isfinite(out).all() and torch.isfinite(weights).all()
+    # float32 rounds 1e4 to steps of 1e-3: the scores carry ~1e-4 of rounding (whatever the order of the
+    # sums), so the reference is float64 on the same rounded inputs, within 1e-3
+    exact = reference_weights(q32.double(), k32.double(), scale=1.0)
+    loose = dict(rtol=0, atol=1e-3)
+    torch.testing.assert_close(weights.double(), exact, **loose)
+    torch.testing.assert_close(out.double(), exact @ v32.double(), **loose)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q32, k32, v32, scale=1.0), **loose)
+    for i in range(q.shape[0]):  # the single-query version: one row, the same numbers
+        row_out, row_weights = single_query_attention(q32[i], k32, v32, scale=1.0)
+        assert torch.isfinite(row_out).all() and torch.isfinite(row_weights).all()
+        torch.testing.assert_close(row_weights.double(), exact[i], **loose)
+        torch.testing.assert_close(row_out, out[i], **loose)
+        row64_out, _ = single_query_attention(q[i], k, v, scale=1.0)  # float64 overflows at 1e4 too
+        torch.testing.assert_close(row64_out, ref_out[i], **TIGHT)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_attention_in_half_precision_with_scores_whose_exp_overflows(dtype):
+    # scores * scale = 128 - j, exact in both formats (integers below 256 times powers of two): exp(128)
+    # is inf in float16, bfloat16 and float32 alike, so only the max-shift keeps the weights finite
+    D, Tk = 8, 6
+    q = torch.zeros(D, dtype=dtype)
+    q[0] = 64.0
+    k = torch.zeros(Tk, D, dtype=dtype)
+    k[:, 0] = 128.0 - torch.tensor([0, 0, 1, 2, 3, 8])  # scores 8192 - 64 j, times 1/64
+    v = torch.randn(Tk, D, generator=torch.Generator().manual_seed(0)).to(dtype)
+    out, weights = single_query_attention(q, k, v, scale=1 / 64)
+    expected = torch.softmax(torch.tensor([0.0, 0.0, -1.0, -2.0, -3.0, -8.0], **F64), dim=-1)
+    assert torch.isfinite(out).all() and torch.isfinite(weights).all()
+    torch.testing.assert_close(weights.double(), expected, rtol=0, atol=1e-2)
+    torch.testing.assert_close(out.double(), expected @ v.double(), rtol=0, atol=2e-2)
+    full_out, full_weights = scaled_dot_product_attention(q[None], k, v, scale=1 / 64)  # the batched version
+    torch.testing.assert_close(full_weights[0].double(), expected, rtol=0, atol=1e-2)
+    torch.testing.assert_close(full_out[0].double(), expected @ v.double(), rtol=0, atol=2e-2)
+
+
 # --- causal_mask ------------------------------------------------------------------------------------
 
 

@@ -431,3 +431,64 @@ def test_bad_arguments_raise_naming_the_argument():
     generate(model, ids, 2, cache=filled)
     with pytest.raises(ValueError, match="cache must be empty"):
         generate(model, ids, 2, cache=filled)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the ring buffer against transformers' Mistral `sliding_window`, at the attention level
+# (imports kept in this block: it is appended to a file that other changes also extend)
+
+from types import SimpleNamespace  # noqa: E402
+
+from transformers import MistralConfig  # noqa: E402
+from transformers.masking_utils import create_sliding_window_causal_mask  # noqa: E402
+from transformers.models.mistral.modeling_mistral import (  # noqa: E402
+    eager_attention_forward as mistral_eager_attention,
+)
+
+from llmlab.attention_basics import scaled_dot_product_attention  # noqa: E402
+from llmlab.gqa import repeat_kv  # noqa: E402
+from llmlab.long_context import sliding_window_mask  # noqa: E402
+
+
+def mistral_sliding_window_attention(q, k, v, window):
+    """transformers' Mistral with `sliding_window=window`, eager, over the whole sequence: its own mask (from
+    the config, by create_sliding_window_causal_mask) and its own attention (repeat_kv, float32 softmax).
+    q: (B, H, T, D), k, v: (B, H_kv, T, D) -> (B, H, T, D)."""
+    B, H, T, D = q.shape
+    config = MistralConfig(hidden_size=H * D, num_attention_heads=H, num_key_value_heads=k.shape[1],
+                           sliding_window=window, num_hidden_layers=1, attn_implementation="eager")
+    mask = create_sliding_window_causal_mask(config=config, inputs_embeds=q.new_zeros(B, T, H * D),
+                                             attention_mask=None, cache=None,
+                                             position_ids=torch.arange(T)[None])  # (B, 1, T, T) additive
+    module = SimpleNamespace(num_key_value_groups=H // k.shape[1], training=False)
+    out, _ = mistral_eager_attention(module, q, k, v, mask, scaling=D ** -0.5)  # (B, T, H, D)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+@pytest.mark.parametrize("window, prompt_len", [(5, 3), (5, 5), (4, 1), (7, 6), (1, 1)])
+def test_ring_buffer_decode_equals_transformers_mistral_sliding_window(n_kv_head, window, prompt_len):
+    # a prompt of prompt_len <= window tokens, then one token at a time well past the window: every query's
+    # output through the ring buffer is Mistral's full-sequence attention restricted to the last `window` keys
+    config = tiny(llama_config, n_kv_head=n_kv_head)
+    B, H, D, T = 2, config.n_head, config.head_dim, 19
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(B, H, T, D, generator=g)
+    k, v = torch.randn(B, n_kv_head, T, D, generator=g), torch.randn(B, n_kv_head, T, D, generator=g)
+    expected = mistral_sliding_window_attention(q, k, v, window)  # (B, H, T, D)
+
+    cache, n_rep = SlidingWindowKVCache(config, B, window=window), H // n_kv_head
+    k_all, v_all = cache.update(1, k[:, :, :prompt_len], v[:, :, :prompt_len])  # the prompt, in order
+    causal = sliding_window_mask(prompt_len, window)  # prompt_len <= window: plain causal
+    out, _ = scaled_dot_product_attention(q[:, :, :prompt_len], repeat_kv(k_all, n_rep),
+                                          repeat_kv(v_all, n_rep), mask=causal)
+    outs = [out]
+    for t in range(prompt_len, T):
+        k_all, v_all = cache.update(1, k[:, :, t:t + 1], v[:, :, t:t + 1])
+        assert k_all.shape == (B, n_kv_head, min(t + 1, window), D)
+        # one query: it sees every slot of the ring, in whatever order the slots hold its keys
+        out, _ = scaled_dot_product_attention(q[:, :, t:t + 1], repeat_kv(k_all, n_rep),
+                                              repeat_kv(v_all, n_rep))
+        outs.append(out)
+    assert cache.lengths[1] == T and cache.lengths[0] == 0  # layers keep their own lengths
+    torch.testing.assert_close(torch.cat(outs, dim=2), expected, rtol=0, atol=1e-5)

@@ -3,12 +3,20 @@ claim (checked against lesson 03, torch's F.scaled_dot_product_attention and tra
 convention), in the memory they claim (the largest tensor grows with T, not T²); the memory tracker
 counts what torch allocates; the context-length helpers measure what they say; bad input is refused."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from transformers.masking_utils import sdpa_mask, sliding_window_causal_mask_function
+from transformers import MistralConfig
+from transformers.masking_utils import (
+    create_sliding_window_causal_mask,
+    sdpa_mask,
+    sliding_window_causal_mask_function,
+)
+from transformers.models.mistral.modeling_mistral import eager_attention_forward as mistral_eager_attention
 
 from llmlab.attention_basics import causal_mask, scaled_dot_product_attention
 from llmlab.long_context import (
@@ -151,6 +159,34 @@ def test_sliding_window_memory_grows_with_T_times_window_not_T_squared():
     assert ours[1] / ours[0] == pytest.approx(2.0, rel=0.05)  # doubling T doubles it: linear
     assert ours[1] <= 2 * sizes[1] * window  # the (T / window) tiles of window x 2 window scores
     assert full[1] / full[0] == pytest.approx(4.0)
+
+
+def mistral_sliding_window_attention(q, k, v, window):
+    """transformers' Mistral with `sliding_window=window`, eager: its own mask (from the config, by
+    create_sliding_window_causal_mask) and its own attention (repeat_kv for grouped heads, float32 softmax).
+    q: (B, H, T, D), k, v: (B, H_kv, T, D) -> (B, H, T, D)."""
+    B, H, T, D = q.shape
+    config = MistralConfig(hidden_size=H * D, num_attention_heads=H, num_key_value_heads=k.shape[1],
+                           sliding_window=window, num_hidden_layers=1, attn_implementation="eager")
+    mask = create_sliding_window_causal_mask(config=config, inputs_embeds=q.new_zeros(B, T, H * D),
+                                             attention_mask=None, cache=None,
+                                             position_ids=torch.arange(T)[None])  # (B, 1, T, T) additive
+    module = SimpleNamespace(num_key_value_groups=H // k.shape[1], training=False)
+    out, _ = mistral_eager_attention(module, q, k, v, mask, scaling=D ** -0.5)  # (B, T, H, D)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("T, window", [(13, 4), (16, 4), (9, 1), (7, 7), (5, 9), (21, 6)])
+@pytest.mark.parametrize("n_kv_heads", [1, 4])
+def test_sliding_window_attention_equals_transformers_mistral_sliding_window(T, window, n_kv_heads):
+    q = torch.randn(2, 4, T, 8, dtype=torch.float64)
+    k, v = torch.randn(2, n_kv_heads, T, 8, dtype=torch.float64), torch.randn(2, n_kv_heads, T, 8,
+                                                                               dtype=torch.float64)
+    expected = mistral_sliding_window_attention(q, k, v, window)
+    float32_softmax = dict(rtol=0, atol=1e-6)  # Mistral's softmax runs in float32 even for float64 input
+    torch.testing.assert_close(sliding_window_attention(q, k, v, window), expected, **float32_softmax)
+    ours, _ = scaled_dot_product_attention(q, k, v, mask=sliding_window_mask(T, window))
+    torch.testing.assert_close(ours, expected, **float32_softmax)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -352,6 +388,24 @@ def test_windowed_alibi_is_the_alibi_bias_cut_to_the_band():
         mask = build_attention_mask(model.config, 7, 7)
     expected = alibi_bias(2, 7).masked_fill(~sliding_window_mask(7, 3), float("-inf"))
     torch.testing.assert_close(mask, expected)
+
+
+@pytest.mark.parametrize("Tq, Tk, window", [(1, 12, 5), (3, 12, 5), (4, 9, 2), (2, 6, 10), (12, 12, 5)])
+def test_windowed_queries_are_the_last_Tq_keys_bottom_right_like_mistral_with_a_cache(Tq, Tk, window):
+    # a cached decode step: Tq new queries sit at positions Tk - Tq .. Tk - 1 of the keys (transformers'
+    # q_offset); the band must hang from the bottom-right corner, not from the top-left one
+    model = tiny_gpt("rope")
+    with windowed_attention(model, window):
+        mask = build_attention_mask(model.config, Tq, Tk)  # the mask the GPT builds for this forward
+    expected = sdpa_mask(batch_size=1, q_length=Tq, kv_length=Tk, q_offset=Tk - Tq,
+                         mask_function=sliding_window_causal_mask_function(window),
+                         allow_is_causal_skip=False)[0, 0]
+    assert torch.equal(mask, expected)
+    # the last Tq rows of full sliding-window attention, computed with only those queries
+    q, k, v = qkv(2, Tk, 8)
+    out, _ = scaled_dot_product_attention(q[:, Tk - Tq:], k, v, mask=mask)
+    full = sliding_window_attention(q, k, v, window)
+    torch.testing.assert_close(out, full[:, Tk - Tq:], rtol=0, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------------
