@@ -85,20 +85,20 @@ def effect(delta: float, noise: float | None, *, lower_is_better: bool = True) -
 
 
 def paired_effect(diffs: Sequence[float] | None, *, lower_is_better: bool = True) -> str:
-    """A difference variant - baseline measured at two seeds, each seed pairing both sides on the same
-    data and initialisation: it counts ("better"/"worse") only when it has the same sign at both seeds and
-    both are larger than how much it moves between them, |d0 - d1| (its noise); otherwise "tie".
-    None or a NaN difference (not measured) is "inconclusive"."""
+    """A difference variant - baseline measured at two or more seeds, each seed pairing both sides on the
+    same data and initialisation: it counts ("better"/"worse") only when it has the same sign at every
+    seed and each is larger than how much it moves across them, max(diffs) - min(diffs) (its noise);
+    otherwise "tie". None or a NaN difference (not measured) is "inconclusive"."""
     if diffs is None:
         return "inconclusive"
-    if len(diffs) != 2:
-        raise ValueError(f"diffs must hold the difference at two seeds, got {len(diffs)} values")
-    d0, d1 = (_number("diffs", d) for d in diffs)
-    if math.isnan(d0) or math.isnan(d1):
+    if len(diffs) < 2:
+        raise ValueError(f"diffs must hold the difference at two or more seeds, got {len(diffs)} values")
+    values = [_number("diffs", d) for d in diffs]
+    if any(math.isnan(d) for d in values):
         return "inconclusive"
-    moves = abs(d0 - d1)
-    if d0 * d1 > 0 and min(abs(d0), abs(d1)) > moves:
-        return effect(d0, 0.0, lower_is_better=lower_is_better)
+    moves = max(values) - min(values)
+    if (all(d > 0 for d in values) or all(d < 0 for d in values)) and min(map(abs, values)) > moves:
+        return effect(values[0], 0.0, lower_is_better=lower_is_better)
     return "tie"
 
 

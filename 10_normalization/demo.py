@@ -72,7 +72,8 @@ SWEEP_CONFIGS = (("pre-LN GELU (GPT-2)", "layernorm", "gelu", True),
                  ("pre-RMS SwiGLU (Llama)", "rmsnorm", "swiglu", True),
                  ("post-LN GELU (Vaswani)", "layernorm", "gelu", False),
                  ("no-norm GELU", "none", "gelu", True))
-# cells re-trained with seed + 1 to measure the seed-to-seed noise of the comparisons the lesson makes
+# cells re-trained with seeds + 1, + 2 (quick: + 1) to measure the seed-to-seed noise of the comparisons
+# the lesson makes: a seed changes the initial weights and the order of the batches
 NOISE_CELLS = (("layernorm", "gelu", True), ("rmsnorm", "swiglu", True),
                ("rmsnorm", "gelu", True), ("layernorm", "swiglu", True))
 FAIL_MARGIN = 0.1  # a run "failed" if its val loss is not this many nats below the fail baseline
@@ -82,12 +83,12 @@ SHAZEER_2020 = "Shazeer 2020, Table 1 (T5, 65k steps): log-perplexity ReLU 1.997
 def settings(quick: bool) -> dict:
     if quick:
         return dict(n_chars=100_000, vocab_size=512, d_model=32, n_layer=2, n_head=4, block_size=32,
-                    batch_size=8, steps=20, lr=3e-3, warmup=4, eval_iters=4,
+                    batch_size=8, steps=20, lr=3e-3, warmup=4, eval_iters=4, extra_seeds=1,
                     sweep_lrs=[3e-3, 3e-2], sweep_configs=2,
                     kernel_models=[dict(d_model=32, n_layer=2, block_size=32, batch_size=8, steps=4)],
                     op_reps=5)
     return dict(n_chars=400_000, vocab_size=512, d_model=64, n_layer=2, n_head=4, block_size=64,
-                batch_size=16, steps=250, lr=3e-3, warmup=25, eval_iters=10,
+                batch_size=16, steps=250, lr=3e-3, warmup=25, eval_iters=10, extra_seeds=2,
                 sweep_lrs=[3e-3, 1e-2, 3e-2, 1e-1], sweep_configs=4,
                 kernel_models=[dict(d_model=64, n_layer=2, block_size=64, batch_size=16, steps=10),
                                dict(d_model=128, n_layer=4, block_size=128, batch_size=16, steps=5)],
@@ -186,10 +187,12 @@ def run_training(demo: Demo, cfg: dict, data: dict, norms: tuple[str, ...]) -> d
     noise_cells = [c for c in NOISE_CELLS if c in grid_cells] or grid_cells[:1]
     sweep = [c for c in SWEEP_CONFIGS[: cfg["sweep_configs"]] if c[1] in norms]
     sweep_runs = [(label, n, a, p, r) for label, n, a, p in sweep for r in cfg["sweep_lrs"]]
-    bar = tqdm(total=len(grid_cells) + len(noise_cells) + len(sweep_runs), desc="training runs",
+    extra_seeds = [demo.seed + i for i in range(1, cfg["extra_seeds"] + 1)]
+    total = len(grid_cells) + len(noise_cells) * len(extra_seeds) + len(sweep_runs)
+    bar = tqdm(total=total, desc="training runs",
                leave=False, dynamic_ncols=True)
     start = time.perf_counter()
-    grid, noise, lr_runs = {}, {}, {}
+    grid, noise, lr_runs = {}, {seed: {} for seed in extra_seeds}, {}
     for norm, act, pre in grid_cells:
         key = cell_key(norm, act, pre)
         bar.set_postfix_str(key)
@@ -198,11 +201,12 @@ def run_training(demo: Demo, cfg: dict, data: dict, norms: tuple[str, ...]) -> d
         else:
             grid[key] = train_cell(demo, cfg, data, norm, act, pre, lr=lr, seed=demo.seed)
         bar.update()
-    for norm, act, pre in noise_cells:
-        key = cell_key(norm, act, pre)
-        bar.set_postfix_str(f"{key} seed+1")
-        noise[key] = train_cell(demo, cfg, data, norm, act, pre, lr=lr, seed=demo.seed + 1)
-        bar.update()
+    for seed in extra_seeds:
+        for norm, act, pre in noise_cells:
+            key = cell_key(norm, act, pre)
+            bar.set_postfix_str(f"{key} seed {seed}")
+            noise[seed][key] = train_cell(demo, cfg, data, norm, act, pre, lr=lr, seed=seed)
+            bar.update()
     for label, norm, act, pre, run_lr in sweep_runs:
         key = cell_key(norm, act, pre)
         bar.set_postfix_str(f"{key} lr {_fmt_lr(run_lr)}")
@@ -523,12 +527,21 @@ def ablation_curves(demo: Demo, cfg: dict, data: dict, training: dict, norms) ->
                 init_ffn_output_rms=init_ffn_output_rms(demo, cfg, data))
 
 
+def _seed_runs(training: dict) -> dict[str, list[float]]:
+    """Each re-trained working cell's final val loss at every seed (the grid's seed first)."""
+    grid, extra = training["grid"], training["noise"]
+    runs = {}
+    for key in next(iter(extra.values()), {}):
+        cells = [grid[key], *(by_seed[key] for by_seed in extra.values())]
+        if not any(r["failed"] for r in cells):
+            runs[key] = [r["final_val_loss"] for r in cells]
+    return runs
+
+
 def _seed_noise(training: dict) -> float:
-    """The most one working cell's final val loss moved between the two seeds (NaN: none re-trained)."""
-    grid = training["grid"]
-    pairs = [(grid[k]["final_val_loss"], r["final_val_loss"]) for k, r in training["noise"].items()
-             if not (grid[k]["failed"] or r["failed"])]
-    return max((abs(a - b) for a, b in pairs), default=math.nan)
+    """The most one working cell's final val loss moves across the seeds (max - min over >= 2 seeds; NaN:
+    no cell re-trained)."""
+    return max((max(losses) - min(losses) for losses in _seed_runs(training).values()), default=math.nan)
 
 
 def extremes_text(working: list[dict], noise: float) -> str:
@@ -580,16 +593,16 @@ def _mean_loss(runs: dict, cells) -> float:
 
 
 def _paired(training: dict, cells_a, cells_b) -> list[float] | None:
-    """mean loss(a) - mean loss(b) at each of the two seeds, or None. Within one seed both sides see the
-    same batches in the same order and start from the same weights (the same layers are created in
-    the same order), so how much the difference moves between seeds is its noise."""
+    """mean loss(a) - mean loss(b) at each seed, or None. Within one seed both sides see the same
+    batches in the same order and start from the same weights (the same layers are created in the same
+    order), so how much the difference moves between seeds is its noise."""
     diffs = [_mean_loss(runs, cells_a) - _mean_loss(runs, cells_b)
-             for runs in (training["grid"], training["noise"])]
+             for runs in (training["grid"], *training["noise"].values())]
     return diffs if all(math.isfinite(d) for d in diffs) else None
 
 
 def _verdict(delta: float, noise: float, quick: bool, better: str, worse: str) -> str:
-    """Is a seed-0 loss difference larger than the most one cell's loss moved between two seeds?"""
+    """Is a seed-0 loss difference larger than the most one cell's loss moved across the seeds?"""
     if not math.isfinite(delta):
         return "not measured (a run failed or a cell is missing)"
     if quick:
@@ -604,25 +617,25 @@ def _verdict(delta: float, noise: float, quick: bool, better: str, worse: str) -
     return f"{side}, by {ratio:.1f}x the seed noise of one cell ({noise:.3f})"
 
 
-def _paired_verdict(diffs: list[float] | None, seeds: tuple[int, int], quick: bool, better: str,
+def _paired_verdict(diffs: list[float] | None, seeds: list[int], quick: bool, better: str,
                     worse: str) -> str:
-    """A difference measured at two seeds counts if it has one sign and is larger than its own change."""
+    """A difference measured at every seed counts if it has one sign and is larger than its own spread."""
     if diffs is None:
-        return "not measured (a run failed, or a cell was not re-trained with the second seed)"
-    d0, d1 = diffs
-    numbers = f"{d0:+.3f} at seed {seeds[0]}, {d1:+.3f} at seed {seeds[1]}"
+        return "not measured (a run failed, or a cell was not re-trained with the other seeds)"
+    numbers = ", ".join(f"{d:+.3f} at seed {s}" for d, s in zip(diffs, seeds))
     if quick:
         return f"{numbers} -> inconclusive: quick mode, the models are barely trained"
     outcome = paired_effect(diffs)
     if outcome in ("better", "worse"):
         side = better if outcome == "better" else worse
-        return f"{numbers} -> {side} at both seeds (the difference moves {abs(d0 - d1):.3f})"
+        return f"{numbers} -> {side} at every seed (the difference moves {max(diffs) - min(diffs):.3f})"
     if outcome == "inconclusive":
         return f"{numbers} -> inconclusive: a difference is not a number"
     return f"{numbers} -> not distinguishable from seed noise: no measurable difference"
 
 
-def _grid_heatmaps(demo: Demo, rows, grid: dict, curves: dict, noise: float, n_pairs: int) -> float:
+def _grid_heatmaps(demo: Demo, rows, grid: dict, curves: dict, noise: float, n_pairs: int,
+                   n_seeds: int) -> float:
     """Three heatmaps over the cells (val loss, steps to target, ms per step); returns the loss spread."""
     keys = [[cell_key(n, a, p) for a in ACTIVATIONS] for n, p, _ in rows]
     failed = np.array([[grid[k]["failed"] for k in row] for row in keys])
@@ -655,8 +668,8 @@ def _grid_heatmaps(demo: Demo, rows, grid: dict, curves: dict, noise: float, n_p
     models = list({id(r): r for r in grid.values()}.values())  # without a norm, pre = post: one model
     working = [r["final_val_loss"] for r in models if not r["failed"]]
     spread = max(working) - min(working) if working else math.nan
-    noise_text = (f"one cell's loss moves by up to {noise:.3f} nats with the seed ({demo.seed} vs "
-                  f"{demo.seed + 1}, {n_pairs} cells)" if math.isfinite(noise) else "no seed-noise estimate")
+    noise_text = (f"one cell's loss moves by up to {noise:.3f} nats with the seed ({n_seeds} seeds, "
+                  f"{n_pairs} cells)" if math.isfinite(noise) else "no seed-noise estimate")
     fig.suptitle(f"Final val loss spans {spread:.3f} nats over the {len(working)} working models; "
                  f"{noise_text}", fontweight="bold")
     demo.save_figure(fig, "ablation_grid.png")
@@ -667,19 +680,18 @@ def ablation_grid(demo: Demo, cfg: dict, training: dict, curves: dict, norms) ->
     """The grid's numbers, the seed noise, and the curriculum's comparisons, each against the noise."""
     grid, quick = training["grid"], demo.quick
     rows = _rows(norms)
-    seed_pairs = {k: (grid[k]["final_val_loss"], r["final_val_loss"]) for k, r in training["noise"].items()
-                  if not (grid[k]["failed"] or r["failed"])}
+    seed_runs = _seed_runs(training)
+    seeds = [demo.seed, *training["noise"]]
     noise = _seed_noise(training)
-    spread = _grid_heatmaps(demo, rows, grid, curves, noise, len(seed_pairs))
+    spread = _grid_heatmaps(demo, rows, grid, curves, noise, len(seed_runs), len(seeds))
 
     normed = [n for n in ("layernorm", "rmsnorm") if n in norms]
     both = [(a, p) for a in ACTIVATIONS for p in (True, False)]
-    seeds = (demo.seed, demo.seed + 1)
 
     def mean(cells) -> float:
         return _mean_loss(grid, cells)
 
-    # paired at two seeds: the pre-norm cells that were re-trained
+    # paired at every seed: the pre-norm cells that were re-trained
     swiglu_vs_gelu = _paired(training, [(n, "swiglu", True) for n in normed],
                              [(n, "gelu", True) for n in normed])
     rms_vs_ln = _paired(training, [("rmsnorm", a, True) for a in ("gelu", "swiglu")],
@@ -702,7 +714,7 @@ def ablation_grid(demo: Demo, cfg: dict, training: dict, curves: dict, norms) ->
         params={k: r["params"] for k, r in grid.items()},
         ffn_params_per_block={a: grid[cell_key(first, a, True)]["ffn_params"] for a in ACTIVATIONS},
         d_ff={a: grid[cell_key(first, a, True)]["d_ff"] for a in ACTIVATIONS},
-        seeds=list(seeds), seed_pairs=seed_pairs, seed_noise=noise, spread_working_models=spread,
+        seeds=seeds, seed_runs=seed_runs, seed_noise=noise, spread_working_models=spread,
         distinct_models=len(models), failed_models=sum(r["failed"] for r in models),
         swiglu_minus_gelu_by_seed=swiglu_vs_gelu, rmsnorm_minus_layernorm_by_seed=rms_vs_ln,
         swiglu_minus_relu=swiglu_vs_relu, rmsnorm_minus_layernorm_all_cells=rms_vs_ln_all,
@@ -736,18 +748,21 @@ def ablation_grid(demo: Demo, cfg: dict, training: dict, curves: dict, norms) ->
             reach = curves["steps_to_target"][cell_key(n, act, p)]
             cells.append(f"{ACT_LABEL[act]} {loss} ({reach or 'never'})")
         demo.say(f"   {name:<26}" + "   ".join(cells))
-    demo.say(f"   Seed noise: one cell's loss moves by up to {noise:.3f} nats between seeds {seeds[0]} and "
-             f"{seeds[1]} ({len(seed_pairs)} cells); differences within one seed are paired (same batches)."
-             if seed_pairs else "   Seed noise: no working cell was re-trained with a second seed.")
+    demo.say(f"   Seed noise: one cell's loss moves by up to {noise:.3f} nats across seeds "
+             f"{', '.join(map(str, seeds))} ({len(seed_runs)} cells); differences within one seed are paired "
+             "(same batches, same initial weights)." if seed_runs
+             else "   Seed noise: no working cell was re-trained with another seed.")
     demo.say("   SwiGLU - GELU (pre-norm, LayerNorm and RMSNorm, equal params): "
              + out["verdicts"]["swiglu_vs_gelu"])
     init = curves["init_ffn_output_rms"]
     reach = {a: [curves["steps_to_target"][cell_key(n, a, True)] for n in normed] for a in ("gelu", "swiglu")}
     pairs = list(zip(reach["gelu"], reach["swiglu"]))
     later = all(s is None or (g is not None and s > g) for g, s in pairs)
+    ratio = init["gelu"] / init["swiglu"]
+    why = (f"{ratio:.1f}x less: silu(x W1) * x W3 multiplies two small projections" if ratio > 2 else
+           f"ratio {ratio:.2f}: with the fan-in init (GPTConfig.init) neither projection starts small")
     demo.say(f"   At initialisation the SwiGLU FFN adds rms {init['swiglu']:.1e} to the stream vs GELU's "
-             f"{init['gelu']:.1e} ({init['gelu'] / init['swiglu']:.1f}x less: silu(x W1) * x W3 multiplies "
-             "two small projections)" + ("; steps to the target, GELU vs SwiGLU (pre-norm): "
+             f"{init['gelu']:.1e} ({why})" + ("; steps to the target, GELU vs SwiGLU (pre-norm): "
              + ", ".join(f"{g or 'never'} vs {s or 'never'}" for g, s in pairs)
              + (" -> SwiGLU starts slower" if later else " -> SwiGLU does not start slower here") if pairs
              else ""))
@@ -1001,7 +1016,7 @@ def kernel_costs(demo: Demo, cfg: dict, data: dict) -> dict:
 
 
 def _status(diffs: list[float] | None, quick: bool) -> str:
-    """'supported' when a paired difference (negative = the claim's side is better) holds at both seeds."""
+    """'supported' when a paired difference (negative = the claim's side is better) holds at every seed."""
     if diffs is None:
         return "not measured"
     if quick:

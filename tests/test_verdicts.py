@@ -61,6 +61,9 @@ def test_effect_judges_a_change_against_the_baseline(delta, noise, expected):
     ([-0.10, -0.30], "tie"),  # same sign, but 0.10 < the move 0.20
     (None, "inconclusive"),
     ([math.nan, 0.1], "inconclusive"),
+    ([0.30, 0.25, 0.28], "worse"),  # three seeds: one sign, each larger than the spread 0.05
+    ([0.30, 0.25, 0.02], "tie"),  # the third seed moves it by 0.28 > 0.02
+    ([-0.30, -0.25, 0.01], "tie"),
 ])
 def test_paired_effect_needs_one_sign_larger_than_its_own_move(diffs, expected):
     assert paired_effect(diffs) == expected
@@ -169,7 +172,9 @@ def test_lesson_10_verdicts_name_no_winner_inside_the_noise_or_without_an_estima
     assert _verdict(0.61, 0.10, True, *args).startswith("inconclusive: quick mode")
     assert _verdict(math.nan, 0.10, False, *args).startswith("not measured")
 
-    assert "w at both seeds" in _paired_verdict([0.30, 0.25], (0, 1), False, "b", "w")
+    assert "w at every seed" in _paired_verdict([0.30, 0.25], [0, 1], False, "b", "w")
+    three = _paired_verdict([0.30, 0.25, 0.28], [0, 1, 2], False, "b", "w")
+    assert "+0.280 at seed 2 -> w at every seed" in three
     assert _paired_verdict([0.30, -0.25], (0, 1), False, "b", "w").endswith("no measurable difference")
     assert "inconclusive: quick mode" in _paired_verdict([0.30, 0.25], (0, 1), True, "b", "w")
     assert _status([-0.30, -0.25], False) == "supported"
