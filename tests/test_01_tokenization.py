@@ -368,6 +368,15 @@ def test_encode_iterable_equals_encode_for_any_split(trained, parts, data):
             trained.encode(text, allowed_special=mode)
 
 
+@pytest.mark.parametrize("pieces", [["it'l", "l be"], ["we'", "ve"], ["a \n", "  b"], ["x  ", " y"],
+                                    ["12", "345"], ["a<|endof", "text|>b"], ["a\r", "\n b"]])
+def test_encode_iterable_keeps_chunks_that_the_next_piece_can_change(trained, pieces):
+    # "'l" + "l": GPT-2's pattern chunks "'" alone until the second "l" turns it into "'ll"
+    text = "".join(pieces)
+    assert list(trained.encode_iterable(pieces, allowed_special="all", buffer_size=1)) == \
+        trained.encode(text, allowed_special="all")
+
+
 def test_encode_iterable_raises_like_encode(trained):
     with pytest.raises(ValueError, match="special token"):
         list(trained.encode_iterable(["a <|endof", "text|> b"], buffer_size=1))  # none_raise, across pieces
