@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import random
@@ -10,6 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import regex
 import tiktoken
 import torch
 import torch.nn.functional as F
@@ -423,11 +425,55 @@ def test_from_tiktoken_reproduces_cl100k_base(cl100k, text):
     assert ours.decode(ids) == encoding.decode(ids) == text
 
 
+@functools.cache
+def pretokenizer_disagreements() -> frozenset[str]:
+    """The code points that Python's `regex` and tiktoken's Rust regex put in different classes.
+
+    The split patterns use \\p{L}, \\p{N} and \\s; each library has its own Unicode tables. A probe
+    encoding whose pattern is just the class keeps exactly the characters tiktoken puts in it (text
+    that no match covers is dropped); `regex.findall` gives ours. With regex 2026.5 (Unicode 17) and
+    tiktoken 0.14 (Unicode 16): the 4,657 letters and digits that Unicode 17.0 added.
+    """
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    ranks = {bytes([b]): b for b in range(256)}
+    disagree: set[str] = set()
+    for cls in (r"\p{L}", r"\p{N}", r"\s"):
+        probe = tiktoken.Encoding(name=f"probe {cls}", pat_str=cls, mergeable_ranks=ranks, special_tokens={})
+        disagree |= set(probe.decode(probe.encode_ordinary(every))) ^ set(regex.findall(cls, every))
+    return frozenset(disagree)
+
+
+def test_pretokenizers_disagree_only_on_letters_and_digits_tiktoken_does_not_know_yet():
+    disagree = pretokenizer_disagreements()
+    assert len(disagree) < 10_000  # a few new scripts, out of 1.1 million code points
+    assert all(regex.fullmatch(r"[\p{L}\p{N}]", c) for c in disagree)  # regex: letter or digit; tiktoken: not
+    assert not any(c.isspace() for c in disagree)
+    assert "\U0003d000" not in disagree  # the draw that once failed (an unassigned code point) agrees now
+
+
+# tiktoken's view of the Unicode classes differs from regex's on `pretokenizer_disagreements()`; text
+# with those characters chunks differently, so the comparison with tiktoken leaves exactly them out
+tiktoken_known_text = st.text(st.characters(blacklist_categories=("Cs",)).filter(
+    lambda c: c not in pretokenizer_disagreements()), max_size=200)
+
+
 @settings(max_examples=150, deadline=None)
-@given(text=any_text)
+@given(text=tiktoken_known_text)
 def test_from_tiktoken_matches_cl100k_on_random_unicode(cl100k, text):
     encoding, ours = cl100k
     assert ours.encode_ordinary(text) == encoding.encode_ordinary(text)
+
+
+def test_characters_outside_tiktokens_unicode_tables_chunk_differently(cl100k):
+    encoding, ours = cl100k
+    disagree = sorted(pretokenizer_disagreements())
+    if not disagree:
+        pytest.skip("regex and tiktoken use the same Unicode tables in this environment")
+    for char in disagree[:: max(1, len(disagree) // 50)]:  # 50 of them, across the scripts
+        text = char + ":L"  # regex: the word char, then ":L"; tiktoken: the symbol run char + ":", then "L"
+        assert split_chunks(text, GPT4_SPLIT_PATTERN) == [char, ":L"]
+        colon_l = encoding.encode_single_token(":L")
+        assert ours.encode_ordinary(text)[-1] == colon_l != encoding.encode_ordinary(text)[-1]
 
 
 def test_from_tiktoken_recovers_cl100k_structure(cl100k):
