@@ -40,12 +40,18 @@ class AdamW(torch.optim.Optimizer):
 
     Same arguments, param groups and state (`step`, `exp_avg`, `exp_avg_sq`) as `torch.optim.AdamW`,
     so a state dict moves between the two. No amsgrad, maximize or complex parameters.
+    `decoupled_weight_decay=False` is the coupled variant for comparison, Adam + L2 (=
+    `torch.optim.Adam(weight_decay=...)`): g_t <- g_t + wd * w_{t-1}, then the Adam step, no decay.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
+                 eps: float = 1e-8, weight_decay: float = 1e-2, *, decoupled_weight_decay: bool = True):
         _check_hyperparameters(lr, betas, eps, weight_decay)
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        if not isinstance(decoupled_weight_decay, bool):
+            raise TypeError("decoupled_weight_decay must be a bool, got "
+                            f"{type(decoupled_weight_decay).__name__}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                                  "decoupled_weight_decay": decoupled_weight_decay})
         for group in self.param_groups:  # per-group overrides are checked too
             _check_hyperparameters(group["lr"], group["betas"], group["eps"], group["weight_decay"])
 
@@ -71,8 +77,10 @@ class AdamW(torch.optim.Optimizer):
                 grad, m, v = p.grad, state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
                 t = state["step"].item()  # a CPU tensor: no device synchronisation
-                if wd != 0:
+                if wd != 0 and group["decoupled_weight_decay"]:
                     p.mul_(1 - lr * wd)  # decoupled: shrink the weight itself, not its gradient
+                elif wd != 0:
+                    grad = grad.add(p, alpha=wd)  # Adam + L2: the decay goes through 1 / sqrt(v)
                 m.lerp_(grad, 1 - beta1)  # m = beta1 m + (1 - beta1) g
                 v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v = beta2 v + (1 - beta2) g^2
                 bias_correction1 = 1 - beta1**t

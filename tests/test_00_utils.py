@@ -326,6 +326,23 @@ def test_adamw_equals_torch_adamw_step_by_step(weight_decay, several_groups):
     assert float(ours.state[model[2].bias]["step"]) == 24  # skipped once
 
 
+def test_coupled_variant_equals_torch_adam_with_l2():
+    model, twin = _adamw_pair(0.1)
+    ours = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, decoupled_weight_decay=False)
+    ref = torch.optim.Adam(twin.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)  # Adam + L2
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(10):
+        x = torch.randn(5, 6, generator=gen)
+        for m, opt in ((model, ours), (twin, ref)):
+            opt.zero_grad()
+            m(x).pow(2).mean().backward()
+            opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="decoupled_weight_decay"):
+        AdamW(model.parameters(), decoupled_weight_decay="yes")
+
+
 def test_adamw_first_step_is_bias_corrected_and_decay_is_decoupled():
     w = nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = AdamW([w], lr=0.1, betas=(0.9, 0.999), eps=0.0, weight_decay=0.5)
