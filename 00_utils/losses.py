@@ -24,8 +24,13 @@ from torch import Tensor
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def _at_least_float32(logits: Tensor) -> Tensor:
+    # float16/bfloat16 -> float32: the sums need the range and precision; float64 stays float64
+    return logits.float() if logits.element_size() < 4 else logits
+
+
 def _log_softmax_float32(logits: Tensor, dim: int) -> Tensor:
-    x = logits.float()  # float16/bfloat16 -> float32: the sums need the range and precision
+    x = _at_least_float32(logits)
     m = x.amax(dim=dim, keepdim=True).detach()  # the shift; a constant for the gradient (it cancels)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # a row of all -inf: no shift, no nan
     shifted = x - m  # every entry <= 0, so exp() <= 1: no overflow
@@ -41,7 +46,7 @@ def log_softmax(logits: Tensor, dim: int = -1) -> Tensor:
 def softmax(logits: Tensor, dim: int = -1) -> Tensor:
     """Probabilities along `dim`: exp(z - max) / sum exp(z - max) (any shape; same dtype as `logits`)."""
     _check_logits(logits)
-    x = logits.float()
+    x = _at_least_float32(logits)
     m = x.amax(dim=dim, keepdim=True).detach()
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     e = (x - m).exp()  # (..., C), in (0, 1]
@@ -73,7 +78,7 @@ def cross_entropy(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     targets = targets.long()
-    logp = _log_softmax_float32(logits, -1)  # (..., C) float32
+    logp = _log_softmax_float32(logits, -1)  # (..., C) in float32 (or float64)
     counted = targets != ignore_index  # (...)
     safe = torch.where(counted, targets, torch.zeros_like(targets))  # an in-range index where ignored
     nll = -logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (...) -log p(target)

@@ -374,21 +374,22 @@ SOFTMAX_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(SOFTMAX_CASES))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_softmax_and_cross_entropy_equal_torch_even_for_huge_logits(case, dtype):
     g = torch.Generator().manual_seed(0)
     base = SOFTMAX_CASES[case](g)
     logits = base.to(dtype)
     targets = torch.randint(0, base.shape[-1], base.shape[:-1], generator=g)
     targets[0] = -100  # ignored: not counted in the mean
-    tol = {} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
-    torch.testing.assert_close(softmax(logits), F.softmax(logits.float(), -1).to(dtype), **tol)
-    torch.testing.assert_close(log_softmax(logits), F.log_softmax(logits.float(), -1).to(dtype), **tol)
+    tol = {} if dtype in (torch.float32, torch.float64) else {"rtol": 1e-2, "atol": 1e-2}
+    wide = logits.double() if dtype == torch.float64 else logits.float()  # torch's accumulation type
+    torch.testing.assert_close(softmax(logits), F.softmax(wide, -1).to(dtype), **tol)
+    torch.testing.assert_close(log_softmax(logits), F.log_softmax(wide, -1).to(dtype), **tol)
     assert torch.isfinite(softmax(logits)).all() and torch.isfinite(log_softmax(logits)).all()
 
     a = logits.clone().requires_grad_(True)
     b = logits.clone().requires_grad_(True)
-    ours, ref = cross_entropy(a, targets), F.cross_entropy(b.float(), targets).to(dtype)
+    ours, ref = cross_entropy(a, targets), F.cross_entropy(b.to(wide.dtype), targets).to(dtype)
     assert ours.dtype == dtype and torch.isfinite(ours)
     torch.testing.assert_close(ours, ref, **tol)
     direct = F.cross_entropy(logits, targets)  # torch on the low-precision tensor itself
@@ -401,7 +402,7 @@ def test_softmax_and_cross_entropy_equal_torch_even_for_huge_logits(case, dtype)
     torch.testing.assert_close(a.grad, b.grad, **tol)
     assert (a.grad[0] == 0).all()  # the ignored row gets no gradient
     for reduction in ("sum", "none"):
-        ref = F.cross_entropy(logits.float(), targets, reduction=reduction).to(dtype)
+        ref = F.cross_entropy(wide, targets, reduction=reduction).to(dtype)
         torch.testing.assert_close(cross_entropy(logits, targets, reduction=reduction), ref, **tol)
 
 
