@@ -1,5 +1,8 @@
 """Shared utilities of LLM Lab: the demo command line, plotting, built-in corpora, training loop.
 
+The training loop's parts are written from scratch and proven equal to torch's: AdamW and gradient
+clipping (`optim`), softmax and cross-entropy (`losses`), checkpoints (`checkpoint`).
+
 Every lesson imports these instead of writing its own (DESIGN §1–4).
 
 The names are imported on first use (PEP 562 `__getattr__`): `llm-lab list` and the runner import
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmlab.utils import plotting
+    from llmlab.utils.checkpoint import load_checkpoint, save_checkpoint
     from llmlab.utils.cli import (
         Demo,
         corpus_arg,
@@ -40,7 +44,10 @@ if TYPE_CHECKING:
         load_corpus,
         train_val_split,
     )
+    from llmlab.utils.losses import cross_entropy, log_softmax, softmax
+    from llmlab.utils.optim import AdamW, clip_grad_norm
     from llmlab.utils.train import (
+        TRAINING_CODE_VERSION,
         History,
         TrainConfig,
         cached_training,
@@ -57,11 +64,16 @@ _SOURCES = {
                      "positive_int", "set_seed", "to_jsonable", "unit_interval"], "cli"),
     **dict.fromkeys(["CORPORA", "CharTokenizer", "CorpusError", "cache_dir", "check_corpus", "encode",
                      "get_batch", "load_corpus", "train_val_split"], "data"),
-    **dict.fromkeys(["History", "TrainConfig", "cached_training", "estimate_loss",
+    **dict.fromkeys(["TRAINING_CODE_VERSION", "History", "TrainConfig", "cached_training", "estimate_loss",
                      "lr_at", "make_optimizer", "train"], "train"),
+    **dict.fromkeys(["load_checkpoint", "save_checkpoint"], "checkpoint"),
+    **dict.fromkeys(["cross_entropy", "log_softmax", "softmax"], "losses"),
+    **dict.fromkeys(["AdamW", "clip_grad_norm"], "optim"),
 }
 
 __all__ = [
+    "TRAINING_CODE_VERSION", "AdamW", "clip_grad_norm", "cross_entropy", "load_checkpoint", "log_softmax",
+    "save_checkpoint", "softmax",
     "CORPORA", "CharTokenizer", "CorpusError", "Demo", "History", "TrainConfig", "cache_dir",
     "cached_training", "check_corpus", "corpus_arg", "demo_parser", "encode", "estimate_loss", "get_batch",
     "get_device", "load_corpus", "lr_at", "make_optimizer", "nonneg_int", "plotting", "positive_float",

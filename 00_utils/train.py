@@ -3,7 +3,10 @@
 A language model is trained by minimising the cross-entropy of the next token. The loop is the
 standard recipe of GPT-style pretraining at toy scale: AdamW (decoupled weight decay on matrices
 only), a linear warmup then cosine decay of the learning rate, gradient-norm clipping, and a
-periodic evaluation on held-out data. It records the history so the demos can plot loss curves,
+periodic evaluation on held-out data. The optimizer and the clipping are this lesson's from-scratch
+versions (`optim.py`, proven equal to torch's in the tests); `TrainConfig(torch_optim=True)` swaps
+in torch's fused AdamW and `clip_grad_norm_` for speed. Checkpoints (`checkpoint.py`) let a run
+stop and resume bit for bit. It records the history so the demos can plot loss curves,
 and stops early (``History.diverged``) when the loss stops being finite, which the stability
 ablations measure.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +28,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from llmlab.utils.checkpoint import load_checkpoint, save_checkpoint
 from llmlab.utils.data import cache_dir, get_batch
+from llmlab.utils.optim import AdamW, clip_grad_norm
+
+# A version of the training code, part of every cached model's key: bump it whenever a change of the
+# loop, the schedule or the optimizer changes the weights a recipe produces, so no stale model is reused.
+# 2: lr_at reaches the minimum on the last step (was one past it); from-scratch AdamW and clipping.
+TRAINING_CODE_VERSION = 2
 
 BatchFn = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -42,6 +53,7 @@ class TrainConfig:
     eval_interval: int = 100
     eval_iters: int = 20
     betas: tuple[float, float] = (0.9, 0.95)
+    torch_optim: bool = False  # True: torch's fused AdamW and clip_grad_norm_ instead of ours (speed)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "block_size", "eval_interval", "eval_iters"):
@@ -58,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not isinstance(self.torch_optim, bool):
+            raise TypeError(f"torch_optim must be a bool, got {type(self.torch_optim).__name__}")
 
 
 @dataclass
@@ -92,23 +106,50 @@ class History:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step."""
+    """The learning rate of step `step` (0-based): linear warmup, then cosine decay to the floor.
+
+        warmup  (t < T_w):   lr * (t + 1) / T_w         step 0 already moves; step T_w - 1 is the peak
+        decay   (t >= T_w):  lr * (r + (1 - r) * (1 + cos(pi * p)) / 2),   p = (t - t_peak) / (T - 1 - t_peak)
+
+    with T = `config.steps`, T_w = `config.warmup_steps`, r = `config.min_lr_ratio` and t_peak =
+    max(T_w - 1, 0), the step that gets the peak `lr`. The peak is held for one step only, and the
+    last training step (T - 1) gets exactly lr * r (a 1-step run: the peak). Steps past the end stay
+    at lr * r.
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
+    peak = max(config.warmup_steps - 1, 0)
+    span = config.steps - 1 - peak
+    if step <= peak:  # no warmup: step 0 is the peak
+        progress = 0.0
+    else:
+        progress = 1.0 if span <= 0 else min(1.0, (step - peak) / span)
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, norms' gains or 1-D parameters)."""
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on biases, norms' gains or other 1-D parameters).
+
+    Decay pulls weights towards 0; a norm's gain pulled towards 0 switches its features off and a
+    bias has no scale to regularise, so GPT-2/nanoGPT decay only the >= 2-D weights.
+    Ours (`llmlab.utils.optim.AdamW`) by default; torch's fused AdamW with `config.torch_optim`.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    if not config.torch_optim:
+        return AdamW(groups, lr=config.lr, betas=config.betas)
+    try:
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=True)
+    except RuntimeError:  # a device or dtype without a fused kernel
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
 @torch.no_grad()
@@ -136,25 +177,43 @@ def estimate_loss(model: nn.Module, data: torch.Tensor, config: TrainConfig, *,
 def train(model: nn.Module, train_data: torch.Tensor | None, val_data: torch.Tensor | None,
           config: TrainConfig, *, device: str | torch.device = "cpu", seed: int = 0,
           progress: bool = True, desc: str = "train", batch_fn: BatchFn | None = None,
-          val_batch_fn: BatchFn | None = None) -> History:
+          val_batch_fn: BatchFn | None = None, checkpoint_path: str | os.PathLike | None = None,
+          checkpoint_interval: int | None = None, resume_from: str | os.PathLike | None = None) -> History:
     """Train `model` (``forward(idx, targets) -> (logits, loss)``) for `config.steps` steps.
 
     Batches come from `get_batch` on `train_data` / `val_data`, or from `batch_fn(generator)` /
     `val_batch_fn(generator)` when a lesson needs other inputs (masked LM, fine-tuning pairs).
     The val loss is measured every `config.eval_interval` steps and after the last step.
+    Checkpoints: with `checkpoint_path` and `checkpoint_interval` k, the state after every k-th step
+    is written to `checkpoint_path` (model, optimizer, step, RNG states, history so far);
+    `resume_from` loads such a file and continues from its step, exactly as the uninterrupted run.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if batch_fn is None and not isinstance(train_data, torch.Tensor):
         raise TypeError("train_data must be a 1-D tensor of token ids (or pass batch_fn)")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    bad_interval = isinstance(checkpoint_interval, bool) or not isinstance(checkpoint_interval, int) \
+        or checkpoint_interval < 1
+    if checkpoint_interval is not None and bad_interval:
+        raise ValueError(f"checkpoint_interval must be an int >= 1 or None, got {checkpoint_interval!r}")
+    if (checkpoint_interval is None) != (checkpoint_path is None):
+        raise ValueError("checkpoint_path and checkpoint_interval go together: pass both or neither")
     model.to(device)
     model.train()
     optimizer = make_optimizer(model, config)
+    clip = torch.nn.utils.clip_grad_norm_ if config.torch_optim else clip_grad_norm
     generator = torch.Generator().manual_seed(seed)
     history = History()
-    start = time.perf_counter()
+    first_step = 0
+    if resume_from is not None:
+        saved = load_checkpoint(resume_from, model, optimizer, generator=generator)
+        first_step = saved["step"]
+        history = History.from_dict(saved["extra"]["history"])
+    start = time.perf_counter() - history.wall_time_s
     # disable=None: the bar redraws in place on a terminal and stays quiet when output goes to a file
-    bar = tqdm(range(config.steps), desc=desc, disable=None if progress else True, leave=False,
+    bar = tqdm(range(first_step, config.steps), desc=desc, disable=None if progress else True, leave=False,
                dynamic_ncols=True)
 
     def evaluate(step: int) -> None:
@@ -181,10 +240,10 @@ def train(model: nn.Module, train_data: torch.Tensor | None, val_data: torch.Ten
             history.steps.append(step)
             history.train_loss.append(float("nan"))
             break
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)  # else the gradients of all steps add up
         loss.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            clip(model.parameters(), config.grad_clip)
         optimizer.step()
         history.steps.append(step)
         history.train_loss.append(loss.item())
@@ -196,6 +255,10 @@ def train(model: nn.Module, train_data: torch.Tensor | None, val_data: torch.Ten
             bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if checkpoint_interval is not None and (step + 1) % checkpoint_interval == 0:
+            history.wall_time_s = time.perf_counter() - start
+            save_checkpoint(checkpoint_path, model, optimizer, step + 1, generator=generator,
+                            extra={"history": history.to_dict()})
     if not history.diverged:
         evaluate(len(history.steps))
         if history.val_loss and not math.isfinite(history.val_loss[-1]):
@@ -222,7 +285,9 @@ def _key_json(key: dict) -> str:
 
 
 def _key_digest(key: dict) -> str:
-    return hashlib.sha256(_key_json(key).encode()).hexdigest()[:16]
+    # the training code's version is part of every key: a changed loop never reuses old weights
+    versioned = {**key, "training_code_version": TRAINING_CODE_VERSION}
+    return hashlib.sha256(_key_json(versioned).encode()).hexdigest()[:16]
 
 
 def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn.Module], History], *,
@@ -230,7 +295,7 @@ def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn
     """Train a lab model once and reuse it: returns (model, history, cache_hit).
 
     `key` must name everything that determines the weights (model config, corpus, tokenizer,
-    training recipe, seed, a version of the training code); its JSON is hashed into the file name
+    training recipe, seed); its JSON, plus `TRAINING_CODE_VERSION`, is hashed into the file name
     under `cache_dir()/models`. A corpus file enters the key by its content (see `CorpusFile`).
     `build()` makes the untrained model, `fit(model)` trains it in place and returns its History.
     Set ``LLMLAB_NO_CACHE=1`` (or `use_cache=False`) to always retrain.
@@ -242,7 +307,6 @@ def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn
     """
     if not isinstance(key, dict):
         raise TypeError(f"key must be a dict, got {type(key).__name__}")
-    import os
     import pickle
     import warnings
     import zipfile

@@ -31,7 +31,7 @@ import json
 import operator
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
 from pathlib import Path
 
@@ -50,6 +50,7 @@ WHOLE_TEXT_PATTERN = r"[\s\S]+"
 ALLOWED_SPECIAL_MODES = ("all", "none", "none_raise")
 _CACHE_MAX_CHUNKS = 1 << 16  # bounded chunk -> ids cache; cleared when full
 _HEAP_ENCODE_MIN_LEN = 48  # chunks at least this long are encoded with the O(n log n) heap merge
+_STREAM_MARGIN = 4  # encode_iterable: chunks ending this close to the buffer's end may still change
 
 Pair = tuple[int, int]
 
@@ -89,17 +90,23 @@ def best_pair(counts: Mapping[Pair, int]) -> Pair:
     return min(counts, key=lambda pair: (-counts[pair], pair))
 
 
-def split_chunks(text: str, pattern: str | None = GPT4_SPLIT_PATTERN) -> list[str]:
+def split_chunks(text: str, pattern: str | None = GPT4_SPLIT_PATTERN, *,
+                 special_tokens: Iterable[str] | None = None) -> list[str]:
     """Pre-tokenize: the pieces that merges never cross (pattern=None: the whole text is one piece).
 
+    `special_tokens` are cut out first and dropped: the text between them is split on its own, as
+    `encode(..., allowed_special="all")` does, so no piece holds a part of a special token.
     Lone surrogates (not encodable as UTF-8) become U+FFFD first, as in tiktoken.
     """
     _check_text(text)
     _check_pattern(pattern)
+    specials = _check_special_tokens(special_tokens)
     text = _replace_surrogates(text)
+    parts = _special_regex(specials).split(text) if specials else [text]
     if pattern is None:
-        return [text] if text else []
-    return regex.findall(pattern, text)
+        return [part for part in parts if part]
+    compiled = regex.compile(pattern)
+    return [chunk for part in parts for chunk in compiled.findall(part)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,15 +114,18 @@ def split_chunks(text: str, pattern: str | None = GPT4_SPLIT_PATTERN) -> list[st
 
 
 def train_textbook(
-    text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT_PATTERN
+    text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT_PATTERN,
+    special_tokens: Iterable[str] | None = None,
 ) -> dict[Pair, int]:
     """Learn `vocab_size - 256` merges by recounting every pair of the corpus for each merge.
 
     Returns the merges, pair -> new id, in the order they were learned. Stops early when no pair is
-    left (every chunk has become a single token).
+    left (every chunk has become a single token). `special_tokens` in the text are never merged with
+    anything, nor their insides: the text is cut at them first (see `split_chunks`).
     """
     _check_vocab_size(vocab_size)
-    chunks = [list(chunk.encode("utf-8")) for chunk in split_chunks(text, pattern)]
+    pieces = split_chunks(text, pattern, special_tokens=special_tokens)
+    chunks = [list(chunk.encode("utf-8")) for chunk in pieces]
     merges: dict[Pair, int] = {}
     for new_id in range(256, vocab_size):
         counts: dict[Pair, int] = {}
@@ -158,7 +168,8 @@ def merge_with_deltas(word: list[int], pair: Pair, new_id: int) -> tuple[list[in
 
 
 def train_fast(
-    text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT_PATTERN, progress: bool = False
+    text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT_PATTERN,
+    special_tokens: Iterable[str] | None = None, progress: bool = False,
 ) -> dict[Pair, int]:
     """The same merges as `train_textbook`, with incremental pair counts.
 
@@ -167,9 +178,10 @@ def train_fast(
     entries finds the best pair; an entry whose count is out of date is skipped when popped (lazy
     invalidation). A merge updates only the words that contain the merged pair.
     Without pre-splitting (pattern=None) the corpus is one word and this is no faster than the textbook.
+    `special_tokens`: cut out of the text first, as in `train_textbook`.
     """
     _check_vocab_size(vocab_size)
-    word_freqs = Counter(split_chunks(text, pattern))
+    word_freqs = Counter(split_chunks(text, pattern, special_tokens=special_tokens))
     words = [list(word.encode("utf-8")) for word in word_freqs]
     freqs = list(word_freqs.values())
 
@@ -455,19 +467,20 @@ class BPETokenizer:
         """Learn `vocab_size - 256` merges from `text`; special tokens get the ids after the merges.
 
         `vocab_size` counts the 256 bytes and the merges (special tokens come on top, as in minbpe).
+        Special tokens in `text` are cut out before counting pairs: a document separator such as
+        `<|endoftext|>` is one token when encoding, so merges of its pieces (`b"<|"`, `b"endoftext"`)
+        or across it (`b".<|"`) would never be used.
         `method`: "fast" (incremental counts) or "textbook" (recount everything per merge); both give
         the same merges.
         """
         _check_text(text)
         _check_vocab_size(vocab_size)
         _check_pattern(pattern)
-        specials = list(special_tokens or [])
-        if isinstance(special_tokens, str) or len(set(specials)) != len(specials):
-            raise ValueError(f"special_tokens must be a list of distinct strings, got {special_tokens!r}")
+        specials = _check_special_tokens(special_tokens)
         if method == "fast":
-            merges = train_fast(text, vocab_size, pattern=pattern, progress=progress)
+            merges = train_fast(text, vocab_size, pattern=pattern, special_tokens=specials, progress=progress)
         elif method == "textbook":
-            merges = train_textbook(text, vocab_size, pattern=pattern)
+            merges = train_textbook(text, vocab_size, pattern=pattern, special_tokens=specials)
         else:
             raise ValueError(f"method must be 'fast' or 'textbook', got {method!r}")
         first_special = 256 + len(merges)
@@ -599,6 +612,75 @@ class BPETokenizer:
                 ids.extend(self.encode_ordinary(part))
         return ids
 
+    def encode_iterable(self, texts: Iterable[str], allowed_special: str | set[str] = "none_raise", *,
+                        buffer_size: int = 1 << 16) -> Iterator[int]:
+        """Stream the ids of the concatenation of `texts` (e.g. the lines of an open file).
+
+        The ids are exactly `encode("".join(texts), allowed_special)`, but the text is never held
+        whole: pieces are gathered until `buffer_size` characters, then every pre-token chunk that no
+        later text can change is encoded and dropped. A chunk can still grow while it touches the end
+        of the buffer (a run of spaces, a word, a "\n" that may be followed by more whitespace, "'l"
+        that may become "'ll"), so the chunks near the end wait for more text, and so does a tail that
+        could be the start of a special token. Memory: about `buffer_size` plus the longest chunk (and
+        the longest piece of `texts`).
+        This relies on the split pattern deciding each chunk from at most a few characters past it,
+        which holds for the GPT-2 and GPT-4 patterns (and trivially for pattern=None: one chunk).
+        Lone surrogates become U+FFFD as in `encode`; a surrogate pair cut between two pieces of `texts`
+        at a buffer boundary becomes two U+FFFD (a str of well-formed text never has surrogates).
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"texts must be an iterable of str (e.g. a file's lines), not one "
+                            f"{type(texts).__name__}; use encode() for a single string")
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"buffer_size must be an int >= 1 (characters), got {buffer_size!r}")
+        allowed = self._allowed_special(allowed_special)
+        watched = set(self.special_tokens) if allowed_special != "none" else set()  # allowed or raising
+        splitter = _special_regex(watched, capture=True) if watched else None
+        buffer, threshold = "", buffer_size
+        for piece in texts:
+            _check_text(piece)
+            buffer += piece
+            if len(buffer) < threshold:
+                continue
+            ids, buffer = self._encode_stable_prefix(buffer, allowed, allowed_special, splitter, watched)
+            yield from ids
+            threshold = max(buffer_size, 2 * len(buffer))  # a long pending chunk: do not rescan it per piece
+        yield from self.encode(buffer, allowed_special)
+
+    def _encode_stable_prefix(self, buffer: str, allowed: set[str], allowed_special, splitter,
+                              watched: set[str]) -> tuple[list[int], str]:
+        """Ids of the part of `buffer` that more text cannot change, and the rest of the buffer."""
+        buffer = _replace_surrogates(buffer)
+        ids: list[int] = []
+        tail = ""
+        if splitter is not None:  # text, special, text, ...: all but the last text part are final
+            parts = splitter.split(buffer)
+            for k in range(1, len(parts), 2):
+                if parts[k] not in allowed:
+                    self.encode(parts[k], allowed_special)  # raises the error of encode, naming the token
+                ids.extend(self.encode_ordinary(parts[k - 1]))
+                ids.append(self.special_tokens[parts[k]])
+            buffer = parts[-1]
+            longest = max(map(len, watched))
+            for start in range(max(0, len(buffer) - longest + 1), len(buffer)):
+                if any(tok.startswith(buffer[start:]) for tok in watched):  # maybe the start of a special
+                    buffer, tail = buffer[:start], buffer[start:]
+                    break
+        if self._compiled is None:  # the whole text is one chunk: nothing is final before the end
+            return ids, buffer + tail
+        # A chunk is final when the regex decided it without reaching the end of the buffer: GPT-2's and
+        # GPT-4's patterns look at most 3 characters past a chunk's start or 2 past its end (a failed
+        # contraction "'ll" after "'", the lookahead of "\s+(?!\S)"), except for whitespace runs that
+        # reach the end, which are the last chunk anyway. So chunks ending _STREAM_MARGIN before the end
+        # are final; the rest waits for more text.
+        rest_start = 0
+        for match in self._compiled.finditer(buffer):
+            if match.end() + _STREAM_MARGIN > len(buffer):
+                break
+            ids.extend(self._encode_chunk(match.group()))
+            rest_start = match.end()
+        return ids, buffer[rest_start:] + tail
+
     def _allowed_special(self, allowed_special) -> set[str]:
         if isinstance(allowed_special, str):
             if allowed_special not in ALLOWED_SPECIAL_MODES:
@@ -673,6 +755,18 @@ def _check_vocab_size(vocab_size) -> None:
         raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
     if vocab_size < 256:
         raise ValueError(f"vocab_size must be >= 256 (the 256 byte tokens come first), got {vocab_size}")
+
+
+def _check_special_tokens(special_tokens) -> list[str]:
+    if special_tokens is None:
+        return []
+    if isinstance(special_tokens, (str, bytes)):
+        raise ValueError(f"special_tokens must be a list of distinct strings, got {special_tokens!r}")
+    specials = list(special_tokens)
+    if len(set(specials)) != len(specials) or any(not isinstance(tok, str) or not tok for tok in specials):
+        raise ValueError(f"special_tokens must be a list of distinct non-empty strings, "
+                         f"got {special_tokens!r}")
+    return specials
 
 
 def _check_pattern(pattern) -> None:

@@ -51,6 +51,7 @@ from llmlab.positional_embeddings import (
     sinusoidal_embeddings,
 )
 from llmlab.sampling import filter_logits, sample  # lesson 05: in float32 whatever the model's dtype
+from llmlab.utils.losses import cross_entropy as lab_cross_entropy  # 00_utils: the loss from scratch
 
 __all__ = [
     "GPT",
@@ -729,7 +730,8 @@ class GPT(nn.Module):
             if not isinstance(targets, Tensor) or targets.shape != idx.shape:
                 shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {shape}")
-            loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
+            ce = F.cross_entropy if self.config.kernels == "torch" else lab_cross_entropy
+            loss = ce(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
             if self.training and self.config.n_experts > 0:  # lesson 08: keep the routers balanced
                 loss = loss + self.moe_aux_loss()
         if return_hidden or return_attn:

@@ -9,25 +9,35 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 matplotlib.use("Agg")
 
 from llmlab.utils import (  # noqa: E402
+    TRAINING_CODE_VERSION,
+    AdamW,
     CharTokenizer,
     Demo,
     History,
     TrainConfig,
     cached_training,
+    clip_grad_norm,
+    cross_entropy,
     demo_parser,
     encode,
     estimate_loss,
     get_batch,
     get_device,
+    load_checkpoint,
     load_corpus,
+    log_softmax,
     lr_at,
+    make_optimizer,
     plotting,
+    save_checkpoint,
     set_seed,
+    softmax,
     train,
     train_val_split,
 )
@@ -190,9 +200,29 @@ def _bigram_data():
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
-    assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
+    assert lr_at(10, cfg) < 1.0  # the peak is held for one step only
+    assert lr_at(99, cfg) == pytest.approx(0.1) and lr_at(100, cfg) == pytest.approx(0.1)
     lrs = [lr_at(s, cfg) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_lr_schedule_reaches_the_floor_exactly_on_the_last_step():
+    cfg = TrainConfig(steps=20, lr=1.0, warmup_steps=5, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(cfg.steps)]
+    assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # warmup (t + 1) / T_w
+    assert all(a < b for a, b in zip(lrs[:5], lrs[1:5]))  # strictly increasing during warmup
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))  # then strictly decreasing: no peak plateau
+    assert lrs[-1] == 0.1 * cfg.lr  # exactly the floor, on the last step (steps - 1)
+    # no warmup: step 0 gets the peak, the last step the floor
+    cfg0 = TrainConfig(steps=10, lr=2.0, warmup_steps=0, min_lr_ratio=0.5)
+    assert lr_at(0, cfg0) == 2.0 and lr_at(9, cfg0) == 1.0
+    # a single step and a warmup longer than the run do not divide by zero
+    assert lr_at(0, TrainConfig(steps=1, lr=1.0, warmup_steps=0)) == 1.0
+    assert lr_at(3, TrainConfig(steps=3, lr=1.0, warmup_steps=5)) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="step"):
+        lr_at(-1, cfg)
+    with pytest.raises(TypeError, match="config"):
+        lr_at(0, {"lr": 1.0})
 
 
 def test_train_lowers_the_loss_of_a_bigram_model_below_uniform():
@@ -245,6 +275,378 @@ def test_cached_training_trains_once_then_reuses_the_weights():
     assert h1.val_loss == h2.val_loss and isinstance(h2, History)
     _, _, hit3 = cached_training({**key, "steps": 21}, lambda: Bigram(tok.vocab_size), fit)
     assert not hit3  # a different recipe is a different model
+
+
+# ---------------------------------------------------------------- the training loop's parts from scratch
+
+
+def _adamw_pair(weight_decay, groups_fn=None, seed=0):
+    """Two identical small models, one for ours and one for torch.optim.AdamW(foreach=False)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    twin = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    twin.load_state_dict(model.state_dict())
+    return model, twin
+
+
+def _groups(model, weight_decay):
+    params = list(model.parameters())
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay, "lr": 3e-3},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": 1e-2,
+             "betas": (0.8, 0.99)}]
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize("several_groups", [False, True])
+def test_adamw_equals_torch_adamw_step_by_step(weight_decay, several_groups):
+    model, twin = _adamw_pair(weight_decay)
+    if several_groups:
+        ours = AdamW(_groups(model, weight_decay), lr=1e-3, betas=(0.9, 0.95))
+        ref = torch.optim.AdamW(_groups(twin, weight_decay), lr=1e-3, betas=(0.9, 0.95), foreach=False)
+    else:
+        ours = AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=weight_decay)
+        ref = torch.optim.AdamW(twin.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=weight_decay,
+                                foreach=False)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(25):
+        x = torch.randn(5, 6, generator=gen)
+        for m, opt in ((model, ours), (twin, ref)):
+            opt.zero_grad()
+            m(x).pow(2).mean().backward()
+            if step == 3:  # a parameter without a gradient this step is skipped by both
+                m[2].bias.grad = None
+            opt.step()
+        for p, q in zip(model.parameters(), twin.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)  # the same operations in the same order
+    for p, q in zip(model.parameters(), twin.parameters()):
+        s, r = ours.state[p], ref.state[q]
+        assert float(s["step"]) == float(r["step"])
+        torch.testing.assert_close(s["exp_avg"], r["exp_avg"], rtol=0, atol=0)
+        torch.testing.assert_close(s["exp_avg_sq"], r["exp_avg_sq"], rtol=0, atol=0)
+    assert float(ours.state[model[2].bias]["step"]) == 24  # skipped once
+
+
+def test_coupled_variant_equals_torch_adam_with_l2():
+    model, twin = _adamw_pair(0.1)
+    ours = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, decoupled_weight_decay=False)
+    ref = torch.optim.Adam(twin.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)  # Adam + L2
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(10):
+        x = torch.randn(5, 6, generator=gen)
+        for m, opt in ((model, ours), (twin, ref)):
+            opt.zero_grad()
+            m(x).pow(2).mean().backward()
+            opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="decoupled_weight_decay"):
+        AdamW(model.parameters(), decoupled_weight_decay="yes")
+
+
+def test_adamw_first_step_is_bias_corrected_and_decay_is_decoupled():
+    w = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = AdamW([w], lr=0.1, betas=(0.9, 0.999), eps=0.0, weight_decay=0.5)
+    w.grad = torch.tensor([3.0, -0.001])
+    opt.step()
+    # step 1: m^ = g, v^ = g^2, so the Adam step is lr * sign(g) whatever |g|; decay shrinks w by (1 - lr wd)
+    expected = torch.tensor([1.0, -2.0]) * (1 - 0.1 * 0.5) - 0.1 * torch.tensor([1.0, -1.0])
+    torch.testing.assert_close(w.detach(), expected)
+
+
+def test_adamw_rejects_bad_hyperparameters():
+    params = [nn.Parameter(torch.zeros(2))]
+    for kwargs, name in (({"lr": -1.0}, "lr"), ({"betas": (1.0, 0.9)}, r"betas\[0\]"),
+                         ({"betas": (0.9, -0.1)}, r"betas\[1\]"), ({"betas": (0.9,)}, "betas"),
+                         ({"eps": -1e-8}, "eps"), ({"weight_decay": -0.1}, "weight_decay")):
+        with pytest.raises(ValueError, match=name):
+            AdamW(params, **kwargs)
+    with pytest.raises(ValueError, match="weight_decay"):
+        AdamW([{"params": params, "weight_decay": -1.0}])
+
+
+SOFTMAX_CASES = {
+    "normal": lambda g: torch.randn(7, 11, generator=g) * 3,
+    "plus_minus_1e4": lambda g: torch.randn(7, 11, generator=g).sign() * 1e4
+    + torch.randn(7, 11, generator=g),
+    "huge_positive": lambda g: torch.full((3, 5), 1e4) + torch.arange(5.0),
+    "huge_negative": lambda g: torch.full((3, 5), -1e4) - torch.arange(5.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SOFTMAX_CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_softmax_and_cross_entropy_equal_torch_even_for_huge_logits(case, dtype):
+    g = torch.Generator().manual_seed(0)
+    base = SOFTMAX_CASES[case](g)
+    logits = base.to(dtype)
+    targets = torch.randint(0, base.shape[-1], base.shape[:-1], generator=g)
+    targets[0] = -100  # ignored: not counted in the mean
+    tol = {} if dtype in (torch.float32, torch.float64) else {"rtol": 1e-2, "atol": 1e-2}
+    wide = logits.double() if dtype == torch.float64 else logits.float()  # torch's accumulation type
+    torch.testing.assert_close(softmax(logits), F.softmax(wide, -1).to(dtype), **tol)
+    torch.testing.assert_close(log_softmax(logits), F.log_softmax(wide, -1).to(dtype), **tol)
+    assert torch.isfinite(softmax(logits)).all() and torch.isfinite(log_softmax(logits)).all()
+
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().requires_grad_(True)
+    ours, ref = cross_entropy(a, targets), F.cross_entropy(b.to(wide.dtype), targets).to(dtype)
+    assert ours.dtype == dtype and torch.isfinite(ours)
+    torch.testing.assert_close(ours, ref, **tol)
+    direct = F.cross_entropy(logits, targets)  # torch on the low-precision tensor itself
+    if torch.isfinite(direct):
+        torch.testing.assert_close(ours, direct, **tol)
+    else:  # torch's CPU float16 kernel sums the per-target losses (~1e4 each) in float16: > 65504 = inf.
+        assert dtype == torch.float16 and case == "plus_minus_1e4"  # ours sums in float32: finite
+    ours.float().backward()
+    ref.float().backward()
+    torch.testing.assert_close(a.grad, b.grad, **tol)
+    assert (a.grad[0] == 0).all()  # the ignored row gets no gradient
+    for reduction in ("sum", "none"):
+        ref = F.cross_entropy(wide, targets, reduction=reduction).to(dtype)
+        torch.testing.assert_close(cross_entropy(logits, targets, reduction=reduction), ref, **tol)
+
+
+def test_cross_entropy_in_float32_matches_torch_tightly_and_counts_only_real_targets():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 6, 50, generator=g)  # (B, T, vocab): classes last
+    targets = torch.randint(0, 50, (4, 6), generator=g)
+    targets[:, :2] = -100
+    ref = F.cross_entropy(logits.reshape(-1, 50), targets.reshape(-1))
+    torch.testing.assert_close(cross_entropy(logits, targets), ref, rtol=1e-6, atol=1e-6)
+    # the mean is over the 16 counted targets, not the 24 positions
+    per_target = cross_entropy(logits, targets, reduction="none")
+    torch.testing.assert_close(per_target.sum() / 16, ref, rtol=1e-6, atol=1e-6)
+    assert torch.isnan(cross_entropy(logits, torch.full((4, 6), -100)))  # nothing counted: nan, as torch
+    other = targets.clamp(min=0)  # another ignore_index: -100 is then an ordinary (here absent) class
+    torch.testing.assert_close(cross_entropy(logits, other, ignore_index=7),
+                               F.cross_entropy(logits.reshape(-1, 50), other.reshape(-1), ignore_index=7),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_softmax_and_cross_entropy_reject_bad_input():
+    with pytest.raises(TypeError, match="logits"):
+        softmax([1.0, 2.0])
+    with pytest.raises(TypeError, match="logits"):
+        cross_entropy(torch.tensor([[1, 2]]), torch.tensor([0]))
+    with pytest.raises(TypeError, match="targets"):
+        cross_entropy(torch.randn(2, 3), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="targets"):
+        cross_entropy(torch.randn(2, 3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="reduction"):
+        cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), reduction="avg")
+    with pytest.raises(TypeError, match="ignore_index"):
+        cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), ignore_index=1.5)
+
+
+def _grads_model(seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+    model(torch.randn(3, 4)).sum().backward()
+    model[2].bias.grad = None  # a parameter without a gradient
+    return model
+
+
+@pytest.mark.parametrize("max_norm", [0.01, 1.0, 1e3])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
+def test_clip_grad_norm_equals_torch(max_norm, norm_type):
+    ours, ref = _grads_model(0), _grads_model(0)
+    before = [p.grad.clone() for p in ours.parameters() if p.grad is not None]
+    total = clip_grad_norm(ours.parameters(), max_norm, norm_type)
+    total_ref = torch.nn.utils.clip_grad_norm_(ref.parameters(), max_norm, norm_type)
+    torch.testing.assert_close(total, total_ref)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        assert (p.grad is None) == (q.grad is None)
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad)
+    after = [p.grad for p in ours.parameters() if p.grad is not None]
+    if total < max_norm:  # below the max: the gradients are untouched, bit for bit
+        assert all(torch.equal(a, b) for a, b in zip(after, before))
+    else:  # above: the new joint norm is max_norm
+        new = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, norm_type) for g in after]),
+                                       norm_type)
+        torch.testing.assert_close(new, torch.tensor(max_norm), rtol=1e-4, atol=1e-6)
+
+
+def test_clip_grad_norm_without_gradients_and_bad_input():
+    assert float(clip_grad_norm([nn.Parameter(torch.ones(3))], 1.0)) == 0.0
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grad_norm([nn.Parameter(torch.ones(3))], 0.0)
+    with pytest.raises(ValueError, match="norm_type"):
+        clip_grad_norm([nn.Parameter(torch.ones(3))], 1.0, norm_type=-2)
+
+
+def test_make_optimizer_never_decays_biases_and_norm_gains():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 4))
+    cfg = TrainConfig(lr=1.0, weight_decay=0.5)
+    optimizer = make_optimizer(model, cfg)
+    assert isinstance(optimizer, AdamW)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            assert (group["weight_decay"] > 0) == (p.ndim >= 2)
+    # behaviour: with zero gradients the Adam step is 0, so only the decay moves weights
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        factor = 0.5 if p.ndim >= 2 else 1.0  # 1 - lr * wd on matrices, nothing on 1-D parameters
+        torch.testing.assert_close(p.detach(), before[name] * factor, msg=name)
+
+
+def _loop_data():
+    torch.manual_seed(0)
+    return torch.randint(0, 12, (500,))
+
+
+class DropoutBigram(Bigram):
+    """A bigram model with dropout, so the global RNG matters for training."""
+
+    def __init__(self, vocab_size):
+        super().__init__(vocab_size)
+        self.norm = nn.LayerNorm(vocab_size)
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, idx, targets=None):
+        logits = self.drop(self.norm(self.table(idx)))
+        loss = None if targets is None else cross_entropy(logits, targets)
+        return logits, loss
+
+
+def test_train_loop_equals_a_hand_written_loop():
+    data = _loop_data()
+    cfg = TrainConfig(steps=6, batch_size=4, block_size=8, lr=0.05, warmup_steps=2, grad_clip=0.5,
+                      eval_interval=100, eval_iters=1)
+    torch.manual_seed(1)
+    model = DropoutBigram(12)
+    twin = DropoutBigram(12)
+    twin.load_state_dict(model.state_dict())
+    torch.manual_seed(2)
+    train(model, data, None, cfg, seed=5, progress=False)
+
+    torch.manual_seed(2)  # the hand-written reference: the same steps, written out
+    optimizer = make_optimizer(twin, cfg)
+    generator = torch.Generator().manual_seed(5)
+    twin.train()
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        x, y = get_batch(data, cfg.batch_size, cfg.block_size, generator=generator)
+        _, loss = twin(x, y)
+        for p in twin.parameters():
+            p.grad = None
+        loss.backward()
+        clip_grad_norm(twin.parameters(), cfg.grad_clip)
+        optimizer.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)  # fails if the loop forgets zero_grad (gradients add up across steps)
+
+
+def test_train_loop_with_torch_optim_gives_the_same_weights_within_float_error():
+    data = _loop_data()
+    histories, models = [], []
+    for torch_optim in (False, True):
+        torch.manual_seed(1)
+        model = Bigram(12)
+        cfg = TrainConfig(steps=20, batch_size=4, block_size=8, lr=0.05, warmup_steps=2, eval_interval=100,
+                          eval_iters=1, torch_optim=torch_optim)
+        histories.append(train(model, data, None, cfg, progress=False))
+        models.append(model)
+    torch.testing.assert_close(models[0].table.weight, models[1].table.weight, rtol=1e-4, atol=1e-5)
+    assert histories[0].train_loss == pytest.approx(histories[1].train_loss, rel=1e-4)
+
+
+def test_resuming_from_a_checkpoint_continues_bit_for_bit(tmp_path):
+    data = _loop_data()
+    cfg = TrainConfig(steps=12, batch_size=4, block_size=8, lr=0.05, warmup_steps=3, eval_interval=4,
+                      eval_iters=2)
+    val = data[:200]
+
+    torch.manual_seed(1)
+    reference = DropoutBigram(12)
+    init = {k: v.clone() for k, v in reference.state_dict().items()}
+    torch.manual_seed(2)
+    full = train(reference, data, val, cfg, seed=3, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    calls = []
+
+    def crashing_batches(generator):  # the run dies when it asks for the batch of step 7
+        calls.append(1)
+        if len(calls) > 7:
+            raise Crash
+        return get_batch(data, cfg.batch_size, cfg.block_size, generator=generator)
+
+    path = tmp_path / "ckpt.pt"
+    interrupted = DropoutBigram(12)
+    interrupted.load_state_dict(init)
+    torch.manual_seed(2)
+    with pytest.raises(Crash):
+        train(interrupted, None, val, cfg, seed=3, progress=False, batch_fn=crashing_batches,
+              checkpoint_path=path, checkpoint_interval=7)
+
+    torch.manual_seed(999)  # a different global RNG state: the checkpoint must restore it
+    fresh = DropoutBigram(12)  # different initial weights: the checkpoint must replace them
+    resumed = train(fresh, data, val, cfg, seed=12345, progress=False, resume_from=path)
+    for (name, p), q in zip(reference.named_parameters(), fresh.parameters()):
+        assert torch.equal(p, q), name
+    assert resumed.train_loss == full.train_loss and resumed.steps == full.steps
+    assert resumed.val_loss == full.val_loss and resumed.eval_steps == full.eval_steps
+
+
+def test_checkpoint_functions_reject_bad_input(tmp_path):
+    model = Bigram(3)
+    optimizer = make_optimizer(model, TrainConfig())
+    with pytest.raises(TypeError, match="path"):
+        save_checkpoint(3, model, optimizer, 0)
+    with pytest.raises(ValueError, match="step"):
+        save_checkpoint(tmp_path / "a.pt", model, optimizer, -1)
+    with pytest.raises(TypeError, match="optimizer"):
+        save_checkpoint(tmp_path / "a.pt", model, "adam", 0)
+    with pytest.raises(ValueError, match="path"):
+        load_checkpoint(tmp_path / "missing.pt", model)
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="save_checkpoint"):
+        load_checkpoint(tmp_path / "other.pt", model)
+    save_checkpoint(tmp_path / "b.pt", model, optimizer, 5, extra={"note": "x"})
+    assert load_checkpoint(tmp_path / "b.pt", model, optimizer) == {"step": 5, "extra": {"note": "x"}}
+    with pytest.raises(ValueError, match="generator"):
+        load_checkpoint(tmp_path / "b.pt", model, generator=torch.Generator())
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        train(model, torch.arange(3).repeat(50), None, TrainConfig(steps=2, block_size=4, batch_size=2),
+              progress=False, checkpoint_path=tmp_path / "c.pt", checkpoint_interval=0)
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        train(model, torch.arange(3).repeat(50), None, TrainConfig(steps=2, block_size=4, batch_size=2),
+              progress=False, checkpoint_interval=2)
+    with pytest.raises(TypeError, match="torch_optim"):
+        TrainConfig(torch_optim="yes")
+
+
+def test_cache_key_includes_the_training_code_version(monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("llmlab.utils.train")
+
+    key = {"model": "x"}
+    before = train_module._key_digest(key)
+    monkeypatch.setattr(train_module, "TRAINING_CODE_VERSION", TRAINING_CODE_VERSION + 1)
+    assert train_module._key_digest(key) != before  # a new training code never reuses old weights
+
+
+def test_lab_gpt_with_lab_kernels_uses_the_from_scratch_loss():
+    from llmlab.transformer_block import GPT, gpt2_config
+
+    torch.manual_seed(0)
+    config = gpt2_config(vocab_size=50, block_size=16, n_layer=1, n_head=2, d_model=16, kernels="lab")
+    model = GPT(config)
+    idx = torch.randint(0, 50, (2, 16))
+    targets = idx.clone()
+    targets[:, :3] = -100
+    logits, loss = model(idx, targets)
+    assert loss.grad_fn is not None and "NllLoss" not in type(loss.grad_fn).__name__
+    torch.testing.assert_close(loss, F.cross_entropy(logits.reshape(-1, 50), targets.reshape(-1)))
 
 
 # ---------------------------------------------------------------- plotting

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
+import random
 import textwrap
+from collections import Counter
 
 import numpy as np
 import pytest
+import regex
 import tiktoken
 import torch
 import torch.nn.functional as F
@@ -26,14 +31,18 @@ from llmlab.tokenization import (
     cosine_similarity_matrix,
     get_stats,
     group_similarity,
+    hf_token_bytes,
     merge,
     merge_with_deltas,
     nearest_neighbours,
     one_hot,
     project_2d,
+    split_chunks,
     train_fast,
+    train_hf_bpe,
     train_textbook,
 )
+from llmlab.tokenization.bpe import gpt2_byte_chars
 
 PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN, "none": None}
 SPECIALS = ["<|endoftext|>", "<|fim_prefix|>", "<|im_start|>"]
@@ -66,6 +75,30 @@ VARIED_TEXTS = [
 # Text that exercises merges: a small alphabet, with the characters that make pre-splitting interesting.
 small_texts = st.text(alphabet=st.sampled_from(list("aab  \n1é😀'X.")), max_size=120)
 any_text = st.text(max_size=200)  # any Unicode except lone surrogates: emoji, CJK, combining marks, ...
+
+
+@functools.cache
+def pretokenizer_disagreements() -> frozenset[str]:
+    """The code points that Python's `regex` and tiktoken's Rust regex put in different classes.
+
+    The split patterns use \\p{L}, \\p{N} and \\s; each library has its own Unicode tables. A probe
+    encoding whose pattern is just the class keeps exactly the characters tiktoken puts in it (text
+    that no match covers is dropped); `regex.findall` gives ours. With regex 2026.5 (Unicode 17) and
+    tiktoken 0.14 (Unicode 16): the 4,657 letters and digits that Unicode 17.0 added.
+    """
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    ranks = {bytes([b]): b for b in range(256)}
+    disagree: set[str] = set()
+    for cls in (r"\p{L}", r"\p{N}", r"\s"):
+        probe = tiktoken.Encoding(name=f"probe {cls}", pat_str=cls, mergeable_ranks=ranks, special_tokens={})
+        disagree |= set(probe.decode(probe.encode_ordinary(every))) ^ set(regex.findall(cls, every))
+    return frozenset(disagree)
+
+
+# tiktoken's view of the Unicode classes differs from regex's on `pretokenizer_disagreements()`; text
+# with those characters chunks differently, so the comparison with tiktoken leaves exactly them out
+tiktoken_known_text = st.text(st.characters(blacklist_categories=("Cs",)).filter(
+    lambda c: c not in pretokenizer_disagreements()), max_size=200)
 
 
 @pytest.fixture(scope="module", params=list(PATTERNS))
@@ -136,6 +169,79 @@ def test_fast_trainer_learns_exactly_the_textbook_merges(text, vocab_size, patte
 def test_fast_trainer_matches_textbook_on_random_text(text, n_merges, pattern):
     fast = train_fast(text, 256 + n_merges, pattern=PATTERNS[pattern])
     assert list(fast.items()) == list(train_textbook(text, 256 + n_merges, pattern=PATTERNS[pattern]).items())
+
+
+EOT_CORPUS = "the cat sat.<|endoftext|>a dog ran.<|endoftext|>" * 50
+
+
+def _merges_used(tokenizer: BPETokenizer, ids: list[int]) -> set[int]:
+    """The merges that encoding applied: the merged ids in `ids` and, recursively, their parts."""
+    parts = {new_id: pair for pair, new_id in tokenizer.merges.items()}
+    used, stack = set(), list(ids)
+    while stack:
+        token_id = stack.pop()
+        if token_id in parts and token_id not in used:
+            used.add(token_id)
+            stack.extend(parts[token_id])
+    return used
+
+
+@pytest.mark.parametrize("method", ["fast", "textbook"])
+def test_training_never_merges_pieces_of_special_tokens(method):
+    tokenizer = BPETokenizer.train(EOT_CORPUS, 268, special_tokens=["<|endoftext|>"], method=method)
+    assert len(tokenizer.merges) == 12
+    for new_id in tokenizer.merges.values():
+        token = tokenizer.vocab[new_id]
+        assert b"<|" not in token and b"|>" not in token and b"endoftext" not in token, token
+        assert not any(piece in token for piece in (b"<", b"|", b">")), token  # no piece of it at all
+    ids = tokenizer.encode(EOT_CORPUS, allowed_special="all")
+    assert _merges_used(tokenizer, ids) == set(tokenizer.merges.values())  # every merge is used
+    assert ids.count(tokenizer.special_tokens["<|endoftext|>"]) == 100
+
+
+def test_split_chunks_cuts_out_special_tokens_like_encode():
+    text = "a b<|endoftext|> c<|im_start|>d"
+    assert split_chunks(text, special_tokens=["<|endoftext|>", "<|im_start|>"]) == ["a", " b", " c", "d"]
+    assert split_chunks(text, None, special_tokens=["<|endoftext|>"]) == ["a b", " c<|im_start|>d"]
+    assert "<|" in "".join(split_chunks(text))  # without special_tokens: ordinary text
+    with pytest.raises(ValueError, match="special_tokens"):
+        split_chunks(text, special_tokens=["<|a|>", ""])
+
+
+def _tie_free_merges(text: str, max_merges: int) -> int:
+    """How many merges BPE learns on `text` before two pairs first have the same top count."""
+    words = Counter(split_chunks(text))
+    chunks, freqs = [list(word.encode()) for word in words], list(words.values())
+    for k in range(max_merges):
+        counts = Counter()
+        for ids, freq in zip(chunks, freqs):
+            for pair in zip(ids, ids[1:]):
+                counts[pair] += freq
+        top = counts.most_common(2)
+        if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+            return k
+        chunks = [merge(ids, top[0][0], 256 + k) for ids in chunks]
+    return max_merges
+
+
+def test_training_equals_huggingface_tokenizers_on_a_tie_free_corpus():
+    # Ties are broken differently (we: the smallest pair of ids; HF: its own id order), so compare on
+    # a corpus whose first merges have no tie: 80 random words, each repeated a distinct number of times.
+    rng = random.Random(4)
+    counts = rng.sample(range(1, 400), 80)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 9))) for _ in range(80)]
+    text = "".join((" " + word) * count for word, count in zip(words, counts))
+    n_merges = _tie_free_merges(text, 60)
+    assert n_merges >= 50  # the corpus is tie-free for this many merges
+    ours = BPETokenizer.train(text, 256 + n_merges)
+    hf = train_hf_bpe(text, 256 + n_merges)
+    to_byte = {char: b for b, char in enumerate(gpt2_byte_chars())}
+    hf_merges = json.loads(hf.to_str())["model"]["merges"]
+    hf_merges = [m.split(" ") if isinstance(m, str) else m for m in hf_merges]
+    hf_pairs = [tuple(bytes(to_byte[c] for c in part) for part in pair) for pair in hf_merges]
+    our_pairs = [(ours.vocab[a], ours.vocab[b]) for (a, b) in ours.merges]
+    assert our_pairs == hf_pairs  # the same merges in the same order
+    assert set(ours.vocab.values()) == hf_token_bytes(hf)  # hence the same vocabulary
 
 
 def test_trained_ids_are_bytes_then_merges_then_special_tokens(trained):
@@ -210,7 +316,7 @@ def test_encode_matches_tiktoken_with_the_same_merges(trained, text):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parts=st.lists(any_text | small_texts | st.sampled_from(SPECIALS), max_size=5))
+@given(parts=st.lists(tiktoken_known_text | small_texts | st.sampled_from(SPECIALS), max_size=5))
 def test_encode_matches_tiktoken_on_random_text_with_special_tokens(trained, parts):
     text = "".join(parts)
     encoding = trained.to_tiktoken()
@@ -233,6 +339,97 @@ def test_allowed_special_has_tiktokens_meanings(trained):
     assert trained.special_tokens["<|endoftext|>"] in trained.encode(ok, allowed_special=only_eot)
 
 
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def test_encode_iterable_streams_a_file_larger_than_its_buffer(trained, tmp_path):
+    text = (ENGLISH + "<|endoftext|>" + "  \n\n   indented\n" + "x" * 300 + "\n" + CODE[:3000]) * 3
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    expected = trained.encode(text, allowed_special="all")
+    for buffer_size in (1, 7, 64, 1 << 16):
+        with open(path, encoding="utf-8", newline="") as lines:
+            ids = trained.encode_iterable(lines, allowed_special="all", buffer_size=buffer_size)
+            assert list(ids) == expected
+
+
+def test_encode_iterable_holds_only_a_chunk_not_the_file(trained):
+    if trained.pattern is None:
+        pytest.skip("pattern=None: the whole text is one chunk, so nothing is final before the end")
+    text = (ENGLISH.replace("\t", " ") + CODE[:2000]) * 4  # ASCII: characters = bytes
+    assert text.isascii()
+    lines = text.splitlines(keepends=True)
+    longest_chunk = max(map(len, split_chunks(text, trained.pattern)))
+    read = 0
+
+    def reading():
+        nonlocal read
+        for line in lines:
+            read += len(line)
+            yield line
+
+    buffer_size, written, most_pending = 64, 0, 0
+    for token_id in trained.encode_iterable(reading(), buffer_size=buffer_size):
+        written += len(trained.vocab[token_id])
+        most_pending = max(most_pending, read - written)  # read but not yet encoded
+    assert written == len(text)
+    assert most_pending <= buffer_size + longest_chunk + max(map(len, lines)) < len(text) / 10
+
+
+# pieces that chunk differently when cut: whitespace runs across "\n", a contraction cut after "'l",
+# a special token cut in two
+STREAM_EDGES = [*SPECIALS, "  \n", "\n\n  ", "'l", "l", "'v", "e", "<|endof", "text|>", "12", "345"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(any_text | small_texts | st.sampled_from(STREAM_EDGES), max_size=8),
+       data=st.data())
+def test_encode_iterable_equals_encode_for_any_split(trained, parts, data):
+    text = "".join(parts)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]  # random cuts, empty pieces too
+    buffer_size = data.draw(st.integers(1, 12))
+    for mode in ("all", "none"):
+        assert list(trained.encode_iterable(pieces, allowed_special=mode, buffer_size=buffer_size)) == \
+            trained.encode(text, allowed_special=mode)
+
+
+@pytest.mark.parametrize("pieces", [["it'l", "l be"], ["we'", "ve"], ["a \n", "  b"], ["x  ", " y"],
+                                    ["12", "345"], ["a<|endof", "text|>b"], ["a\r", "\n b"]])
+def test_encode_iterable_keeps_chunks_that_the_next_piece_can_change(trained, pieces):
+    # "'l" + "l": GPT-2's pattern chunks "'" alone until the second "l" turns it into "'ll"
+    text = "".join(pieces)
+    assert list(trained.encode_iterable(pieces, allowed_special="all", buffer_size=1)) == \
+        trained.encode(text, allowed_special="all")
+
+
+def test_encode_iterable_raises_like_encode(trained):
+    with pytest.raises(ValueError, match="special token"):
+        list(trained.encode_iterable(["a <|endof", "text|> b"], buffer_size=1))  # none_raise, across pieces
+    with pytest.raises(TypeError, match="texts"):
+        list(trained.encode_iterable("one string"))
+    with pytest.raises(ValueError, match="buffer_size"):
+        list(trained.encode_iterable(["a"], buffer_size=0))
+    with pytest.raises(TypeError, match="text"):
+        list(trained.encode_iterable(["a", 3]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_decode_never_raises_on_any_sequence_of_ids(trained, data):
+    # ids cut UTF-8 characters apart (single bytes 0x80-0xff, merges ending mid-character): not valid
+    # UTF-8; decode replaces the broken bytes by U+FFFD as tiktoken and HF do, it never raises.
+    ids = data.draw(st.lists(st.sampled_from(sorted(trained.vocab)), max_size=30))
+    raw = b"".join(trained.vocab[i] for i in ids)
+    assert trained.decode(ids) == raw.decode("utf-8", errors="replace")
+    assert trained.decode(ids) == trained.to_tiktoken().decode(ids)
+
+
+def test_decode_of_a_cut_character_is_a_replacement_character(trained):
+    ids = list("é".encode())  # two byte tokens, each alone invalid UTF-8
+    assert trained.decode(ids[:1]) == "\ufffd" and trained.decode(ids) == "é"
+
+
 def test_lone_surrogates_become_replacement_characters_like_tiktoken(trained):
     text = "ab\ud800cd"
     assert trained.encode(text) == trained.to_tiktoken().encode(text)
@@ -252,11 +449,31 @@ def test_from_tiktoken_reproduces_cl100k_base(cl100k, text):
     assert ours.decode(ids) == encoding.decode(ids) == text
 
 
+def test_pretokenizers_disagree_only_on_letters_and_digits_tiktoken_does_not_know_yet():
+    disagree = pretokenizer_disagreements()
+    assert len(disagree) < 10_000  # a few new scripts, out of 1.1 million code points
+    assert all(regex.fullmatch(r"[\p{L}\p{N}]", c) for c in disagree)  # regex: letter or digit; tiktoken: not
+    assert not any(c.isspace() for c in disagree)
+    assert "\U0003d000" not in disagree  # the draw that once failed (an unassigned code point) agrees now
+
+
 @settings(max_examples=150, deadline=None)
-@given(text=any_text)
+@given(text=tiktoken_known_text)
 def test_from_tiktoken_matches_cl100k_on_random_unicode(cl100k, text):
     encoding, ours = cl100k
     assert ours.encode_ordinary(text) == encoding.encode_ordinary(text)
+
+
+def test_characters_outside_tiktokens_unicode_tables_chunk_differently(cl100k):
+    encoding, ours = cl100k
+    disagree = sorted(pretokenizer_disagreements())
+    if not disagree:
+        pytest.skip("regex and tiktoken use the same Unicode tables in this environment")
+    for char in disagree[:: max(1, len(disagree) // 50)]:  # 50 of them, across the scripts
+        text = char + ":L"  # regex: the word char, then ":L"; tiktoken: the symbol run char + ":", then "L"
+        assert split_chunks(text, GPT4_SPLIT_PATTERN) == [char, ":L"]
+        colon_l = encoding.encode_single_token(":L")
+        assert ours.encode_ordinary(text)[-1] == colon_l != encoding.encode_ordinary(text)[-1]
 
 
 def test_from_tiktoken_recovers_cl100k_structure(cl100k):
