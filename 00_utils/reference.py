@@ -2,8 +2,8 @@
 
 A lesson's reference run is one full `python demo.py` on an idle machine. Its `results.json` (every
 number the demo reported, the lines it printed, the hardware) and its figures are committed in
-`<lesson>/figures/` (`llm-lab figures NN` copies them from a full run), and the README's "Reference
-run" section quotes them. `unmatched_numbers` lists
+`<lesson>/figures/` (`llm-lab figures NN` copies them from a full run; a lesson's benchmark script may
+add its JSON there too), and the README's "Reference run" section quotes them. `unmatched_numbers` lists
 the numbers of that section that the committed run does not contain, and tests/test_readme_numbers.py
 asserts the list is empty, so a README cannot keep a number that no run produced.
 
@@ -28,8 +28,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["REFERENCE_DIR", "hardware", "readme_numbers", "reference_section", "run_numbers",
-           "unmatched_numbers"]
+__all__ = ["REFERENCE_DIR", "hardware", "load_reference", "readme_numbers", "reference_section",
+           "run_numbers", "unmatched_numbers"]
 
 REFERENCE_DIR = "figures"
 SECTION_TITLE = "## Reference run"
@@ -140,12 +140,23 @@ def unmatched_numbers(readme: str, results: dict) -> list[str]:
     return [t for t in readme_numbers(reference_section(readme)) if not _matches(t, values, tokens)]
 
 
+def load_reference(lesson_dir: str | os.PathLike) -> dict:
+    """The committed reference run of a lesson: <lesson>/figures/results.json, with any other JSON there
+    (a benchmark script's output, e.g. benchmark.json) under "extra", keyed by file name.
+    Raises FileNotFoundError when the lesson has no reference run."""
+    folder = Path(lesson_dir) / REFERENCE_DIR
+    results = json.loads((folder / "results.json").read_text())
+    extra = {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
+             if p.name != "results.json"}
+    return {**results, "extra": extra} if extra else results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lesson", help="the lesson folder, e.g. 06_kv_cache")
     args = parser.parse_args(argv)
     lesson_dir = Path(args.lesson)
-    results = json.loads((lesson_dir / REFERENCE_DIR / "results.json").read_text())
+    results = load_reference(lesson_dir)
     missing = unmatched_numbers((lesson_dir / "README.md").read_text(), results)
     listed = f": {', '.join(missing)}" if missing else ""
     print(f"{len(missing)} README numbers not in the reference run{listed}")

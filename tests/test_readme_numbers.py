@@ -1,13 +1,18 @@
 """Every number of a README's "Reference run" section, and of the top README's results table, comes from
 the lesson's committed reference run (<lesson>/figures/results.json), DESIGN §8."""
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
-from llmlab.utils.reference import REFERENCE_DIR, readme_numbers, reference_section, unmatched_numbers
+from llmlab.utils.reference import (
+    REFERENCE_DIR,
+    load_reference,
+    readme_numbers,
+    reference_section,
+    unmatched_numbers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.parent.name for p in ROOT.glob("[0-9][0-9]_*/README.md")
@@ -25,7 +30,7 @@ def reference_results(lesson: str) -> dict:
     if not path.is_file():
         pytest.fail(f"{lesson} has no committed reference run ({path.relative_to(ROOT)}): "
                     f"run `make figures LESSON={lesson[:2]}`")
-    return json.loads(path.read_text())
+    return load_reference(ROOT / lesson)
 
 
 def pending(*values, lesson: str):
