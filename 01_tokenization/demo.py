@@ -23,40 +23,41 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import numpy as np
-import tiktoken
-import torch
-
-from llmlab.tokenization.bpe import (
-    GPT4_SPLIT_PATTERN,
-    BPETokenizer,
-    bytes_per_token,
-    hf_token_bytes,
-    train_fast,
-    train_hf_bpe,
-    train_textbook,
-)
-from llmlab.tokenization.embeddings import (
-    EmbeddingLM,
-    cosine_similarity_matrix,
-    group_similarity,
-    nearest_neighbours,
-    project_2d,
-)
-from llmlab.utils import (
-    Demo,
-    TrainConfig,
-    demo_parser,
-    encode,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
 from llmlab.utils import stories as story_grammar
+from llmlab.utils.cli import demo_parser
+
+
+def load_libraries() -> None:
+    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
+    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    global np, tiktoken, torch, GPT4_SPLIT_PATTERN, BPETokenizer, bytes_per_token, hf_token_bytes
+    global train_fast, train_hf_bpe, train_textbook, EmbeddingLM, cosine_similarity_matrix
+    global group_similarity, nearest_neighbours, project_2d, Demo, TrainConfig, encode, load_corpus
+    global plotting, train, train_val_split
+    import numpy as np
+    import tiktoken
+    import torch
+
+    from llmlab.tokenization.bpe import (
+        GPT4_SPLIT_PATTERN,
+        BPETokenizer,
+        bytes_per_token,
+        hf_token_bytes,
+        train_fast,
+        train_hf_bpe,
+        train_textbook,
+    )
+    from llmlab.tokenization.embeddings import (
+        EmbeddingLM,
+        cosine_similarity_matrix,
+        group_similarity,
+        nearest_neighbours,
+        project_2d,
+    )
+    from llmlab.utils import Demo, TrainConfig, encode, load_corpus, plotting, train, train_val_split
+
 
 DOMAINS = ("python-docs", "python-code", "stories")
-GROUP_COLOURS = [c for c in plotting.PALETTE if c != "#8C8C8C"]  # grey is for the ungrouped words
 # Candidate groups of related words in the stories corpus; the demo keeps those that are single tokens.
 WORD_GROUPS = {
     "pronouns": ["he", "she", "they", "we", "you", "it", "I"],
@@ -458,6 +459,7 @@ def embedding_projection(demo: Demo, data: dict, model: EmbeddingLM) -> dict:
     words = sorted(set(words) | {i for ids in groups.values() for i in ids})
     group_of = {i: g for g, ids in groups.items() for i in ids}
     fig, axes = plotting.new_figure(1, 2, figsize=(12, 5.5))
+    group_colours = [c for c in plotting.PALETTE if c != "#8C8C8C"]  # grey is for the ungrouped words
     out = {}
     for ax, method, name in zip(axes, ("pca", "tsne"), ("PCA", "t-SNE")):
         points = project_2d(learned[words], method, seed=demo.seed)
@@ -465,7 +467,7 @@ def embedding_projection(demo: Demo, data: dict, model: EmbeddingLM) -> dict:
         ax.scatter(points[grey, 0], points[grey, 1], s=8, color="#cccccc", label="other words")
         for j, (g, ids) in enumerate(groups.items()):
             ks = [words.index(i) for i in ids]
-            colour = GROUP_COLOURS[j % len(GROUP_COLOURS)]
+            colour = group_colours[j % len(group_colours)]
             ax.scatter(points[ks, 0], points[ks, 1], s=22, color=colour, label=g)
             for k in ks:
                 ax.annotate(tok.decode([words[k]]).strip(), points[k], fontsize=7, xytext=(2, 2),
@@ -554,6 +556,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _run(args) -> dict:
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     results = demo.results

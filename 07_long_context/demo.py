@@ -30,33 +30,43 @@ import sys
 import time
 from dataclasses import asdict
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from llmlab.utils.cli import demo_parser
 
-from llmlab.attention_basics import scaled_dot_product_attention
-from llmlab.long_context import (
-    PeakMemory,
-    chunked_attention,
-    loss_per_position,
-    sliding_window_attention,
-    sliding_window_mask,
-    windowed_attention,
-)
-from llmlab.transformer_block import GPT, llama_config
-from llmlab.transformer_block.pretrained import lab_tokenizer
-from llmlab.utils import (
-    Demo,
-    History,
-    TrainConfig,
-    cached_training,
-    demo_parser,
-    encode,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
+
+def load_libraries() -> None:
+    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
+    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    global np, torch, F, scaled_dot_product_attention, PeakMemory, chunked_attention, loss_per_position
+    global sliding_window_attention, sliding_window_mask, windowed_attention, GPT, llama_config
+    global lab_tokenizer, Demo, History, TrainConfig, cached_training, encode, load_corpus, plotting
+    global train, train_val_split
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.long_context import (
+        PeakMemory,
+        chunked_attention,
+        loss_per_position,
+        sliding_window_attention,
+        sliding_window_mask,
+        windowed_attention,
+    )
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        Demo,
+        History,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 ENCODINGS = ("none", "sinusoidal", "rope", "alibi")
 MiB = 2**20
@@ -640,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("window", "chunk_size", "train_len", "mem_budget_mb"):
         if getattr(args, name) < 1 or (name == "train_len" and getattr(args, name) < 8):
             parser.error(f"--{name.replace('_', '-')} must be >= {8 if name == 'train_len' else 1}")
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     demo.results["settings"] = cfg

@@ -27,26 +27,34 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from llmlab.moe import MoELayer
-from llmlab.transformer_block import GPT, llama_config
-from llmlab.utils import (
-    CharTokenizer,
-    Demo,
-    TrainConfig,
-    demo_parser,
-    encode,
-    estimate_loss,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import COLLAPSE_RULE, compare, load_verdict
+
+
+def load_libraries() -> None:
+    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
+    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    global np, torch, nn, FlopCounterMode, MoELayer, GPT, llama_config, CharTokenizer, Demo, TrainConfig
+    global encode, estimate_loss, load_corpus, plotting, train, train_val_split
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from llmlab.moe import MoELayer
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        encode,
+        estimate_loss,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 COLORS = {"dense": "tab:gray", "moe_top1": "tab:blue", "dense_wide": "black", "moe_top2": "tab:orange",
           "moe_no_aux": "tab:red"}
@@ -66,27 +74,30 @@ def settings(quick: bool, args) -> dict:
     return cfg
 
 
-class RoutingRecorder(nn.Module):
+def routing_recorder(model: GPT) -> nn.Module:
     """Wraps a GPT for llmlab.utils.train and records, at every training step, what each MoE layer did:
-    the fraction of assignments per expert (n_layer, E), the router entropy and the dropped assignments."""
+    the fraction of assignments per expert (n_layer, E), the router entropy and the dropped assignments.
+    (The class is defined in this function because torch is imported only once the flags are parsed.)"""
 
-    def __init__(self, model: GPT) -> None:
-        super().__init__()
-        self.model = model
-        self.utilisation: list[np.ndarray] = []  # per step: (n_layer, E)
-        self.entropy: list[float] = []  # per step: mean over layers, nats
-        self.dropped: list[float] = []  # per step: fraction of assignments dropped
+    class RoutingRecorder(nn.Module):
+        def __init__(self, model: GPT) -> None:
+            super().__init__()
+            self.model = model
+            self.utilisation: list[np.ndarray] = []  # per step: (n_layer, E)
+            self.entropy: list[float] = []  # per step: mean over layers, nats
+            self.dropped: list[float] = []  # per step: fraction of assignments dropped
 
-    def forward(self, idx, targets=None):
-        out = self.model(idx, targets)
-        if self.training:
-            stats = [b.ffn.last_stats for b in self.model.blocks if isinstance(b.ffn, MoELayer)]
-            if stats:
-                self.utilisation.append(np.stack([s.tokens_per_expert.cpu().numpy() for s in stats]))
-                self.entropy.append(float(np.mean([s.router_entropy for s in stats])))
-                self.dropped.append(sum(s.n_dropped for s in stats) / sum(s.n_assignments for s in stats))
-        return out
+        def forward(self, idx, targets=None):
+            out = self.model(idx, targets)
+            if self.training:
+                stats = [b.ffn.last_stats for b in self.model.blocks if isinstance(b.ffn, MoELayer)]
+                if stats:
+                    self.utilisation.append(np.stack([s.tokens_per_expert.cpu().numpy() for s in stats]))
+                    self.entropy.append(float(np.mean([s.router_entropy for s in stats])))
+                    self.dropped.append(sum(s.n_dropped for s in stats) / sum(s.n_assignments for s in stats))
+            return out
 
+    return RoutingRecorder(model)
 
 def load_data(cfg: dict, seed: int) -> dict:
     text = load_corpus("stories", cfg["corpus_chars"], seed=seed)
@@ -111,7 +122,7 @@ def train_run(demo: Demo, cfg: dict, data: dict, name: str, *, seed_offset: int 
                           n_head=cfg["n_head"], d_model=cfg["d_model"], **overrides)
     torch.manual_seed(demo.seed + seed_offset)
     model = GPT(config)
-    recorder = RoutingRecorder(model)
+    recorder = routing_recorder(model)
     tc = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], block_size=cfg["block_size"],
                      lr=3e-3, warmup_steps=max(1, cfg["steps"] // 10),
                      eval_interval=max(1, cfg["steps"] // cfg["n_evals"]), eval_iters=cfg["eval_iters"])
@@ -421,6 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.n_experts < 2:
         parser.error(f"--n-experts must be >= 2, got {args.n_experts}")
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick, args)
     data = load_data(cfg, demo.seed)
