@@ -273,6 +273,40 @@ def test_the_runner_and_the_demo_flags_do_not_import_torch():
     assert "01_tokenization" in proc.stdout and "[demo]" in proc.stdout
 
 
+DEMO_FILES = sorted(ROOT.glob("[0-9][0-9]_*/demo.py"))
+HEAVY = ("torch", "matplotlib", "numpy", "transformers", "tiktoken", "scipy")
+
+
+@pytest.mark.parametrize("path", DEMO_FILES, ids=[p.parent.name for p in DEMO_FILES])
+def test_demo_help_imports_no_heavy_library(path):
+    """`python demo.py --help` builds the parser and prints it without importing torch, matplotlib,
+    numpy or a lesson's modules (they take seconds): the demo imports them once the flags are parsed."""
+    code = ("import runpy, sys\n"
+            "path = sys.argv[1]\n"
+            "sys.argv = ['demo.py', '--help']\n"
+            "try:\n"
+            "    runpy.run_path(path, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert e.code in (None, 0), e.code\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "lessons = [m for m in sys.modules\n"
+            "           if m.startswith('llmlab.') and not m.startswith('llmlab.utils')]\n"
+            "print('HEAVY', heavy + lessons)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=path.parent, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "usage:" in proc.stdout and "--quick" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []", proc.stdout[-500:]
+
+
+def test_flag_choices_named_before_the_imports_match_the_library():
+    from llmlab.normalization import NORMS
+    from llmlab.transformer_block import demo
+    from llmlab.transformer_block.pretrained import PRESETS
+
+    assert demo.PRESET_NAMES == tuple(PRESETS) and demo.NORM_NAMES == tuple(NORMS)
+
+
 # ---------------------------------------------------------------- lesson READMEs
 
 SKELETON = ("## What you learn", "## The maths", "## Run it", "## What each figure shows", "## Reference run",
