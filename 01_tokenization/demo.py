@@ -1,7 +1,7 @@
 """Lesson 01 demo: tokenization and embeddings, measured.
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
-                   [--no-regex] [--shuffle-tokens] [--train-corpus python-docs|python-code|stories]
+                   [--no-regex] [--shuffle-tokens] [--train-corpus python-docs|python-code|stories|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. compression.png       bytes per token on held-out text as the merges grow (diminishing returns?)
@@ -15,7 +15,8 @@ Experiments (each prints its numbers and draws one figure into outputs/):
 Break flags:
  --no-regex        also train without the split regex: merges cross word boundaries (no_regex.png)
  --shuffle-tokens  train the embeddings on shuffled tokens: no context, so no similarity to learn
- --train-corpus    train the tokenizer on another corpus, and see compression on the others drop
+ --train-corpus    train the tokenizer on another corpus (or your own UTF-8 text file), and see
+                   compression on the others drop
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def load_data(cfg: dict, train_corpus: str, seed: int) -> dict:
     """Training text for the tokenizer, and held-out text of each domain (never seen in training).
 
     Every domain is cut at the same place, so the held-out texts are the same whichever corpus the
-    tokenizer is trained on (--train-corpus) and the runs can be compared.
+    tokenizer is trained on (--train-corpus) and the runs can be compared. A text file given as
+    --train-corpus is cut the same way, or 90% / 10% when it is shorter.
     """
     data = {}
     for name in DOMAINS:
@@ -102,6 +104,10 @@ def load_data(cfg: dict, train_corpus: str, seed: int) -> dict:
         if name == train_corpus:
             data["train"] = text[: cfg["train_chars"]]
         data[name] = text[cfg["train_chars"]:]
+    if train_corpus not in DOMAINS:  # the user's file
+        text = load_corpus(train_corpus, cfg["train_chars"] + cfg["heldout_chars"], seed=seed)
+        cut = min(cfg["train_chars"], int(0.9 * len(text)))
+        data["train"], data[train_corpus] = text[:cut], text[cut:]
     return data
 
 
@@ -549,8 +555,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="break: also train BPE without the split regex (merges cross word boundaries)")
     parser.add_argument("--shuffle-tokens", action="store_true",
                         help="break: train the embeddings on shuffled tokens (no context to learn from)")
-    parser.add_argument("--train-corpus", choices=DOMAINS, default="python-docs",
-                        help="corpus the tokenizer is trained on (default python-docs: English prose)")
+    parser.add_argument("--train-corpus", type="corpus", default="python-docs",
+                        help="corpus the tokenizer is trained on: python-docs (default, English prose), "
+                             "python-code, stories or a path to a UTF-8 text file")
     args = parser.parse_args(argv)
     return _run(args)  # Demo runs torch on --threads threads (default 1)
 

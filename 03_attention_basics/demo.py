@@ -2,6 +2,7 @@
 the causal mask and the 1/sqrt(d) scale.
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show] [--no-scale] [--no-mask]
+                   [--corpus stories|python-docs|python-code|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. attention_maps.png    every head of the trained lab GPT on one story passage, and the heads that link
@@ -23,6 +24,7 @@ training steps for it and the baseline, and its samples printed in full):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -611,6 +613,12 @@ def word_statistics(texts: list[str], words: set[str]) -> dict:
     return {"real_word_fraction": real / max(1, total), "repeat_fraction": repeats / max(1, total)}
 
 
+def token_digest(ids: torch.Tensor) -> str:
+    """The SHA-256 of a token stream: the cache key of a model trained on it (by content, whatever the
+    corpus and its file name)."""
+    return hashlib.sha256(ids.cpu().numpy().tobytes()).hexdigest()[:16]
+
+
 def train_variants(demo: Demo, lab: LabModel, cfg: dict) -> tuple[dict, dict, dict]:
     """Train the baseline and the two broken GPTs (cached); a break flag doubles the steps of all three,
     so that they stay comparable. Returns (models, histories, steps) keyed by variant."""
@@ -626,7 +634,7 @@ def train_variants(demo: Demo, lab: LabModel, cfg: dict) -> tuple[dict, dict, di
                              eval_interval=max(1, steps // (4 if demo.quick else 10)))
         key = {"what": "lesson03-break", "config": config.cache_key(), "train": asdict(recipe),
                "seed": demo.seed,
-               "data": {"corpus": "stories", "quick": demo.quick, "n_train_tokens": len(lab.train_data)}}
+               "data": {"train": token_digest(lab.train_data), "val": token_digest(lab.val_data)}}
 
         def build(config=config):
             torch.manual_seed(demo.seed)
@@ -793,6 +801,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = demo_parser(__doc__)
     parser.add_argument("--no-scale", action="store_true", help="focus on training without 1/sqrt(head_dim)")
     parser.add_argument("--no-mask", action="store_true", help="focus on training without the causal mask")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="lab model's text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     load_libraries()
     demo = Demo(args, lesson_file=__file__)

@@ -2,6 +2,7 @@
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
                    [--window W] [--chunk-size C] [--train-len L] [--mem-budget-mb M] [--no-rescale]
+                   [--corpus stories|python-docs|python-code|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. attention_cost.png    peak memory and time vs sequence length T of full, sliding-window and
@@ -23,6 +24,7 @@ Break flags:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import subprocess
@@ -39,7 +41,7 @@ def load_libraries() -> None:
     global np, torch, F, scaled_dot_product_attention, PeakMemory, chunked_attention, loss_per_position
     global sliding_window_attention, sliding_window_mask, windowed_attention, GPT, llama_config
     global lab_tokenizer, Demo, History, TrainConfig, cached_training, encode, load_corpus, plotting
-    global train, train_val_split
+    global train, train_val_split, CORPORA
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -56,6 +58,7 @@ def load_libraries() -> None:
     from llmlab.transformer_block import GPT, llama_config
     from llmlab.transformer_block.pretrained import lab_tokenizer
     from llmlab.utils import (
+        CORPORA,
         Demo,
         History,
         TrainConfig,
@@ -365,10 +368,12 @@ def exactness(demo: Demo, cfg: dict, args) -> dict:
 
 def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
     """One small Llama-style GPT per positional encoding at block_size L, plus rope at 4 L (cached)."""
-    text = load_corpus("stories", cfg["n_chars"], seed=demo.seed)
+    text = load_corpus(args.corpus, cfg["n_chars"], seed=demo.seed)
     tokenizer = lab_tokenizer(text)
     train_text, val_text = train_val_split(text, 0.1)
     train_data, val_data = encode(train_text, tokenizer), encode(val_text, tokenizer)
+    corpus_key = {"name": args.corpus if args.corpus in CORPORA else "file",
+                  "sha256": hashlib.sha256(text.encode()).hexdigest()}  # by content, not by path
     L = args.train_len
     runs = {pos: (pos, L, cfg["batch_size"]) for pos in ENCODINGS}
     # the same tokens per step (batch x length) and the same steps: only the context length differs
@@ -381,7 +386,7 @@ def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
                              warmup_steps=max(1, cfg["steps"] // 10), eval_interval=max(1, cfg["steps"] // 5),
                              eval_iters=10)
         key = {"what": "long_context_gpt", "config": config.cache_key(), "train": asdict(recipe),
-               "corpus": "stories", "n_chars": cfg["n_chars"], "tokenizer": "bpe-gpt4-split-1024",
+               "corpus": corpus_key, "tokenizer": "bpe-gpt4-split-1024",
                "seed": demo.seed}
 
         def build(config=config):
@@ -396,7 +401,7 @@ def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
         models[name] = {"model": model.to(demo.device).eval(), "history": history, "cache_hit": hit,
                         "block_size": block}
     demo.say(f"\n   Trained {len(models)} GPTs (Llama-style, 2 layers, d_model 64, 4 heads) on "
-             f"{cfg['n_chars'] // 1000} kB of stories, {cfg['steps']} steps of {cfg['batch_size'] * L} "
+             f"{cfg['n_chars'] // 1000} kB of {args.corpus}, {cfg['steps']} steps of {cfg['batch_size'] * L} "
              "tokens: "
              + ", ".join(f"{n} val {m['history'].final_val_loss:.2f}"
                          + (" (cached)" if m["cache_hit"] else "") for n, m in models.items()))
@@ -646,6 +651,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip sizes whose predicted peak memory exceeds this many MiB")
     parser.add_argument("--no-rescale", action="store_true",
                         help="break the online softmax: no e^(m - m') correction of earlier chunks")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="the small GPTs' text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     for name in ("window", "chunk_size", "train_len", "mem_budget_mb"):
         if getattr(args, name) < 1 or (name == "train_len" and getattr(args, name) < 8):

@@ -2,6 +2,7 @@
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
                    [--aux-coef X] [--z-loss X] [--n-experts N] [--capacity-factor F] [--steps N]
+                   [--corpus stories|python-docs|python-code|PATH]
 
 Small Llama-style lab GPTs (2 layers, d_model 64, SwiGLU, character tokens) are trained through
 llmlab.utils.train; the MoE models replace each FFN with lesson 08's MoELayer (GPTConfig.n_experts).
@@ -99,8 +100,9 @@ def routing_recorder(model: GPT) -> nn.Module:
 
     return RoutingRecorder(model)
 
-def load_data(cfg: dict, seed: int) -> dict:
-    text = load_corpus("stories", cfg["corpus_chars"], seed=seed)
+
+def load_data(cfg: dict, corpus: str, seed: int) -> dict:
+    text = load_corpus(corpus, cfg["corpus_chars"], seed=seed)
     tokenizer = CharTokenizer.from_text(text)  # characters: the FFNs, not the vocabulary, dominate compute
     train_ids, val_ids = train_val_split(encode(text, tokenizer), 0.1)
     return dict(tokenizer=tokenizer, train=train_ids, val=val_ids, vocab_size=tokenizer.vocab_size)
@@ -429,14 +431,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--capacity-factor", type="positive_float", default=None,
                         help="train the MoE runs with this capacity factor (default: unlimited)")
     parser.add_argument("--steps", type="positive_int", default=None, help="training steps per run")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="training text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if args.n_experts < 2:
         parser.error(f"--n-experts must be >= 2, got {args.n_experts}")
     load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick, args)
-    data = load_data(cfg, demo.seed)
-    demo.say(f"stories corpus: {cfg['corpus_chars']:,} chars, {data['vocab_size']} character tokens; "
+    data = load_data(cfg, args.corpus, demo.seed)
+    demo.say(f"{args.corpus} corpus: {cfg['corpus_chars']:,} chars, {data['vocab_size']} character tokens; "
              f"{cfg['steps']} steps of {cfg['batch_size']}x{cfg['block_size']} tokens per run")
     runs = train_all(demo, cfg, data)
     results = {"settings": {k: v for k, v in cfg.items()}}

@@ -2,7 +2,7 @@
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
                    [--norm all|layernorm|rmsnorm|none] [--lr-scale X] [--no-warmup] [--n-layer N]
-                   [--steps N]
+                   [--steps N] [--corpus stories|python-docs|python-code|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. norm_statistics.png  per-token mean and std of a trained model's residual stream (and of skewed
@@ -142,10 +142,11 @@ def _fmt_lr(lr: float | None) -> str:
 # data and the training runs the experiments share
 
 
-def load_data(cfg: dict, seed: int) -> dict:
-    """The stories corpus in lesson 01's BPE, and the unigram baseline: the val loss of a model that
-    ignores the context and predicts every token with its training frequency."""
-    text = load_corpus("stories", cfg["n_chars"], seed=seed)
+def load_data(cfg: dict, corpus: str, seed: int) -> dict:
+    """The corpus (the stories unless --corpus says otherwise) in lesson 01's BPE, and the unigram
+    baseline: the val loss of a model that ignores the context and predicts every token with its training
+    frequency."""
+    text = load_corpus(corpus, cfg["n_chars"], seed=seed)
     tokenizer = lab_tokenizer(text, cfg["vocab_size"])
     train_text, val_text = train_val_split(text, 0.1)
     train_data, val_data = encode(train_text, tokenizer), encode(val_text, tokenizer)
@@ -196,7 +197,7 @@ def run_training(demo: Demo, cfg: dict, data: dict, norms: tuple[str, ...]) -> d
     sweep = [c for c in SWEEP_CONFIGS[: cfg["sweep_configs"]] if c[1] in norms]
     sweep_runs = [(label, n, a, p, r) for label, n, a, p in sweep for r in cfg["sweep_lrs"]]
     bar = tqdm(total=len(grid_cells) + len(noise_cells) + len(sweep_runs), desc="training runs",
-               leave=False, dynamic_ncols=True)
+               leave=False, dynamic_ncols=True, disable=None)  # quiet when output is not a terminal
     start = time.perf_counter()
     grid, noise, lr_runs = {}, {}, {}
     for norm, act, pre in grid_cells:
@@ -1106,6 +1107,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-layer", type="positive_int", default=None,
                         help="layers of the grid's models (default 2)")
     parser.add_argument("--steps", type="positive_int", default=None, help="training steps per run")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="training text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if not (args.lr_scale > 0 and math.isfinite(args.lr_scale)):
         parser.error(f"--lr-scale must be a positive number, got {args.lr_scale}")
@@ -1130,18 +1133,18 @@ def _run(args) -> dict:
     timings = results["timings_s"] = {}
 
     start = time.perf_counter()
-    data = load_data(cfg, demo.seed)
+    data = load_data(cfg, args.corpus, demo.seed)
     # a run "failed" when it learned (almost) nothing beyond the token frequencies; a quick run is too short
     # to get past them at all, so there it fails only when it is no better than uniform guessing
     data["fail_baseline"] = "uniform" if demo.quick else "unigram"
     data["fail_baseline_loss"] = data["uniform_loss"] if demo.quick else data["unigram_loss"]
     data["fail_threshold"] = data["fail_baseline_loss"] - FAIL_MARGIN
-    results["data"] = dict(corpus="stories", chars=cfg["n_chars"], vocab_size=data["vocab_size"],
+    results["data"] = dict(corpus=args.corpus, chars=cfg["n_chars"], vocab_size=data["vocab_size"],
                            train_tokens=len(data["train"]), val_tokens=len(data["val"]),
                            unigram_loss=data["unigram_loss"], uniform_loss=data["uniform_loss"],
                            fail_threshold=data["fail_threshold"])
     timings["data"] = round(time.perf_counter() - start, 2)
-    demo.say(f"Data: {cfg['n_chars']:,} chars of stories, BPE {data['vocab_size']} tokens: "
+    demo.say(f"Data: {cfg['n_chars']:,} chars of {args.corpus}, BPE {data['vocab_size']} tokens: "
              f"{len(data['train']):,} train / {len(data['val']):,} val tokens; a context-free unigram model "
              f"scores {data['unigram_loss']:.3f} nats on val, uniform guessing {data['uniform_loss']:.3f}.")
     if demo.quick:
