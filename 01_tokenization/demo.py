@@ -23,14 +23,40 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from llmlab.utils import stories as story_grammar
 from llmlab.utils.cli import demo_parser
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import tiktoken
+    import torch
+
+    from llmlab.tokenization.bpe import (
+        GPT4_SPLIT_PATTERN,
+        BPETokenizer,
+        bytes_per_token,
+        hf_token_bytes,
+        train_fast,
+        train_hf_bpe,
+        train_textbook,
+    )
+    from llmlab.tokenization.embeddings import (
+        EmbeddingLM,
+        cosine_similarity_matrix,
+        group_similarity,
+        nearest_neighbours,
+        project_2d,
+    )
+    from llmlab.utils import Demo, TrainConfig, encode, load_corpus, plotting, train, train_val_split
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, tiktoken, torch, GPT4_SPLIT_PATTERN, BPETokenizer, bytes_per_token, hf_token_bytes
     global train_fast, train_hf_bpe, train_textbook, EmbeddingLM, cosine_similarity_matrix
     global group_similarity, nearest_neighbours, project_2d, Demo, TrainConfig, encode, load_corpus

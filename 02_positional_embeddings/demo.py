@@ -24,14 +24,47 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import compare
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.positional_embeddings import (
+        alibi_bias,
+        alibi_slopes,
+        apply_rope,
+        apply_rotary,
+        rope_frequencies,
+    )
+    from llmlab.positional_embeddings.positional_embeddings import (
+        offset_spread,
+        similarity_vs_distance,
+        sinusoidal_embeddings,
+    )
+    from llmlab.transformer_block import GPT, gpt2_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, F, alibi_bias, alibi_slopes, apply_rope, apply_rotary, rope_frequencies
     global offset_spread, similarity_vs_distance, sinusoidal_embeddings, GPT, gpt2_config, CharTokenizer
     global Demo, TrainConfig, cached_training, encode, load_corpus, plotting, train, train_val_split

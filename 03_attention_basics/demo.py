@@ -29,14 +29,36 @@ import math
 import random
 import re
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.stories import generate_story_with_facts
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+    from llmlab.attention_basics.attention import (
+        MultiHeadAttention,
+        attention_distance,
+        attention_entropy,
+        head_divergence,
+    )
+    from llmlab.transformer_block import GPT, attention_maps
+    from llmlab.transformer_block.pretrained import LabModel, lab_model
+    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global plt, np, torch, F, PowerNorm, Rectangle, FuncFormatter, MultiHeadAttention
     global attention_distance, attention_entropy, head_divergence, GPT, attention_maps, LabModel
     global lab_model, Demo, TrainConfig, cached_training, get_batch, plotting, train

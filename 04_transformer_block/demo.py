@@ -32,14 +32,26 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import claim_mark, compare, effect
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from matplotlib.colors import PowerNorm
+
+    from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
+    from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
+    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, PowerNorm, GPT, attention_maps, logit_lens, residual_norms, PRESETS
     global LabModel, lab_model, Demo, TrainConfig, cached_training, get_batch, plotting, train
     import numpy as np

@@ -29,10 +29,33 @@ from typing import TYPE_CHECKING
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import effect
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from llmlab.kv_cache.cache import cache_for  # a later lesson's cache, used for speed
+    from llmlab.sampling import (
+        PRESETS,
+        apply_temperature,
+        entropy,
+        filter_logits,
+        kept_mass,
+        min_p_filter,
+        n_kept,
+        sample,
+        top_k_filter,
+        top_p_filter,
+    )
+    from llmlab.transformer_block.pretrained import LabModel, lab_model
+    from llmlab.utils import Demo, plotting
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, FuncFormatter, LogLocator, NullFormatter, cache_for, PRESETS, apply_temperature
     global entropy, filter_logits, kept_mass, min_p_filter, n_kept, sample, top_k_filter, top_p_filter
     global LabModel, lab_model, Demo, plotting
@@ -134,9 +157,7 @@ def real_contexts(lab: LabModel, n_windows: int, seed: int, device) -> dict:
                 "targets": targets.reshape(-1).cpu()}
 
 
-if TYPE_CHECKING:  # a type alias for readers and type checkers (torch is imported by load_libraries)
-    import torch
-
+if TYPE_CHECKING:  # a type alias for readers and type checkers
     Sampler = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 

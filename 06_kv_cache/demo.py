@@ -25,13 +25,26 @@ Break flags:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from scipy.optimize import nnls
+
+    from llmlab.kv_cache import Int8KVCache, KVCache, SlidingWindowKVCache, generate, kv_cache_bytes
+    from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import Demo, plotting
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, nnls, Int8KVCache, KVCache, SlidingWindowKVCache, generate, kv_cache_bytes, GPT
     global GPTConfig, gpt2_config, llama_config, lab_model, Demo, plotting
     import numpy as np

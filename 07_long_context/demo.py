@@ -31,13 +31,45 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.long_context import (
+        PeakMemory,
+        chunked_attention,
+        loss_per_position,
+        sliding_window_attention,
+        sliding_window_mask,
+        windowed_attention,
+    )
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        CORPORA,
+        Demo,
+        History,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, F, scaled_dot_product_attention, PeakMemory, chunked_attention, loss_per_position
     global sliding_window_attention, sliding_window_mask, windowed_attention, GPT, llama_config
     global lab_tokenizer, Demo, History, TrainConfig, cached_training, encode, load_corpus, plotting

@@ -27,14 +27,37 @@ Break flags:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import COLLAPSE_RULE, compare, load_verdict
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from llmlab.moe import MoELayer
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        encode,
+        estimate_loss,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, nn, FlopCounterMode, MoELayer, GPT, llama_config, CharTokenizer, Demo, TrainConfig
     global encode, estimate_loss, load_corpus, plotting, train, train_val_split
     import numpy as np

@@ -29,14 +29,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import compare
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.gqa import gpt_mha_to_gqa, grouped_attention, repeat_kv
+    from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and its size formula
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import Demo, TrainConfig, estimate_loss, plotting, train
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, F, scaled_dot_product_attention, gpt_mha_to_gqa, grouped_attention, repeat_kv
     global KVCache, kv_cache_bytes, GPT, llama_config, lab_model, Demo, TrainConfig, estimate_loss
     global plotting, train

@@ -30,14 +30,48 @@ import dataclasses
 import math
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import compare, effect, paired_effect
 
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import NullFormatter
+    from tqdm.auto import tqdm
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.normalization.layers import (
+        ffn_hidden_size,
+        gelu,
+        layer_norm,
+        relu,
+        rms_norm,
+        silu,
+        token_statistics,
+    )
+    from llmlab.transformer_block import GPT, GPTConfig
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        Demo,
+        TrainConfig,
+        encode,
+        get_batch,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 def load_libraries() -> None:
-    """Import torch, numpy, matplotlib and the lessons' modules as this module's globals: `main` calls
-    this once the flags are parsed, so that `python demo.py --help` answers at once."""
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
     global np, torch, F, Rectangle, NullFormatter, tqdm, scaled_dot_product_attention, ffn_hidden_size
     global gelu, layer_norm, relu, rms_norm, silu, token_statistics, GPT, GPTConfig, lab_tokenizer, Demo
     global TrainConfig, encode, get_batch, load_corpus, plotting, train, train_val_split
