@@ -1,7 +1,7 @@
 """Lesson 01 demo: tokenization and embeddings, measured.
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
-                   [--no-regex] [--shuffle-tokens] [--train-corpus python-docs|python-code|stories]
+                   [--no-regex] [--shuffle-tokens] [--train-corpus python-docs|python-code|stories|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. compression.png       bytes per token on held-out text as the merges grow (diminishing returns?)
@@ -15,48 +15,76 @@ Experiments (each prints its numbers and draws one figure into outputs/):
 Break flags:
  --no-regex        also train without the split regex: merges cross word boundaries (no_regex.png)
  --shuffle-tokens  train the embeddings on shuffled tokens: no context, so no similarity to learn
- --train-corpus    train the tokenizer on another corpus, and see compression on the others drop
+ --train-corpus    train the tokenizer on another corpus (or your own UTF-8 text file), and see
+                   compression on the others drop
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import numpy as np
-import tiktoken
-import torch
-
-from llmlab.tokenization.bpe import (
-    GPT4_SPLIT_PATTERN,
-    BPETokenizer,
-    bytes_per_token,
-    hf_token_bytes,
-    train_fast,
-    train_hf_bpe,
-    train_textbook,
-)
-from llmlab.tokenization.embeddings import (
-    EmbeddingLM,
-    cosine_similarity_matrix,
-    group_similarity,
-    nearest_neighbours,
-    project_2d,
-)
-from llmlab.utils import (
-    Demo,
-    TrainConfig,
-    demo_parser,
-    encode,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
 from llmlab.utils import stories as story_grammar
+from llmlab.utils.cli import demo_parser
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import tiktoken
+    import torch
+
+    from llmlab.tokenization.bpe import (
+        GPT4_SPLIT_PATTERN,
+        BPETokenizer,
+        bytes_per_token,
+        hf_token_bytes,
+        train_fast,
+        train_hf_bpe,
+        train_textbook,
+    )
+    from llmlab.tokenization.embeddings import (
+        EmbeddingLM,
+        cosine_similarity_matrix,
+        group_similarity,
+        nearest_neighbours,
+        project_2d,
+    )
+    from llmlab.utils import Demo, TrainConfig, encode, load_corpus, plotting, train, train_val_split
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, tiktoken, torch, GPT4_SPLIT_PATTERN, BPETokenizer, bytes_per_token, hf_token_bytes
+    global train_fast, train_hf_bpe, train_textbook, EmbeddingLM, cosine_similarity_matrix
+    global group_similarity, nearest_neighbours, project_2d, Demo, TrainConfig, encode, load_corpus
+    global plotting, train, train_val_split
+    import numpy as np
+    import tiktoken
+    import torch
+
+    from llmlab.tokenization.bpe import (
+        GPT4_SPLIT_PATTERN,
+        BPETokenizer,
+        bytes_per_token,
+        hf_token_bytes,
+        train_fast,
+        train_hf_bpe,
+        train_textbook,
+    )
+    from llmlab.tokenization.embeddings import (
+        EmbeddingLM,
+        cosine_similarity_matrix,
+        group_similarity,
+        nearest_neighbours,
+        project_2d,
+    )
+    from llmlab.utils import Demo, TrainConfig, encode, load_corpus, plotting, train, train_val_split
+
 
 DOMAINS = ("python-docs", "python-code", "stories")
-GROUP_COLOURS = [c for c in plotting.PALETTE if c != "#8C8C8C"]  # grey is for the ungrouped words
 # Candidate groups of related words in the stories corpus; the demo keeps those that are single tokens.
 WORD_GROUPS = {
     "pronouns": ["he", "she", "they", "we", "you", "it", "I"],
@@ -93,7 +121,8 @@ def load_data(cfg: dict, train_corpus: str, seed: int) -> dict:
     """Training text for the tokenizer, and held-out text of each domain (never seen in training).
 
     Every domain is cut at the same place, so the held-out texts are the same whichever corpus the
-    tokenizer is trained on (--train-corpus) and the runs can be compared.
+    tokenizer is trained on (--train-corpus) and the runs can be compared. A text file given as
+    --train-corpus is cut the same way, or 90% / 10% when it is shorter.
     """
     data = {}
     for name in DOMAINS:
@@ -101,6 +130,10 @@ def load_data(cfg: dict, train_corpus: str, seed: int) -> dict:
         if name == train_corpus:
             data["train"] = text[: cfg["train_chars"]]
         data[name] = text[cfg["train_chars"]:]
+    if train_corpus not in DOMAINS:  # the user's file
+        text = load_corpus(train_corpus, cfg["train_chars"] + cfg["heldout_chars"], seed=seed)
+        cut = min(cfg["train_chars"], int(0.9 * len(text)))
+        data["train"], data[train_corpus] = text[:cut], text[cut:]
     return data
 
 
@@ -458,6 +491,7 @@ def embedding_projection(demo: Demo, data: dict, model: EmbeddingLM) -> dict:
     words = sorted(set(words) | {i for ids in groups.values() for i in ids})
     group_of = {i: g for g, ids in groups.items() for i in ids}
     fig, axes = plotting.new_figure(1, 2, figsize=(12, 5.5))
+    group_colours = [c for c in plotting.PALETTE if c != "#8C8C8C"]  # grey is for the ungrouped words
     out = {}
     for ax, method, name in zip(axes, ("pca", "tsne"), ("PCA", "t-SNE")):
         points = project_2d(learned[words], method, seed=demo.seed)
@@ -465,7 +499,7 @@ def embedding_projection(demo: Demo, data: dict, model: EmbeddingLM) -> dict:
         ax.scatter(points[grey, 0], points[grey, 1], s=8, color="#cccccc", label="other words")
         for j, (g, ids) in enumerate(groups.items()):
             ks = [words.index(i) for i in ids]
-            colour = GROUP_COLOURS[j % len(GROUP_COLOURS)]
+            colour = group_colours[j % len(group_colours)]
             ax.scatter(points[ks, 0], points[ks, 1], s=22, color=colour, label=g)
             for k in ks:
                 ax.annotate(tok.decode([words[k]]).strip(), points[k], fontsize=7, xytext=(2, 2),
@@ -547,13 +581,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="break: also train BPE without the split regex (merges cross word boundaries)")
     parser.add_argument("--shuffle-tokens", action="store_true",
                         help="break: train the embeddings on shuffled tokens (no context to learn from)")
-    parser.add_argument("--train-corpus", choices=DOMAINS, default="python-docs",
-                        help="corpus the tokenizer is trained on (default python-docs: English prose)")
+    parser.add_argument("--train-corpus", type="corpus", default="python-docs",
+                        help="corpus the tokenizer is trained on: python-docs (default, English prose), "
+                             "python-code, stories or a path to a UTF-8 text file")
     args = parser.parse_args(argv)
     return _run(args)  # Demo runs torch on --threads threads (default 1)
 
 
 def _run(args) -> dict:
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     results = demo.results

@@ -24,31 +24,79 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from llmlab.positional_embeddings import alibi_bias, alibi_slopes, apply_rope, apply_rotary, rope_frequencies
-from llmlab.positional_embeddings.positional_embeddings import (
-    offset_spread,
-    similarity_vs_distance,
-    sinusoidal_embeddings,
-)
-from llmlab.transformer_block import GPT, gpt2_config
-from llmlab.utils import (
-    CharTokenizer,
-    Demo,
-    TrainConfig,
-    cached_training,
-    demo_parser,
-    encode,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import compare
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.positional_embeddings import (
+        alibi_bias,
+        alibi_slopes,
+        apply_rope,
+        apply_rotary,
+        rope_frequencies,
+    )
+    from llmlab.positional_embeddings.positional_embeddings import (
+        offset_spread,
+        similarity_vs_distance,
+        sinusoidal_embeddings,
+    )
+    from llmlab.transformer_block import GPT, gpt2_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, F, alibi_bias, alibi_slopes, apply_rope, apply_rotary, rope_frequencies
+    global offset_spread, similarity_vs_distance, sinusoidal_embeddings, GPT, gpt2_config, CharTokenizer
+    global Demo, TrainConfig, cached_training, encode, load_corpus, plotting, train, train_val_split
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.positional_embeddings import (
+        alibi_bias,
+        alibi_slopes,
+        apply_rope,
+        apply_rotary,
+        rope_frequencies,
+    )
+    from llmlab.positional_embeddings.positional_embeddings import (
+        offset_spread,
+        similarity_vs_distance,
+        sinusoidal_embeddings,
+    )
+    from llmlab.transformer_block import GPT, gpt2_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 ENCODINGS = ("none", "sinusoidal", "learned", "rope", "alibi")
 COLORS = {"none": "#8C8C8C", "sinusoidal": "#4C72B0", "learned": "#DD8452", "rope": "#55A868",
@@ -312,80 +360,85 @@ def layer0_logits(model: GPT, token_q: int, token_k: int, T: int) -> torch.Tenso
     return logits
 
 
-@torch.no_grad()
 def relative_experiment(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
-    L = cfg["train_len"]
-    vocab = next(iter(models.values()))["model"].config.vocab_size
-    generator = torch.Generator().manual_seed(demo.seed)
-    pairs = torch.randint(vocab, (cfg["n_pairs"], 2), generator=generator).tolist()
-    offset = 4  # the offset m - n whose logit is followed along m in the left panel
-    spreads, traces, checks = {}, {}, {}
-    for label, entry in models.items():
-        model = entry["model"]
-        # sanity check: the reconstruction equals the model's own attention on a sequence of one token
-        token = pairs[0][0]
-        T_check = min(L, 16)
-        idx = torch.full((1, T_check), token, device=model.tok_emb.weight.device)
-        _, _, trace = model(idx, return_attn=True)
-        mask = torch.ones(T_check, T_check, dtype=torch.bool, device=idx.device).tril()
-        logits = layer0_logits(model, token, token, T_check).masked_fill(~mask, float("-inf"))
-        mine = torch.softmax(logits, dim=-1)  # (H, T, T)
-        checks[label] = float((mine - trace.attn[0][0]).abs().max())
-        # the spread of the logit over all (m, n) with the same offset, relative to the logits' spread
-        worst = 0.0
-        for token_q, token_k in pairs:
-            logits = layer0_logits(model, token_q, token_k, L).double()  # (H, L, L)
-            causal = logits[:, mask.new_ones(L, L).tril()]  # (H, L(L+1)/2): the logits a decoder uses
-            scale = causal.std(dim=-1).clamp_min(1e-12)  # (H,)
-            spread = offset_spread(logits)[:, :-1] / scale[:, None]  # (H, L-1); the last offset has one pair
-            worst = max(worst, float(spread.max()))
-        spreads[label] = worst
-        T = L if model.config.pos == "learned" else n_positions
-        logits = layer0_logits(model, pairs[0][0], pairs[0][1], T)[0].double().cpu()  # head 1, (T, T)
-        traces[label] = torch.diagonal(logits, offset=-offset).numpy()  # logit(m, m - offset), m >= offset
+    with torch.no_grad():
+        L = cfg["train_len"]
+        vocab = next(iter(models.values()))["model"].config.vocab_size
+        generator = torch.Generator().manual_seed(demo.seed)
+        pairs = torch.randint(vocab, (cfg["n_pairs"], 2), generator=generator).tolist()
+        offset = 4  # the offset m - n whose logit is followed along m in the left panel
+        spreads, traces, checks = {}, {}, {}
+        for label, entry in models.items():
+            model = entry["model"]
+            # sanity check: the reconstruction equals the model's own attention on a sequence of one token
+            token = pairs[0][0]
+            T_check = min(L, 16)
+            idx = torch.full((1, T_check), token, device=model.tok_emb.weight.device)
+            _, _, trace = model(idx, return_attn=True)
+            mask = torch.ones(T_check, T_check, dtype=torch.bool, device=idx.device).tril()
+            logits = layer0_logits(model, token, token, T_check).masked_fill(~mask, float("-inf"))
+            mine = torch.softmax(logits, dim=-1)  # (H, T, T)
+            checks[label] = float((mine - trace.attn[0][0]).abs().max())
+            # the spread of the logit over all (m, n) with the same offset, relative to the logits' spread
+            worst = 0.0
+            for token_q, token_k in pairs:
+                logits = layer0_logits(model, token_q, token_k, L).double()  # (H, L, L)
+                # (H, L(L+1)/2): the logits a decoder uses
+                causal = logits[:, mask.new_ones(L, L).tril()]
+                scale = causal.std(dim=-1).clamp_min(1e-12)  # (H,)
+                # (H, L-1); the last offset has one pair
+                spread = offset_spread(logits)[:, :-1] / scale[:, None]
+                worst = max(worst, float(spread.max()))
+            spreads[label] = worst
+            T = L if model.config.pos == "learned" else n_positions
+            logits = layer0_logits(model, pairs[0][0], pairs[0][1], T)[0].double().cpu()  # head 1, (T, T)
+            # logit(m, m - offset), m >= offset
+            traces[label] = torch.diagonal(logits, offset=-offset).numpy()
 
-    fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(12.5, 4.6))
-    for label, values in traces.items():
-        ax1.plot(np.arange(offset, offset + len(values)), values, color=COLORS.get(label, EXTRA_COLOR),
-                 label=label, lw=1.5)
-    ax1.axvline(L, color="black", ls=":", lw=1)
-    ax1.text(L + 2, ax1.get_ylim()[0], f"L={L}", fontsize=8, va="bottom")
-    ax1.set_xlabel(f"query position m (key at m - {offset})")
-    ax1.set_ylabel("layer-0 attention logit, head 1")
-    ax1.set_title("Same two tokens, same offset 4, moved along the sequence:\n"
-                  "a flat line = the logit depends only on m - n")
-    ax1.legend(fontsize=8)
-    labels = list(spreads)
-    floor = 1e-9
-    shown = [max(spreads[label], floor) for label in labels]
-    bars = ax2.bar(range(len(labels)), shown, color=[COLORS.get(label, EXTRA_COLOR) for label in labels])
-    ax2.set_yscale("log")
-    ax2.set_ylim(floor / 3, max(shown) * 30)  # room above the tallest bar for its label
-    ax2.set_xticks(range(len(labels)), labels=labels, rotation=20)
-    texts = ["0 (exact)" if spreads[label] == 0 else f"{spreads[label]:.1e}" for label in labels]
-    ax2.bar_label(bars, labels=texts, fontsize=8, padding=2)
-    ax2.set_ylabel("max spread of the logit at a fixed m - n\n/ std of all logits (log)")
-    absolute = [label for label in labels if models[label]["model"].config.pos in ("learned", "sinusoidal")]
-    relative = [label for label in labels if label not in absolute]
-    worst_rel = max((spreads[label] for label in relative), default=float("nan"))
-    best_abs = min((spreads[label] for label in absolute), default=float("nan"))
-    ax2.set_title(f"Relative encodings: spread <= {worst_rel:.1e}; added positions: >= {best_abs:.2f}\n"
-                  f"(over {cfg['n_pairs']} token pairs, 4 heads, all offsets < L={L})")
-    demo.save_figure(fig, "relative.png")
+        fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(12.5, 4.6))
+        for label, values in traces.items():
+            ax1.plot(np.arange(offset, offset + len(values)), values, color=COLORS.get(label, EXTRA_COLOR),
+                     label=label, lw=1.5)
+        ax1.axvline(L, color="black", ls=":", lw=1)
+        ax1.text(L + 2, ax1.get_ylim()[0], f"L={L}", fontsize=8, va="bottom")
+        ax1.set_xlabel(f"query position m (key at m - {offset})")
+        ax1.set_ylabel("layer-0 attention logit, head 1")
+        ax1.set_title("Same two tokens, same offset 4, moved along the sequence:\n"
+                      "a flat line = the logit depends only on m - n")
+        ax1.legend(fontsize=8)
+        labels = list(spreads)
+        floor = 1e-9
+        shown = [max(spreads[label], floor) for label in labels]
+        bars = ax2.bar(range(len(labels)), shown, color=[COLORS.get(label, EXTRA_COLOR) for label in labels])
+        ax2.set_yscale("log")
+        ax2.set_ylim(floor / 3, max(shown) * 30)  # room above the tallest bar for its label
+        ax2.set_xticks(range(len(labels)), labels=labels, rotation=20)
+        texts = ["0 (exact)" if spreads[label] == 0 else f"{spreads[label]:.1e}" for label in labels]
+        ax2.bar_label(bars, labels=texts, fontsize=8, padding=2)
+        ax2.set_ylabel("max spread of the logit at a fixed m - n\n/ std of all logits (log)")
+        absolute = [label for label in labels
+                    if models[label]["model"].config.pos in ("learned", "sinusoidal")]
+        relative = [label for label in labels if label not in absolute]
+        worst_rel = max((spreads[label] for label in relative), default=float("nan"))
+        best_abs = min((spreads[label] for label in absolute), default=float("nan"))
+        ax2.set_title(f"Relative encodings: spread <= {worst_rel:.1e}; added positions: >= {best_abs:.2f}\n"
+                      f"(over {cfg['n_pairs']} token pairs, 4 heads, all offsets < L={L})")
+        demo.save_figure(fig, "relative.png")
 
-    demo.say(f"3. Layer-0 attention logits of the trained models, {cfg['n_pairs']} token pairs, every (m, n) "
-             f"with the same offset m - n < L: max spread / std of the logits =")
-    demo.say("   " + ", ".join(f"{label} {spreads[label]:.2g}" for label in labels))
-    if relative and absolute:
-        holds = worst_rel < 1e-4 and best_abs > 1e-2
-        demo.say(f"   {'As the maths says' if holds else 'UNEXPECTED'}: RoPE/ALiBi/none logits are a "
-                 f"function of m - n (spread {worst_rel:.1e}, float rounding), while added "
-                 f"sinusoidal/learned positions make one offset score differently at different places "
-                 f"(spread {best_abs:.2f} of a std).")
-    demo.say(f"   (check: the reconstructed logits reproduce each model's own layer-0 attention to "
-             f"{max(checks.values()):.1e})")
-    return {"max_relative_spread": spreads, "offset_traced": offset, "token_pairs": pairs,
-            "reconstruction_max_abs_diff": checks}
+        demo.say(f"3. Layer-0 attention logits of the trained models, {cfg['n_pairs']} token pairs, "
+                 "every (m, n) "
+                 f"with the same offset m - n < L: max spread / std of the logits =")
+        demo.say("   " + ", ".join(f"{label} {spreads[label]:.2g}" for label in labels))
+        if relative and absolute:
+            holds = worst_rel < 1e-4 and best_abs > 1e-2
+            demo.say(f"   {'As the maths says' if holds else 'UNEXPECTED'}: RoPE/ALiBi/none logits are a "
+                     f"function of m - n (spread {worst_rel:.1e}, float rounding), while added "
+                     f"sinusoidal/learned positions make one offset score differently at different places "
+                     f"(spread {best_abs:.2f} of a std).")
+        demo.say(f"   (check: the reconstructed logits reproduce each model's own layer-0 attention to "
+                 f"{max(checks.values()):.1e})")
+        return {"max_relative_spread": spreads, "offset_traced": offset, "token_pairs": pairs,
+                "reconstruction_max_abs_diff": checks}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -429,16 +482,16 @@ def alibi_experiment(demo: Demo, cfg: dict, n_positions: int) -> dict:
 # 5. extrapolation: loss per position up to K * L
 
 
-@torch.no_grad()
 def per_position_loss(model: GPT, windows: torch.Tensor, *, allow_longer: bool,
                       chunk: int = 32) -> torch.Tensor:
     """windows: (N, T + 1) token ids -> (N, T) cross-entropy of predicting token t + 1 from tokens 0..t."""
-    losses = []
-    for part in windows.split(chunk):
-        x, y = part[:, :-1], part[:, 1:]  # (n, T) each
-        logits, _ = model(x, allow_longer=allow_longer)  # (n, T, vocab)
-        losses.append(F.cross_entropy(logits.transpose(1, 2), y, reduction="none"))  # (n, T)
-    return torch.cat(losses).double().cpu()
+    with torch.no_grad():
+        losses = []
+        for part in windows.split(chunk):
+            x, y = part[:, :-1], part[:, 1:]  # (n, T) each
+            logits, _ = model(x, allow_longer=allow_longer)  # (n, T, vocab)
+            losses.append(F.cross_entropy(logits.transpose(1, 2), y, reduction="none"))  # (n, T)
+        return torch.cat(losses).double().cpu()
 
 
 def extrapolation_title(results: dict, labels: list[str]) -> str:
@@ -651,6 +704,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _run(args) -> dict:
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     if args.train_len is not None:

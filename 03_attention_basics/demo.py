@@ -2,6 +2,7 @@
 the causal mask and the 1/sqrt(d) scale.
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show] [--no-scale] [--no-mask]
+                   [--corpus stories|python-docs|python-code|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. attention_maps.png    every head of the trained lab GPT on one story passage, and the heads that link
@@ -23,29 +24,62 @@ training steps for it and the baseline, and its samples printed in full):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
-import torch.nn.functional as F
-from matplotlib.colors import PowerNorm
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter
-
-from llmlab.attention_basics.attention import (
-    MultiHeadAttention,
-    attention_distance,
-    attention_entropy,
-    head_divergence,
-)
-from llmlab.transformer_block import GPT, attention_maps
-from llmlab.transformer_block.pretrained import LabModel, lab_model
-from llmlab.utils import Demo, TrainConfig, cached_training, demo_parser, get_batch, plotting, train
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.stories import generate_story_with_facts
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+    from llmlab.attention_basics.attention import (
+        MultiHeadAttention,
+        attention_distance,
+        attention_entropy,
+        head_divergence,
+    )
+    from llmlab.transformer_block import GPT, attention_maps
+    from llmlab.transformer_block.pretrained import LabModel, lab_model
+    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global plt, np, torch, F, PowerNorm, Rectangle, FuncFormatter, MultiHeadAttention
+    global attention_distance, attention_entropy, head_divergence, GPT, attention_maps, LabModel
+    global lab_model, Demo, TrainConfig, cached_training, get_batch, plotting, train
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+    from llmlab.attention_basics.attention import (
+        MultiHeadAttention,
+        attention_distance,
+        attention_entropy,
+        head_divergence,
+    )
+    from llmlab.transformer_block import GPT, attention_maps
+    from llmlab.transformer_block.pretrained import LabModel, lab_model
+    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+
 
 PASSAGE = ('Once upon a time, there was a girl named Mia who lived near the river. Mia had a red ball, '
            'and she took it everywhere. One day, Tom kicked the ball, and it rolled away. '
@@ -568,26 +602,26 @@ def saturation_experiment(demo: Demo, cfg: dict) -> dict:
 # 6. breaking it: train without the scale and without the mask
 
 
-@torch.no_grad()
 def generation_time_loss(model: GPT, x: torch.Tensor, y: torch.Tensor, stride: int = 1) -> float:
     """The next-token loss when position t sees tokens 0..t only, as in generation: one run per prefix,
     for every `stride`-th position t.
 
     For a causal model this equals the ordinary (teacher-forced) loss; a model trained without the mask
     loses the future tokens it learned to read."""
-    model.eval()
-    losses = [F.cross_entropy(model(x[:, : t + 1])[0][:, -1], y[:, t], reduction="none")
-              for t in range(0, x.shape[1], stride)]
-    return float(torch.stack(losses).mean())
+    with torch.no_grad():
+        model.eval()
+        losses = [F.cross_entropy(model(x[:, : t + 1])[0][:, -1], y[:, t], reduction="none")
+                  for t in range(0, x.shape[1], stride)]
+        return float(torch.stack(losses).mean())
 
 
-@torch.no_grad()
 def judge_nll(judge: GPT, prompt_len: int, ids: torch.Tensor) -> float:
     """Mean NLL (nats/token) of the generated tokens ids[:, prompt_len:] under the `judge` model."""
-    ids = ids[:, : judge.config.block_size]
-    logits, _ = judge(ids[:, :-1])
-    nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T - 1)
-    return float(nll[:, prompt_len - 1:].mean())
+    with torch.no_grad():
+        ids = ids[:, : judge.config.block_size]
+        logits, _ = judge(ids[:, :-1])
+        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T - 1)
+        return float(nll[:, prompt_len - 1:].mean())
 
 
 def word_statistics(texts: list[str], words: set[str]) -> dict:
@@ -599,6 +633,12 @@ def word_statistics(texts: list[str], words: set[str]) -> dict:
         repeats += sum(a == b for a, b in zip(found, found[1:]))
         total += len(found)
     return {"real_word_fraction": real / max(1, total), "repeat_fraction": repeats / max(1, total)}
+
+
+def token_digest(ids: torch.Tensor) -> str:
+    """The SHA-256 of a token stream: the cache key of a model trained on it (by content, whatever the
+    corpus and its file name)."""
+    return hashlib.sha256(ids.cpu().numpy().tobytes()).hexdigest()[:16]
 
 
 def train_variants(demo: Demo, lab: LabModel, cfg: dict) -> tuple[dict, dict, dict]:
@@ -616,7 +656,7 @@ def train_variants(demo: Demo, lab: LabModel, cfg: dict) -> tuple[dict, dict, di
                              eval_interval=max(1, steps // (4 if demo.quick else 10)))
         key = {"what": "lesson03-break", "config": config.cache_key(), "train": asdict(recipe),
                "seed": demo.seed,
-               "data": {"corpus": "stories", "quick": demo.quick, "n_train_tokens": len(lab.train_data)}}
+               "data": {"train": token_digest(lab.train_data), "val": token_digest(lab.val_data)}}
 
         def build(config=config):
             torch.manual_seed(demo.seed)
@@ -783,7 +823,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = demo_parser(__doc__)
     parser.add_argument("--no-scale", action="store_true", help="focus on training without 1/sqrt(head_dim)")
     parser.add_argument("--no-mask", action="store_true", help="focus on training without the causal mask")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="lab model's text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     lab = lab_model("gpt2", quick=demo.quick, device=demo.device)

@@ -32,16 +32,39 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from matplotlib.colors import PowerNorm
-
-from llmlab.normalization import NORMS
-from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
-from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
-from llmlab.utils import Demo, TrainConfig, cached_training, demo_parser, get_batch, plotting, train
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import claim_mark, compare, effect
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from matplotlib.colors import PowerNorm
+
+    from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
+    from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
+    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, PowerNorm, GPT, attention_maps, logit_lens, residual_norms, PRESETS
+    global LabModel, lab_model, Demo, TrainConfig, cached_training, get_batch, plotting, train
+    import numpy as np
+    import torch
+    from matplotlib.colors import PowerNorm
+
+    from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
+    from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
+    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+
+
+PRESET_NAMES = ("gpt2", "llama")  # the keys of pretrained.PRESETS, for --preset before torch is imported
+NORM_NAMES = ("layernorm", "rmsnorm", "none")  # lesson 10's NORMS, for --norm
 
 # A story opening in the corpus's style: the name comes back, so a model that has learned to copy it
 # through attention predicts it where the lens of the early layers cannot.
@@ -120,10 +143,10 @@ def eval_batches(lab: LabModel, cfg: dict, seed: int, device) -> list[tuple[torc
             for _ in range(cfg["eval_batches"])]
 
 
-@torch.no_grad()
 def mean_loss(model: GPT, batches) -> float:
-    model.eval()
-    return float(np.mean([model(x, y)[1].item() for x, y in batches]))
+    with torch.no_grad():
+        model.eval()
+        return float(np.mean([model(x, y)[1].item() for x, y in batches]))
 
 
 def count_model_losses(train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int,
@@ -194,24 +217,25 @@ def training_and_samples(demo: Demo, cfg: dict, models: dict[str, LabModel], bat
 # 2. the logit lens
 
 
-@torch.no_grad()
 def lens_statistics(model: GPT, batches) -> dict:
     """Per layer (embeddings, block 1..L): the lens cross-entropy, top-1 accuracy, median rank and mean
     probability of the true next token, and how often the top-1 is the input token itself."""
-    ce, acc, prob, ranks, echo = [], [], [], [], []
-    for x, y in batches:
-        lens = logit_lens(model, x)  # (L+1, B, T, V)
-        log_p = lens.log_softmax(dim=-1)
-        true = log_p.gather(-1, y[None, ..., None].expand(lens.shape[0], -1, -1, 1))[..., 0]  # (L+1, B, T)
-        ce.append(-true.mean(dim=(1, 2)))
-        acc.append((lens.argmax(dim=-1) == y[None]).float().mean(dim=(1, 2)))
-        echo.append((lens.argmax(dim=-1) == x[None]).float().mean(dim=(1, 2)))
-        prob.append(true.exp().mean(dim=(1, 2)))
-        ranks.append((log_p > true[..., None]).sum(dim=-1).flatten(1).float())  # (L+1, B*T), 0 = top-1
-    return {"loss": torch.stack(ce).mean(0).tolist(), "top1_accuracy": torch.stack(acc).mean(0).tolist(),
-            "p_true": torch.stack(prob).mean(0).tolist(),
-            "median_rank": torch.cat(ranks, dim=1).median(dim=1).values.add(1).tolist(),
-            "top1_is_input": torch.stack(echo).mean(0).tolist()}
+    with torch.no_grad():
+        ce, acc, prob, ranks, echo = [], [], [], [], []
+        for x, y in batches:
+            lens = logit_lens(model, x)  # (L+1, B, T, V)
+            log_p = lens.log_softmax(dim=-1)
+            # (L+1, B, T)
+            true = log_p.gather(-1, y[None, ..., None].expand(lens.shape[0], -1, -1, 1))[..., 0]
+            ce.append(-true.mean(dim=(1, 2)))
+            acc.append((lens.argmax(dim=-1) == y[None]).float().mean(dim=(1, 2)))
+            echo.append((lens.argmax(dim=-1) == x[None]).float().mean(dim=(1, 2)))
+            prob.append(true.exp().mean(dim=(1, 2)))
+            ranks.append((log_p > true[..., None]).sum(dim=-1).flatten(1).float())  # (L+1, B*T), 0 = top-1
+        return {"loss": torch.stack(ce).mean(0).tolist(), "top1_accuracy": torch.stack(acc).mean(0).tolist(),
+                "p_true": torch.stack(prob).mean(0).tolist(),
+                "median_rank": torch.cat(ranks, dim=1).median(dim=1).values.add(1).tolist(),
+                "top1_is_input": torch.stack(echo).mean(0).tolist()}
 
 
 def logit_lens_experiment(demo: Demo, models: dict[str, LabModel], main: str, batches) -> dict:
@@ -290,23 +314,23 @@ def logit_lens_experiment(demo: Demo, models: dict[str, LabModel], main: str, ba
 # 3. attention maps
 
 
-@torch.no_grad()
 def attention_statistics(model: GPT, x: torch.Tensor) -> dict:
     """Per layer: head-averaged mean look-back distance (tokens), attention on the previous token and
     on the first token, and the largest previous-token share of any single head (queries i >= 1)."""
-    maps = attention_maps(model, x)  # n_layer x (B, H, T, T)
-    T = x.shape[1]
-    positions = torch.arange(T, device=x.device)
-    distance = (positions[:, None] - positions[None, :]).clamp(min=0).float()  # (T, T): i - j
-    rows = torch.arange(1, T, device=x.device)
-    out = {"look_back_tokens": [], "previous_token": [], "first_token": [], "max_head_previous_token": []}
-    for w in maps:
-        prev = w[:, :, rows, rows - 1].mean(dim=(0, 2))  # (H,)
-        out["previous_token"].append(prev.mean().item())
-        out["max_head_previous_token"].append(prev.max().item())
-        out["first_token"].append(w[:, :, 1:, 0].mean().item())
-        out["look_back_tokens"].append((w * distance).sum(-1)[:, :, 1:].mean().item())
-    return out
+    with torch.no_grad():
+        maps = attention_maps(model, x)  # n_layer x (B, H, T, T)
+        T = x.shape[1]
+        positions = torch.arange(T, device=x.device)
+        distance = (positions[:, None] - positions[None, :]).clamp(min=0).float()  # (T, T): i - j
+        rows = torch.arange(1, T, device=x.device)
+        out = {"look_back_tokens": [], "previous_token": [], "first_token": [], "max_head_previous_token": []}
+        for w in maps:
+            prev = w[:, :, rows, rows - 1].mean(dim=(0, 2))  # (H,)
+            out["previous_token"].append(prev.mean().item())
+            out["max_head_previous_token"].append(prev.max().item())
+            out["first_token"].append(w[:, :, 1:, 0].mean().item())
+            out["look_back_tokens"].append((w * distance).sum(-1)[:, :, 1:].mean().item())
+        return out
 
 
 def attention_experiment(demo: Demo, cfg: dict, lab: LabModel, name: str, batches) -> dict:
@@ -714,11 +738,11 @@ def residual_norm_experiment(demo: Demo, models: dict[str, LabModel], small: dic
 def main(argv: list[str] | None = None) -> dict:
     """Parse the flags, run every experiment, write the figures and results.json."""
     parser = demo_parser(__doc__)
-    parser.add_argument("--preset", choices=tuple(PRESETS), default="gpt2",
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="gpt2",
                         help="architecture of the main model and of the ablation models (default gpt2)")
     parser.add_argument("--no-residual", action="store_true",
                         help="break: main model without residual connections (x = f(norm(x)))")
-    parser.add_argument("--norm", choices=NORMS, default=None,
+    parser.add_argument("--norm", choices=NORM_NAMES, default=None,
                         help="break: the main model's normalization (default: the preset's)")
     parser.add_argument("--postnorm", action="store_true",
                         help="break: main model with post-norm blocks, x = norm(x + f(x))")
@@ -730,6 +754,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.depth is not None and args.depth < 1:
         parser.error(f"--depth must be >= 1, got {args.depth}")
 
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     results = demo.results

@@ -24,27 +24,61 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-from llmlab.kv_cache.cache import cache_for  # a later lesson's cache, used for speed
-from llmlab.sampling import (
-    PRESETS,
-    apply_temperature,
-    entropy,
-    filter_logits,
-    kept_mass,
-    min_p_filter,
-    n_kept,
-    sample,
-    top_k_filter,
-    top_p_filter,
-)
-from llmlab.transformer_block.pretrained import LabModel, lab_model
-from llmlab.utils import Demo, demo_parser, plotting
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import effect
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from llmlab.kv_cache.cache import cache_for  # a later lesson's cache, used for speed
+    from llmlab.sampling import (
+        PRESETS,
+        apply_temperature,
+        entropy,
+        filter_logits,
+        kept_mass,
+        min_p_filter,
+        n_kept,
+        sample,
+        top_k_filter,
+        top_p_filter,
+    )
+    from llmlab.transformer_block.pretrained import LabModel, lab_model
+    from llmlab.utils import Demo, plotting
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, FuncFormatter, LogLocator, NullFormatter, cache_for, PRESETS, apply_temperature
+    global entropy, filter_logits, kept_mass, min_p_filter, n_kept, sample, top_k_filter, top_p_filter
+    global LabModel, lab_model, Demo, plotting
+    import numpy as np
+    import torch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from llmlab.kv_cache.cache import cache_for  # a later lesson's cache, used for speed
+    from llmlab.sampling import (
+        PRESETS,
+        apply_temperature,
+        entropy,
+        filter_logits,
+        kept_mass,
+        min_p_filter,
+        n_kept,
+        sample,
+        top_k_filter,
+        top_p_filter,
+    )
+    from llmlab.transformer_block.pretrained import LabModel, lab_model
+    from llmlab.utils import Demo, plotting
+
 
 MIN_CONTEXT = 16  # positions with fewer tokens of context are left out of the statistics
 
@@ -105,25 +139,26 @@ def mean_se(values) -> tuple[float, float]:
 # data: real contexts, and text generated under a sampling setting
 
 
-@torch.inference_mode()
 def real_contexts(lab: LabModel, n_windows: int, seed: int, device) -> dict:
     """Next-token logits at every position (>= MIN_CONTEXT) of random validation windows.
 
     One forward pass of (n_windows, block_size) tokens gives n_windows · (block_size - MIN_CONTEXT)
     real contexts, each with the token that actually came next.
     """
-    block = lab.config.block_size
-    g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(len(lab.val_data) - block - 1, (n_windows,), generator=g)
-    windows = lab.val_data[starts[:, None] + torch.arange(block + 1)].to(device)  # (W, block + 1)
-    logits, _ = lab.model(windows[:, :-1])  # (W, block, vocab)
-    logits = logits[:, MIN_CONTEXT - 1:].float()  # (W, block - MIN_CONTEXT + 1, vocab)
-    targets = windows[:, MIN_CONTEXT:]  # the real next tokens, same leading shape
-    return {"windows": windows, "logits": logits.reshape(-1, logits.shape[-1]).cpu(),
-            "targets": targets.reshape(-1).cpu()}
+    with torch.inference_mode():
+        block = lab.config.block_size
+        g = torch.Generator().manual_seed(seed)
+        starts = torch.randint(len(lab.val_data) - block - 1, (n_windows,), generator=g)
+        windows = lab.val_data[starts[:, None] + torch.arange(block + 1)].to(device)  # (W, block + 1)
+        logits, _ = lab.model(windows[:, :-1])  # (W, block, vocab)
+        logits = logits[:, MIN_CONTEXT - 1:].float()  # (W, block - MIN_CONTEXT + 1, vocab)
+        targets = windows[:, MIN_CONTEXT:]  # the real next tokens, same leading shape
+        return {"windows": windows, "logits": logits.reshape(-1, logits.shape[-1]).cpu(),
+                "targets": targets.reshape(-1).cpu()}
 
 
-Sampler = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+if TYPE_CHECKING:  # a type alias for readers and type checkers
+    Sampler = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def make_sampler(temperature_last: bool = False, **knobs) -> Sampler:
@@ -135,28 +170,30 @@ def make_sampler(temperature_last: bool = False, **knobs) -> Sampler:
                                     generator=g)
 
 
-@torch.inference_mode()
 def sample_continuations(lab: LabModel, prompts: torch.Tensor, n_new: int, sampler: Sampler,
                          seed: int) -> dict:
     """Sample n_new tokens after each prompt (B, T0); also the model's own NLL (T = 1, unfiltered) of
     every sampled token: how likely the model finds what the sampling rule picked."""
-    device = prompts.device
-    generator = torch.Generator(device=device).manual_seed(seed)  # the same draws for every setting
-    T0 = prompts.shape[1]
-    # lesson 06's KV cache: without it every token would recompute the whole context (minutes, not seconds)
-    cache = cache_for(lab.model, batch_size=prompts.shape[0], max_len=T0 + n_new)
-    logits, _ = lab.model(prompts, positions=torch.arange(T0, device=device), kv_cache=cache)
-    last = logits[:, -1].float()  # (B, vocab)
-    tokens, nll = [], []
-    for t in range(n_new):
-        ids = sampler(last, generator)  # (B,)
-        nll.append(-last.log_softmax(-1).gather(-1, ids[:, None])[:, 0])  # (B,)
-        tokens.append(ids)
-        if t < n_new - 1:
-            position = torch.tensor([T0 + t], device=device)  # (1,): where the new token sits
-            logits, _ = lab.model(ids[:, None], positions=position, kv_cache=cache)
-            last = logits[:, -1].float()
-    return {"tokens": torch.stack(tokens, 1).cpu(), "nll": torch.stack(nll, 1).cpu()}  # (B, n_new) each
+    with torch.inference_mode():
+        device = prompts.device
+        # the same draws for every setting
+        generator = torch.Generator(device=device).manual_seed(seed)
+        T0 = prompts.shape[1]
+        # lesson 06's KV cache: without it every token would recompute the whole context
+        # (minutes, not seconds)
+        cache = cache_for(lab.model, batch_size=prompts.shape[0], max_len=T0 + n_new)
+        logits, _ = lab.model(prompts, positions=torch.arange(T0, device=device), kv_cache=cache)
+        last = logits[:, -1].float()  # (B, vocab)
+        tokens, nll = [], []
+        for t in range(n_new):
+            ids = sampler(last, generator)  # (B,)
+            nll.append(-last.log_softmax(-1).gather(-1, ids[:, None])[:, 0])  # (B,)
+            tokens.append(ids)
+            if t < n_new - 1:
+                position = torch.tensor([T0 + t], device=device)  # (1,): where the new token sits
+                logits, _ = lab.model(ids[:, None], positions=position, kv_cache=cache)
+                last = logits[:, -1].float()
+        return {"tokens": torch.stack(tokens, 1).cpu(), "nll": torch.stack(nll, 1).cpu()}  # (B, n_new) each
 
 
 def distinct_n(sequences: list[list[int]], n: int = 2) -> float:
@@ -682,6 +719,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _run(args) -> dict:
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     results, timings = demo.results, {}

@@ -25,15 +25,37 @@ Break flags:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from scipy.optimize import nnls
+from llmlab.utils.cli import demo_parser
 
-from llmlab.kv_cache import Int8KVCache, KVCache, SlidingWindowKVCache, generate, kv_cache_bytes
-from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config
-from llmlab.transformer_block.pretrained import lab_model
-from llmlab.utils import Demo, demo_parser, plotting
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from scipy.optimize import nnls
+
+    from llmlab.kv_cache import Int8KVCache, KVCache, SlidingWindowKVCache, generate, kv_cache_bytes
+    from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import Demo, plotting
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, nnls, Int8KVCache, KVCache, SlidingWindowKVCache, generate, kv_cache_bytes, GPT
+    global GPTConfig, gpt2_config, llama_config, lab_model, Demo, plotting
+    import numpy as np
+    import torch
+    from scipy.optimize import nnls
+
+    from llmlab.kv_cache import Int8KVCache, KVCache, SlidingWindowKVCache, generate, kv_cache_bytes
+    from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import Demo, plotting
+
 
 CURRICULUM = {100: 10.0, 1000: 100.0}  # the seed's claim: "10x @ len=100, 100x+ @ len=1000"
 
@@ -183,13 +205,15 @@ def speedup(demo: Demo, cfg: dict, timing: dict) -> dict:
 # 3: memory
 
 
-REAL_SHAPES = {  # (config, bytes per element): published architectures, fp16
-    "GPT-2 small": gpt2_config(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, d_model=768),
-    "Llama-2-7B": llama_config(vocab_size=32000, block_size=4096, n_layer=32, n_head=32, d_model=4096,
-                               d_ff=11008),
-    "Llama-3-8B (GQA, 8 K/V heads)": llama_config(vocab_size=128256, block_size=8192, n_layer=32, n_head=32,
-                                                   n_kv_head=8, d_model=4096, d_ff=14336),
-}
+def real_shapes() -> dict:
+    """Published architectures (their caches are counted in fp16)."""
+    return {
+        "GPT-2 small": gpt2_config(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, d_model=768),
+        "Llama-2-7B": llama_config(vocab_size=32000, block_size=4096, n_layer=32, n_head=32, d_model=4096,
+                                   d_ff=11008),
+        "Llama-3-8B (GQA, 8 K/V heads)": llama_config(vocab_size=128256, block_size=8192, n_layer=32,
+                                                       n_head=32, n_kv_head=8, d_model=4096, d_ff=14336),
+    }
 
 
 def n_parameters(config: GPTConfig) -> int:
@@ -212,7 +236,7 @@ def memory(demo: Demo, quick: bool) -> dict:
     shapes = {
         "lab GPT-2 (4 layers, 4 heads)": gpt2_config(vocab_size=1024, block_size=1024),
         "lab Llama, 1 K/V head (MQA)": llama_config(vocab_size=1024, block_size=1024, n_kv_head=1),
-        **REAL_SHAPES,
+        **real_shapes(),
     }
     lengths = [128, 512, 2048, 8192] if quick else [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
     out, max_rel_error = {}, 0.0
@@ -437,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.window is not None and args.window < 1:
         parser.error(f"--window must be >= 1, got {args.window}")
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     results = {}

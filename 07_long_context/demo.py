@@ -2,6 +2,7 @@
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
                    [--window W] [--chunk-size C] [--train-len L] [--mem-budget-mb M] [--no-rescale]
+                   [--corpus stories|python-docs|python-code|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. attention_cost.png    peak memory and time vs sequence length T of full, sliding-window and
@@ -23,40 +24,84 @@ Break flags:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import subprocess
 import sys
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from llmlab.utils.cli import demo_parser
 
-from llmlab.attention_basics import scaled_dot_product_attention
-from llmlab.long_context import (
-    PeakMemory,
-    chunked_attention,
-    loss_per_position,
-    sliding_window_attention,
-    sliding_window_mask,
-    windowed_attention,
-)
-from llmlab.transformer_block import GPT, llama_config
-from llmlab.transformer_block.pretrained import lab_tokenizer
-from llmlab.utils import (
-    Demo,
-    History,
-    TrainConfig,
-    cached_training,
-    demo_parser,
-    encode,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.long_context import (
+        PeakMemory,
+        chunked_attention,
+        loss_per_position,
+        sliding_window_attention,
+        sliding_window_mask,
+        windowed_attention,
+    )
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        CORPORA,
+        Demo,
+        History,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, F, scaled_dot_product_attention, PeakMemory, chunked_attention, loss_per_position
+    global sliding_window_attention, sliding_window_mask, windowed_attention, GPT, llama_config
+    global lab_tokenizer, Demo, History, TrainConfig, cached_training, encode, load_corpus, plotting
+    global train, train_val_split, CORPORA
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.long_context import (
+        PeakMemory,
+        chunked_attention,
+        loss_per_position,
+        sliding_window_attention,
+        sliding_window_mask,
+        windowed_attention,
+    )
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        CORPORA,
+        Demo,
+        History,
+        TrainConfig,
+        cached_training,
+        encode,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 ENCODINGS = ("none", "sinusoidal", "rope", "alibi")
 MiB = 2**20
@@ -355,10 +400,12 @@ def exactness(demo: Demo, cfg: dict, args) -> dict:
 
 def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
     """One small Llama-style GPT per positional encoding at block_size L, plus rope at 4 L (cached)."""
-    text = load_corpus("stories", cfg["n_chars"], seed=demo.seed)
+    text = load_corpus(args.corpus, cfg["n_chars"], seed=demo.seed)
     tokenizer = lab_tokenizer(text)
     train_text, val_text = train_val_split(text, 0.1)
     train_data, val_data = encode(train_text, tokenizer), encode(val_text, tokenizer)
+    corpus_key = {"name": args.corpus if args.corpus in CORPORA else "file",
+                  "sha256": hashlib.sha256(text.encode()).hexdigest()}  # by content, not by path
     L = args.train_len
     runs = {pos: (pos, L, cfg["batch_size"]) for pos in ENCODINGS}
     # the same tokens per step (batch x length) and the same steps: only the context length differs
@@ -371,7 +418,7 @@ def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
                              warmup_steps=max(1, cfg["steps"] // 10), eval_interval=max(1, cfg["steps"] // 5),
                              eval_iters=10)
         key = {"what": "long_context_gpt", "config": config.cache_key(), "train": asdict(recipe),
-               "corpus": "stories", "n_chars": cfg["n_chars"], "tokenizer": "bpe-gpt4-split-1024",
+               "corpus": corpus_key, "tokenizer": "bpe-gpt4-split-1024",
                "seed": demo.seed}
 
         def build(config=config):
@@ -386,7 +433,7 @@ def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
         models[name] = {"model": model.to(demo.device).eval(), "history": history, "cache_hit": hit,
                         "block_size": block}
     demo.say(f"\n   Trained {len(models)} GPTs (Llama-style, 2 layers, d_model 64, 4 heads) on "
-             f"{cfg['n_chars'] // 1000} kB of stories, {cfg['steps']} steps of {cfg['batch_size'] * L} "
+             f"{cfg['n_chars'] // 1000} kB of {args.corpus}, {cfg['steps']} steps of {cfg['batch_size'] * L} "
              "tokens: "
              + ", ".join(f"{n} val {m['history'].final_val_loss:.2f}"
                          + (" (cached)" if m["cache_hit"] else "") for n, m in models.items()))
@@ -636,10 +683,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip sizes whose predicted peak memory exceeds this many MiB")
     parser.add_argument("--no-rescale", action="store_true",
                         help="break the online softmax: no e^(m - m') correction of earlier chunks")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="the small GPTs' text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     for name in ("window", "chunk_size", "train_len", "mem_budget_mb"):
         if getattr(args, name) < 1 or (name == "train_len" and getattr(args, name) < 8):
             parser.error(f"--{name.replace('_', '-')} must be >= {8 if name == 'train_len' else 1}")
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     demo.results["settings"] = cfg

@@ -2,6 +2,7 @@
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
                    [--aux-coef X] [--z-loss X] [--n-experts N] [--capacity-factor F] [--steps N]
+                   [--corpus stories|python-docs|python-code|PATH]
 
 Small Llama-style lab GPTs (2 layers, d_model 64, SwiGLU, character tokens) are trained through
 llmlab.utils.train; the MoE models replace each FFN with lesson 08's MoELayer (GPTConfig.n_experts).
@@ -26,27 +27,58 @@ Break flags:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from llmlab.moe import MoELayer
-from llmlab.transformer_block import GPT, llama_config
-from llmlab.utils import (
-    CharTokenizer,
-    Demo,
-    TrainConfig,
-    demo_parser,
-    encode,
-    estimate_loss,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import COLLAPSE_RULE, compare, load_verdict
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from llmlab.moe import MoELayer
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        encode,
+        estimate_loss,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, nn, FlopCounterMode, MoELayer, GPT, llama_config, CharTokenizer, Demo, TrainConfig
+    global encode, estimate_loss, load_corpus, plotting, train, train_val_split
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from llmlab.moe import MoELayer
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.utils import (
+        CharTokenizer,
+        Demo,
+        TrainConfig,
+        encode,
+        estimate_loss,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 COLORS = {"dense": "tab:gray", "moe_top1": "tab:blue", "dense_wide": "black", "moe_top2": "tab:orange",
           "moe_no_aux": "tab:red"}
@@ -66,30 +98,34 @@ def settings(quick: bool, args) -> dict:
     return cfg
 
 
-class RoutingRecorder(nn.Module):
+def routing_recorder(model: GPT) -> nn.Module:
     """Wraps a GPT for llmlab.utils.train and records, at every training step, what each MoE layer did:
-    the fraction of assignments per expert (n_layer, E), the router entropy and the dropped assignments."""
+    the fraction of assignments per expert (n_layer, E), the router entropy and the dropped assignments.
+    (The class is defined in this function because torch is imported only once the flags are parsed.)"""
 
-    def __init__(self, model: GPT) -> None:
-        super().__init__()
-        self.model = model
-        self.utilisation: list[np.ndarray] = []  # per step: (n_layer, E)
-        self.entropy: list[float] = []  # per step: mean over layers, nats
-        self.dropped: list[float] = []  # per step: fraction of assignments dropped
+    class RoutingRecorder(nn.Module):
+        def __init__(self, model: GPT) -> None:
+            super().__init__()
+            self.model = model
+            self.utilisation: list[np.ndarray] = []  # per step: (n_layer, E)
+            self.entropy: list[float] = []  # per step: mean over layers, nats
+            self.dropped: list[float] = []  # per step: fraction of assignments dropped
 
-    def forward(self, idx, targets=None):
-        out = self.model(idx, targets)
-        if self.training:
-            stats = [b.ffn.last_stats for b in self.model.blocks if isinstance(b.ffn, MoELayer)]
-            if stats:
-                self.utilisation.append(np.stack([s.tokens_per_expert.cpu().numpy() for s in stats]))
-                self.entropy.append(float(np.mean([s.router_entropy for s in stats])))
-                self.dropped.append(sum(s.n_dropped for s in stats) / sum(s.n_assignments for s in stats))
-        return out
+        def forward(self, idx, targets=None):
+            out = self.model(idx, targets)
+            if self.training:
+                stats = [b.ffn.last_stats for b in self.model.blocks if isinstance(b.ffn, MoELayer)]
+                if stats:
+                    self.utilisation.append(np.stack([s.tokens_per_expert.cpu().numpy() for s in stats]))
+                    self.entropy.append(float(np.mean([s.router_entropy for s in stats])))
+                    self.dropped.append(sum(s.n_dropped for s in stats) / sum(s.n_assignments for s in stats))
+            return out
+
+    return RoutingRecorder(model)
 
 
-def load_data(cfg: dict, seed: int) -> dict:
-    text = load_corpus("stories", cfg["corpus_chars"], seed=seed)
+def load_data(cfg: dict, corpus: str, seed: int) -> dict:
+    text = load_corpus(corpus, cfg["corpus_chars"], seed=seed)
     tokenizer = CharTokenizer.from_text(text)  # characters: the FFNs, not the vocabulary, dominate compute
     train_ids, val_ids = train_val_split(encode(text, tokenizer), 0.1)
     return dict(tokenizer=tokenizer, train=train_ids, val=val_ids, vocab_size=tokenizer.vocab_size)
@@ -111,7 +147,7 @@ def train_run(demo: Demo, cfg: dict, data: dict, name: str, *, seed_offset: int 
                           n_head=cfg["n_head"], d_model=cfg["d_model"], **overrides)
     torch.manual_seed(demo.seed + seed_offset)
     model = GPT(config)
-    recorder = RoutingRecorder(model)
+    recorder = routing_recorder(model)
     tc = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], block_size=cfg["block_size"],
                      lr=3e-3, warmup_steps=max(1, cfg["steps"] // 10),
                      eval_interval=max(1, cfg["steps"] // cfg["n_evals"]), eval_iters=cfg["eval_iters"])
@@ -418,13 +454,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--capacity-factor", type="positive_float", default=None,
                         help="train the MoE runs with this capacity factor (default: unlimited)")
     parser.add_argument("--steps", type="positive_int", default=None, help="training steps per run")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="training text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if args.n_experts < 2:
         parser.error(f"--n-experts must be >= 2, got {args.n_experts}")
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick, args)
-    data = load_data(cfg, demo.seed)
-    demo.say(f"stories corpus: {cfg['corpus_chars']:,} chars, {data['vocab_size']} character tokens; "
+    data = load_data(cfg, args.corpus, demo.seed)
+    demo.say(f"{args.corpus} corpus: {cfg['corpus_chars']:,} chars, {data['vocab_size']} character tokens; "
              f"{cfg['steps']} steps of {cfg['batch_size']}x{cfg['block_size']} tokens per run")
     runs = train_all(demo, cfg, data)
     results = {"settings": {k: v for k, v in cfg.items()}}

@@ -29,18 +29,43 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from llmlab.attention_basics import scaled_dot_product_attention
-from llmlab.gqa import gpt_mha_to_gqa, grouped_attention, repeat_kv
-from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and its size formula
-from llmlab.transformer_block import GPT, llama_config
-from llmlab.transformer_block.pretrained import lab_model
-from llmlab.utils import Demo, TrainConfig, demo_parser, estimate_loss, plotting, train
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import compare
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.gqa import gpt_mha_to_gqa, grouped_attention, repeat_kv
+    from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and its size formula
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import Demo, TrainConfig, estimate_loss, plotting, train
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, F, scaled_dot_product_attention, gpt_mha_to_gqa, grouped_attention, repeat_kv
+    global KVCache, kv_cache_bytes, GPT, llama_config, lab_model, Demo, TrainConfig, estimate_loss
+    global plotting, train
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.gqa import gpt_mha_to_gqa, grouped_attention, repeat_kv
+    from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and its size formula
+    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block.pretrained import lab_model
+    from llmlab.utils import Demo, TrainConfig, estimate_loss, plotting, train
+
 
 GIB = 2**30
 GPU_MEMORY_BYTES = 80e9  # an 80 GB accelerator (A100/H100 80GB), for the "sequences that fit" count
@@ -603,6 +628,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("context", "batch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick, args)
     demo.results["settings"] = cfg

@@ -2,7 +2,7 @@
 
     python demo.py [--quick] [--out DIR] [--seed N] [--device ...] [--show]
                    [--norm all|layernorm|rmsnorm|none] [--lr-scale X] [--no-warmup] [--n-layer N]
-                   [--steps N]
+                   [--steps N] [--corpus stories|python-docs|python-code|PATH]
 
 Experiments (each prints its numbers and draws one figure into outputs/):
  1. norm_statistics.png  per-token mean and std of a trained model's residual stream (and of skewed
@@ -30,38 +30,81 @@ import dataclasses
 import math
 import statistics
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import NullFormatter
-from tqdm.auto import tqdm
-
-from llmlab.attention_basics import scaled_dot_product_attention
-from llmlab.normalization.layers import (
-    ffn_hidden_size,
-    gelu,
-    layer_norm,
-    relu,
-    rms_norm,
-    silu,
-    token_statistics,
-)
-from llmlab.transformer_block import GPT, GPTConfig
-from llmlab.transformer_block.pretrained import lab_tokenizer
-from llmlab.utils import (
-    Demo,
-    TrainConfig,
-    demo_parser,
-    encode,
-    get_batch,
-    load_corpus,
-    plotting,
-    train,
-    train_val_split,
-)
+from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import compare, effect, paired_effect
+
+# Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
+# flags are parsed, so that `python demo.py --help` answers at once.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import NullFormatter
+    from tqdm.auto import tqdm
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.normalization.layers import (
+        ffn_hidden_size,
+        gelu,
+        layer_norm,
+        relu,
+        rms_norm,
+        silu,
+        token_statistics,
+    )
+    from llmlab.transformer_block import GPT, GPTConfig
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        Demo,
+        TrainConfig,
+        encode,
+        get_batch,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
+
+def load_libraries() -> None:
+    """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
+    as this module's globals: `main` calls this once the flags are parsed."""
+    global np, torch, F, Rectangle, NullFormatter, tqdm, scaled_dot_product_attention, ffn_hidden_size
+    global gelu, layer_norm, relu, rms_norm, silu, token_statistics, GPT, GPTConfig, lab_tokenizer, Demo
+    global TrainConfig, encode, get_batch, load_corpus, plotting, train, train_val_split
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import NullFormatter
+    from tqdm.auto import tqdm
+
+    from llmlab.attention_basics import scaled_dot_product_attention
+    from llmlab.normalization.layers import (
+        ffn_hidden_size,
+        gelu,
+        layer_norm,
+        relu,
+        rms_norm,
+        silu,
+        token_statistics,
+    )
+    from llmlab.transformer_block import GPT, GPTConfig
+    from llmlab.transformer_block.pretrained import lab_tokenizer
+    from llmlab.utils import (
+        Demo,
+        TrainConfig,
+        encode,
+        get_batch,
+        load_corpus,
+        plotting,
+        train,
+        train_val_split,
+    )
+
 
 NORMS = ("layernorm", "rmsnorm", "none")
 ACTIVATIONS = ("gelu", "swiglu", "relu")
@@ -134,10 +177,11 @@ def _fmt_lr(lr: float | None) -> str:
 # data and the training runs the experiments share
 
 
-def load_data(cfg: dict, seed: int) -> dict:
-    """The stories corpus in lesson 01's BPE, and the unigram baseline: the val loss of a model that
-    ignores the context and predicts every token with its training frequency."""
-    text = load_corpus("stories", cfg["n_chars"], seed=seed)
+def load_data(cfg: dict, corpus: str, seed: int) -> dict:
+    """The corpus (the stories unless --corpus says otherwise) in lesson 01's BPE, and the unigram
+    baseline: the val loss of a model that ignores the context and predicts every token with its training
+    frequency."""
+    text = load_corpus(corpus, cfg["n_chars"], seed=seed)
     tokenizer = lab_tokenizer(text, cfg["vocab_size"])
     train_text, val_text = train_val_split(text, 0.1)
     train_data, val_data = encode(train_text, tokenizer), encode(val_text, tokenizer)
@@ -189,8 +233,8 @@ def run_training(demo: Demo, cfg: dict, data: dict, norms: tuple[str, ...]) -> d
     sweep_runs = [(label, n, a, p, r) for label, n, a, p in sweep for r in cfg["sweep_lrs"]]
     extra_seeds = [demo.seed + i for i in range(1, cfg["extra_seeds"] + 1)]
     total = len(grid_cells) + len(noise_cells) * len(extra_seeds) + len(sweep_runs)
-    bar = tqdm(total=total, desc="training runs",
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, desc="training runs", leave=False, dynamic_ncols=True,
+               disable=None)  # quiet when output is not a terminal
     start = time.perf_counter()
     grid, noise, lr_runs = {}, {seed: {} for seed in extra_seeds}, {}
     for norm, act, pre in grid_cells:
@@ -1112,6 +1156,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-layer", type="positive_int", default=None,
                         help="layers of the grid's models (default 2)")
     parser.add_argument("--steps", type="positive_int", default=None, help="training steps per run")
+    parser.add_argument("--corpus", type="corpus", default="stories",
+                        help="training text: stories (default), python-docs, python-code or a file")
     args = parser.parse_args(argv)
     if not (args.lr_scale > 0 and math.isfinite(args.lr_scale)):
         parser.error(f"--lr-scale must be a positive number, got {args.lr_scale}")
@@ -1122,6 +1168,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _run(args) -> dict:
+    load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     cfg["lr"] *= args.lr_scale
@@ -1135,18 +1182,18 @@ def _run(args) -> dict:
     timings = results["timings_s"] = {}
 
     start = time.perf_counter()
-    data = load_data(cfg, demo.seed)
+    data = load_data(cfg, args.corpus, demo.seed)
     # a run "failed" when it learned (almost) nothing beyond the token frequencies; a quick run is too short
     # to get past them at all, so there it fails only when it is no better than uniform guessing
     data["fail_baseline"] = "uniform" if demo.quick else "unigram"
     data["fail_baseline_loss"] = data["uniform_loss"] if demo.quick else data["unigram_loss"]
     data["fail_threshold"] = data["fail_baseline_loss"] - FAIL_MARGIN
-    results["data"] = dict(corpus="stories", chars=cfg["n_chars"], vocab_size=data["vocab_size"],
+    results["data"] = dict(corpus=args.corpus, chars=cfg["n_chars"], vocab_size=data["vocab_size"],
                            train_tokens=len(data["train"]), val_tokens=len(data["val"]),
                            unigram_loss=data["unigram_loss"], uniform_loss=data["uniform_loss"],
                            fail_threshold=data["fail_threshold"])
     timings["data"] = round(time.perf_counter() - start, 2)
-    demo.say(f"Data: {cfg['n_chars']:,} chars of stories, BPE {data['vocab_size']} tokens: "
+    demo.say(f"Data: {cfg['n_chars']:,} chars of {args.corpus}, BPE {data['vocab_size']} tokens: "
              f"{len(data['train']):,} train / {len(data['val']):,} val tokens; a context-free unigram model "
              f"scores {data['unigram_loss']:.3f} nats on val, uniform guessing {data['uniform_loss']:.3f}.")
     if demo.quick:

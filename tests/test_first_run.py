@@ -136,6 +136,53 @@ def test_corpus_flag_checks_the_file_before_any_work(tmp_path, capsys):
     assert corpus_arg("python-docs") == "python-docs"
 
 
+# (lesson package, its corpus flag): every demo that trains or tokenizes takes a built-in corpus or a file
+CORPUS_FLAGS = [
+    ("tokenization", "--train-corpus"),
+    ("positional_embeddings", "--corpus"),
+    ("attention_basics", "--corpus"),
+    ("transformer_block", "--corpus"),
+    ("sampling", "--corpus"),
+    ("kv_cache", "--corpus"),
+    ("long_context", "--corpus"),
+    ("moe", "--corpus"),
+    ("gqa", "--corpus"),
+    ("normalization", "--corpus"),
+]
+
+
+@pytest.mark.parametrize(("package", "flag"), CORPUS_FLAGS, ids=[p for p, _ in CORPUS_FLAGS])
+def test_every_demos_corpus_flag_names_a_bad_file(package, flag, tmp_path, capsys):
+    demo = importlib.import_module(f"llmlab.{package}.demo")
+    tiny = _write(tmp_path / "tiny_corpus.txt", b"too short to train on\n")
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main([flag, str(tiny)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}:" in err and "tiny_corpus.txt" in err and "usage:" in err
+
+
+def test_lesson01_trains_its_tokenizer_on_a_corpus_file(tmp_path):
+    demo = importlib.import_module("llmlab.tokenization.demo")
+    demo.load_libraries()
+    text = "".join(f"line {i}: the lazy dog sleeps.\n" for i in range(600))
+    path = str(_write(tmp_path / "mine.txt", text.encode()))
+    data = demo.load_data({"train_chars": 4000, "heldout_chars": 1000}, path, seed=0)
+    assert data["train"] == text[:4000] and data[path] == text[4000:5000]
+    assert {"python-docs", "python-code", "stories"} <= set(data)  # the held-out texts of the comparison
+    short = demo.load_data({"train_chars": 100_000, "heldout_chars": 10_000}, path, seed=0)
+    cut = int(0.9 * len(text))  # a file shorter than the recipe: 90% trains, 10% is held out
+    assert short["train"] == text[:cut] and short[path] == text[cut:]
+
+
+def test_lesson08_trains_on_the_corpus_file(tmp_path):
+    demo = importlib.import_module("llmlab.moe.demo")
+    demo.load_libraries()
+    path = _write(tmp_path / "mine.txt", b"zyx wvu " * 2000)
+    data = demo.load_data({"corpus_chars": 5000}, str(path), seed=0)
+    assert data["tokenizer"].decode(data["train"][:8].tolist()) == "zyx wvu "
+
+
 # ---------------------------------------------------------------- the model cache
 
 class _Tiny(nn.Module):
@@ -271,6 +318,40 @@ def test_the_runner_and_the_demo_flags_do_not_import_torch():
                           env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr
     assert "01_tokenization" in proc.stdout and "[demo]" in proc.stdout
+
+
+DEMO_FILES = sorted(ROOT.glob("[0-9][0-9]_*/demo.py"))
+HEAVY = ("torch", "matplotlib", "numpy", "transformers", "tiktoken", "scipy")
+
+
+@pytest.mark.parametrize("path", DEMO_FILES, ids=[p.parent.name for p in DEMO_FILES])
+def test_demo_help_imports_no_heavy_library(path):
+    """`python demo.py --help` builds the parser and prints it without importing torch, matplotlib,
+    numpy or a lesson's modules (they take seconds): the demo imports them once the flags are parsed."""
+    code = ("import runpy, sys\n"
+            "path = sys.argv[1]\n"
+            "sys.argv = ['demo.py', '--help']\n"
+            "try:\n"
+            "    runpy.run_path(path, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert e.code in (None, 0), e.code\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "lessons = [m for m in sys.modules\n"
+            "           if m.startswith('llmlab.') and not m.startswith('llmlab.utils')]\n"
+            "print('HEAVY', heavy + lessons)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=path.parent, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "usage:" in proc.stdout and "--quick" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []", proc.stdout[-500:]
+
+
+def test_flag_choices_named_before_the_imports_match_the_library():
+    from llmlab.normalization import NORMS
+    from llmlab.transformer_block import demo
+    from llmlab.transformer_block.pretrained import PRESETS
+
+    assert demo.PRESET_NAMES == tuple(PRESETS) and demo.NORM_NAMES == tuple(NORMS)
 
 
 # ---------------------------------------------------------------- lesson READMEs
