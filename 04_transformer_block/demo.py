@@ -73,10 +73,10 @@ PROMPT = ("Once upon a time, a girl named Fatima lived on a houseboat. Everyone 
 SAMPLE_PROMPTS = ("Once upon a time, a boy named", "One day, Mia and her brother",
                   '"I am scared of the dark," said')
 # The small models of the ablation grid: name -> config overrides of the preset at d_model 64 ("lr" is a
-# training override). The learning rate suits the small pre-norm baseline: its val loss after 400 steps was
-# 3.04 at lr 3e-3, 2.79 at 6e-3 and 2.82 at 1e-2 (measured while writing this demo). Post-norm gets a second
-# run at a sixth of it: at 6e-3 (and 3e-3) it never got past word frequencies, at 1e-3 it learned
-# (Xiong et al. 2020: post-norm needs a small learning rate and a long warmup; pre-norm does not).
+# training override). The learning rate was tuned for the small pre-norm baseline (with GPT-2's constant
+# 0.02 init, before the lab GPT's fan-in init). Post-norm gets a second run at a sixth of it, because
+# Xiong et al. 2020 find that post-norm needs a small learning rate and a long warmup and pre-norm does
+# not; the run prints whether that holds at this init (the README quotes it).
 ABLATION_LR = 6e-3
 VARIANTS = {
     "baseline": {},
