@@ -659,8 +659,8 @@ def extrapolation_experiment(demo: Demo, cfg: dict, data: dict, models: dict, K:
     if worse > 0.05:
         demo.say(f"   Note: inside L the sinusoidal model is {worse:.2f} nats worse than the learned one. "
                  f"Its fixed table (row norm {scale['pe_norm']:.2f}) is {scale['ratio']:.1f}x the trained "
-                 f"token embeddings (row norm {scale['token_norm']:.2f}): positions drown the tokens; "
-                 f"lesson 04's GPT does not multiply the embeddings by sqrt(d_model) as Vaswani et al. did.")
+                 f"token vectors (row norm {scale['token_norm']:.2f}, the embeddings times "
+                 f"{scale['embedding_scale']:.1f} = sqrt(d_model), as Vaswani et al. scale them).")
     return {"train_len": L, "eval_len": T, "n_windows": cfg["n_windows"], "learned_error": refused,
             "models": results, "sinusoidal_scale": scale}
 
@@ -671,8 +671,10 @@ def embedding_scale(models: dict) -> dict | None:
         return None
     model = models["sinusoidal"]["model"]
     pe_norm = float(sinusoidal_embeddings(model.config.block_size, model.config.d_model).norm(dim=-1).mean())
-    token_norm = float(model.tok_emb.weight.detach().norm(dim=-1).mean())
-    return {"pe_norm": pe_norm, "token_norm": token_norm, "ratio": pe_norm / token_norm}
+    # the vector added to the table: the embedding times config.embedding_scale (sqrt(d_model) here)
+    token_norm = float(model.tok_emb.weight.detach().norm(dim=-1).mean()) * model.config.embedding_scale
+    return {"pe_norm": pe_norm, "token_norm": token_norm, "ratio": pe_norm / token_norm,
+            "embedding_scale": model.config.embedding_scale}
 
 
 # ------------------------------------------------------------------------------------------------
