@@ -92,7 +92,7 @@ def _decimals(token: str) -> int:
 
 def readme_numbers(text: str) -> list[str]:
     """The number tokens of `text` that state a measurement (see the module docstring for what is skipped)."""
-    cleaned = _SKIP.sub(" ", text)
+    cleaned = _SKIP.sub(" ", text).replace("..", " .. ")  # a printed range, 0.99..1.02: two numbers
     return [m.group(0) for m in _NUMBER.finditer(cleaned)]
 
 
@@ -118,7 +118,7 @@ def run_numbers(results: dict) -> tuple[list[float], set[str]]:
             if math.isfinite(leaf):
                 values.append(float(leaf))
         elif isinstance(leaf, str):
-            tokens.update(t.replace("−", "-") for t in _NUMBER.findall(leaf))
+            tokens.update(t.replace("−", "-") for t in _NUMBER.findall(leaf.replace("..", " .. ")))
     return values, tokens
 
 

@@ -154,6 +154,8 @@ def rss_probe(T: int, n_heads: int, head_dim: int, window: int, chunk_size: int)
     """
     import json
 
+    load_libraries()  # a fresh process imports only this function: torch and the lessons come from here
+
     def status() -> dict:
         with open("/proc/self/status") as f:
             return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f)

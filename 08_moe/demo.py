@@ -20,7 +20,7 @@ Break flags:
  --aux-coef X          the load-balancing coefficient of the balanced MoE runs (default 0.01 = Switch's)
  --z-loss X            add ST-MoE's router z-loss with this coefficient (default 0)
  --n-experts N         experts of the main MoE runs (default 4)
- --capacity-factor F   train the main MoE with a capacity limit (default: none)
+ --capacity-factor F   train every MoE run with this capacity limit (default: none)
  --steps N             training steps per run
 """
 
@@ -338,12 +338,21 @@ def capacity(demo: Demo, cfg: dict, data: dict, runs: dict) -> dict:
         layers = [b.ffn for b in model.blocks]
         saved = [layer.capacity_factor for layer in layers]
         dropped, losses = [], []
+        counts = {"dropped": 0, "assignments": 0}
+
+        def record(layer, inputs, output, counts=counts):  # every forward of every layer, every batch
+            counts["dropped"] += layer.last_stats.n_dropped
+            counts["assignments"] += layer.last_stats.n_assignments
+
+        hooks = [layer.register_forward_hook(record) for layer in layers]
         for f in factors:
             for layer in layers:
                 layer.capacity_factor = f
+            counts.update(dropped=0, assignments=0)
             losses.append(estimate_loss(model, data["val"], tc, device=demo.device))
-            dropped.append(sum(la.last_stats.n_dropped for la in layers) /
-                           sum(la.last_stats.n_assignments for la in layers))
+            dropped.append(counts["dropped"] / counts["assignments"])  # over the same batches as the loss
+        for hook in hooks:
+            hook.remove()
         for layer, f in zip(layers, saved):
             layer.capacity_factor = f
         results[key] = dict(capacity_factor=[str(f) for f in factors], dropped_fraction=dropped,

@@ -3,6 +3,10 @@ claim (checked against lesson 03, torch's F.scaled_dot_product_attention and tra
 convention), in the memory they claim (the largest tensor grows with T, not T²); the memory tracker
 counts what torch allocates; the context-length helpers measure what they say; bad input is refused."""
 
+import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -481,3 +485,13 @@ def test_context_helpers_reject_bad_input():
         pass
     with pytest.raises(TypeError, match="model"), windowed_attention("gpt", 4):
         pass
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux's /proc/self/clear_refs only")
+def test_the_demos_os_memory_probe_runs_in_a_fresh_process():
+    # the demo measures the OS's peak memory in a subprocess that imports only rss_probe
+    code = "from llmlab.long_context.demo import rss_probe; rss_probe(256, 2, 16, 64, 64)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    growth = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(growth) == 3 and all(isinstance(v, int) for v in growth.values())

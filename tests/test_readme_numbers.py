@@ -80,12 +80,13 @@ def test_every_number_of_the_top_readme_results_table_is_in_the_lessons_referenc
 
 RUN = {"quick": False, "results": {"speedup": 2.734, "nll": 0.67512, "agree": 0.9991, "step_s": 0.00041,
                                    "tokens": [1031, 3732], "tiny": 1.31e-5},
-       "summary": ["KV cache: 19.1x faster at 1000 tokens"]}
+       "summary": ["KV cache: 19.1x faster at 1000 tokens", "entropy 0.99..1.02 nats"]}
 
 
 def test_numbers_of_the_run_match_at_the_readmes_precision_and_as_percent_or_milli_units():
     section = ("## Reference run\nspeedup 2.7× (2.73), NLL 0.675, 99.9% same token, 0.41 ms a step, 1,031 "
-               "and 3732 tokens, |Δ| 1.3e-5, printed: 19.1×, lesson 06, Vaswani et al. 2017\n## Next\n7.7")
+               "and 3732 tokens, |Δ| 1.3e-5, printed: 19.1×, 0.99..1.02, lesson 06, Vaswani et al. 2017\n"
+               "## Next\n7.7")
     assert unmatched_numbers(section, RUN) == []
 
 
