@@ -330,8 +330,8 @@ def _check_left_padding(attention_mask: object, B: int, T: int) -> None:
                          "row ending in a real token (1)")
 
 
-# inference_mode, not no_grad: it also skips autograd's version counters and views bookkeeping, which
-# measured ~10% of a decode step of the lab-sized model on CPU (benchmark.py)
+# inference_mode, not no_grad: it also skips autograd's version counters and views bookkeeping, a
+# per-operation cost that a decode step of a small model pays on every one of its many small ops
 @torch.inference_mode()
 def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: bool = True,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,

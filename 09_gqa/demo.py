@@ -322,7 +322,13 @@ def model_kernel_sentence(kernel: str, ms: dict, mha: int, context: int, band: f
     text = (f"kernels={kernel!r}, whole lab GPT vs {mha} K/V heads at {context} cached tokens: "
             + ", ".join(items))
     if slower and kernel == "lab":
-        text += ": repeat_kv copies the cache back to every query head on each step (see the kernels above)"
+        copied = [n for n in slower if n > 1]
+        if copied:
+            text += (f": repeat_kv copies the cache back to every query head on each step for "
+                     f"{', '.join(map(str, copied))} K/V heads (see the kernels above)")
+        if 1 in slower:
+            text += ("; with 1 K/V head the repeat is a view (no copy, measured above), so that slowdown has "
+                     "another cause, which this demo does not isolate")
     elif not slower and kernel == "torch":
         text += ": torch's enable_gqa reads each K/V head in place, so fewer K/V heads cost no copy"
     return text + "."
@@ -608,7 +614,8 @@ def quality(demo: Demo, cfg: dict, lab) -> dict:
             "mha_uptrained": mha_up,
             "unigram_loss": unigram, "kv_bytes_per_token_fp16": kv_per_token, "conversions": rows,
             "mean_beats_first_after_conversion": mean_better, "mqa_kept_after_uptraining": verdict_kept,
-            "mqa_perplexity_increase": ppl_increase, "mha_uptrain_curve": mha_curve}
+            "mqa_perplexity_increase": ppl_increase, "gqa2_perplexity_increase": ppl2,
+            "mha_uptrain_curve": mha_curve}
 
 
 def main(argv: list[str] | None = None) -> None:
