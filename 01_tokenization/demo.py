@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from llmlab.utils import stories as story_grammar
 from llmlab.utils.cli import demo_parser
+from llmlab.utils.verdicts import verdict_sentence
 
 # Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
 # flags are parsed, so that `python demo.py --help` answers at once.
@@ -558,10 +559,10 @@ def embedding_dim_ablation(demo: Demo, cfg: dict, data: dict, trained: dict) -> 
     demo.say("8. Embedding dimension: val loss " + ", ".join(f"d={d}: {v:.3f}" for d, v in losses.items())
              + f"; one-hot (d={vocab}, frozen): {one_hot_loss:.3f}; unigram entropy {unigram:.3f}.")
     learned_wins = losses[best] < one_hot_loss
-    verdict = "beats" if learned_wins else "does NOT beat"
-    demo.say(f"   The d={best} table ({n_params[best] / 1e3:.0f}K params) {verdict}"
-             f" the one-hot input ({one_hot_params / 1e3:.0f}K params) at equal steps: "
-             f"{losses[best]:.3f} vs {one_hot_loss:.3f}.")
+    # one seed per model: no noise estimate, so the gap is reported, not judged (llmlab.utils.verdicts)
+    judged = verdict_sentence(f"d={best}", losses[best], "one-hot", one_hot_loss, None)
+    demo.say(f"   The d={best} table ({n_params[best] / 1e3:.0f}K params) vs the one-hot input "
+             f"({one_hot_params / 1e3:.0f}K params) at equal steps: {judged}")
     return {"val_loss_by_dim": losses, "params_by_dim": n_params, "one_hot_val_loss": one_hot_loss,
             "one_hot_params": one_hot_params, "unigram_entropy": unigram,
             "learned_beats_one_hot": learned_wins}
