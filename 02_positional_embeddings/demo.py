@@ -340,8 +340,9 @@ def layer0_logits(model: GPT, token_q: int, token_k: int, T: int) -> torch.Tenso
     config, attn = model.config, model.blocks[0].attn
     device = model.tok_emb.weight.device
     positions = torch.arange(T, device=device)
-    x_q = model.tok_emb.weight[token_q].expand(T, config.d_model)  # (T, d_model)
-    x_k = model.tok_emb.weight[token_k].expand(T, config.d_model)
+    scale = config.embedding_scale  # sqrt(d_model) for sinusoidal positions, as GPT.forward applies it
+    x_q = scale * model.tok_emb.weight[token_q].expand(T, config.d_model)  # (T, d_model)
+    x_k = scale * model.tok_emb.weight[token_k].expand(T, config.d_model)
     if config.pos == "learned":
         x_q, x_k = x_q + model.pos_emb(positions), x_k + model.pos_emb(positions)
     elif config.pos == "sinusoidal":

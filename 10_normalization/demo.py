@@ -8,11 +8,12 @@ Experiments (each prints its numbers and draws one figure into outputs/):
  1. norm_statistics.png  per-token mean and std of a trained model's residual stream (and of skewed
                          synthetic vectors) before and after LayerNorm and RMSNorm; their invariances
  2. activations.png      ReLU, GELU, GELU-tanh and SiLU with their derivatives, max |GELU - GELU_tanh|,
-                         the SwiGLU unit's response surface; how many hidden units a trained ReLU FFN zeroes
+                         the SwiGLU unit's response surface (the share of hidden units a trained ReLU FFN
+                         zeroes is printed)
  3. ablation_curves.png  training loss of {LayerNorm, RMSNorm, none} x {GELU, SwiGLU, ReLU} x {pre, post}
                          -norm: small GPTs with equal parameter counts (SwiGLU's hidden width x 2/3)
  4. ablation_grid.png    the cells' final val loss, steps to a common target loss and time per step, next to
-                         the seed-to-seed noise (some cells re-trained with another seed)
+                         the seed-to-seed noise (four cells re-trained at two more seeds)
  5. lr_stability.png     final val loss vs learning rate for four representative configs; failed runs marked
  6. kernels.png          a training step with kernels="lab" (the formulas) vs kernels="torch" (fused), and
                          each operation alone
@@ -609,7 +610,8 @@ def extremes_text(working: list[dict], noise: float) -> str:
 
 def init_ffn_output_rms(demo: Demo, cfg: dict, data: dict) -> dict:
     """The rms of the first block's FFN output at initialisation, per activation (pre-norm LayerNorm):
-    a gated unit multiplies two small projections, so it starts much smaller than a plain MLP."""
+    a gated unit multiplies two projections, so with small weights (GPTConfig.init="gpt2") it starts much
+    smaller than a plain MLP; the fan-in init keeps both at the same scale."""
     generator = torch.Generator().manual_seed(demo.seed + 4)
     idx, _ = get_batch(data["val"], cfg["batch_size"], cfg["block_size"], generator=generator,
                        device=demo.device)
@@ -808,7 +810,8 @@ def ablation_grid(demo: Demo, cfg: dict, training: dict, curves: dict, norms) ->
     demo.say(f"   At initialisation the SwiGLU FFN adds rms {init['swiglu']:.1e} to the stream vs GELU's "
              f"{init['gelu']:.1e} ({why})" + ("; steps to the target, GELU vs SwiGLU (pre-norm): "
              + ", ".join(f"{g or 'never'} vs {s or 'never'}" for g, s in pairs)
-             + (" -> SwiGLU starts slower" if later else " -> SwiGLU does not start slower here") if pairs
+             + (" -> SwiGLU gets there later in every pair" if later else
+                " -> SwiGLU is not later in every pair") + " (one seed: no noise estimate)" if pairs
              else ""))
     demo.say(f"   SwiGLU - ReLU (pre-norm, seed {seeds[0]}): {swiglu_vs_relu:+.3f} nats -> "
              + _verdict(swiglu_vs_relu, noise, quick, "SwiGLU better", "SwiGLU worse"))
