@@ -450,11 +450,12 @@ def test_from_tiktoken_reproduces_cl100k_base(cl100k, text):
 
 
 def test_pretokenizers_disagree_only_on_letters_and_digits_tiktoken_does_not_know_yet():
+    # the class depends on the installed versions' Unicode tables (regex 2026.5.9: 4,657 code points,
+    # 2026.12.2: 17,480): a bounded set of letters and digits, never whitespace or punctuation
     disagree = pretokenizer_disagreements()
-    assert len(disagree) < 10_000  # a few new scripts, out of 1.1 million code points
+    assert len(disagree) < 0.05 * 0x110000  # new scripts, not a broken pattern (5% of all code points)
     assert all(regex.fullmatch(r"[\p{L}\p{N}]", c) for c in disagree)  # regex: letter or digit; tiktoken: not
     assert not any(c.isspace() for c in disagree)
-    assert "\U0003d000" not in disagree  # the draw that once failed (an unassigned code point) agrees now
 
 
 @settings(max_examples=150, deadline=None)
