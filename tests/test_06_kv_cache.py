@@ -121,6 +121,16 @@ def test_step_times_records_one_increasing_time_per_new_token():
     assert len(times) == 7 and all(b >= a for a, b in zip(times, times[1:], strict=False))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_generate_on_a_half_precision_model_at_a_tiny_temperature_is_greedy(dtype):
+    # the sampler computes in float32: z / 1e-4 would overflow float16 logits into inf and nan
+    model = randomized(CONFIGS["llama"]).to(dtype)
+    ids = prompt(model.config, B=2, T=4)
+    greedy = generate(model, ids, 6)
+    assert torch.equal(generate(model, ids, 6, temperature=1e-4, generator=torch.Generator().manual_seed(0)),
+                       greedy)
+
+
 # ----------------------------------------------------------------------------------------------------
 # prompts of different lengths in one batch: left padding
 
