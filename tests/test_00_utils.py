@@ -1,5 +1,6 @@
 """Tests of the shared utilities: demo CLI, corpora, batching, training loop, cache, plotting, runner."""
 
+import hashlib
 import json
 import math
 import random
@@ -755,6 +756,21 @@ def test_different_seeds_give_different_text():
 @pytest.mark.parametrize("n_chars", [0, 1, 299, 1_000, 12_345])
 def test_returns_exactly_n_chars(n_chars):
     assert len(generate_stories(n_chars, seed=3)) == n_chars
+
+
+# The SHA-256 of the corpus as the lessons were measured on: the trained lab models are cached by the
+# corpus's content and every lesson's numbers depend on it, so any change to the grammar, its data
+# file or the order in which it draws random numbers must fail here.
+PINNED_CORPUS_SHA256 = {
+    0: "5040850c19df7c709a47a367b83de2c9822f3e564b5534947981ff7e4961c3f2",
+    1: "19a6775a2a180a10b7d0e28208f419e363d9d88dcabcd45e3ab853b2b267b7c8",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(PINNED_CORPUS_SHA256))
+def test_the_stories_corpus_is_byte_identical_to_the_pinned_one(seed):
+    text = load_corpus("stories", 100_000, seed=seed)
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == PINNED_CORPUS_SHA256[seed]
 
 
 def test_a_longer_corpus_starts_with_the_shorter_one():
