@@ -15,6 +15,12 @@ long-context lessons stretch; the small vocabulary is what lets a tiny model lea
 The grammar is a set of story arcs (a lost object, a trip, a new friend, a storm, a lesson learned,
 a competition, helping an animal, a misunderstanding, a fear overcome, a gift), each a sequence of
 steps with several sentence templates per step, filled with names, places, things and weather.
+The templates are data, in `story_arcs.json` next to this module; the code here is the engine
+(casting, slots, pronoun agreement, "a" then "the", quotes with speech tags) and the arcs' order
+and conditions. An arc names each step by the opening of its first template, so that it reads as
+an outline of the story: `s.add("{A} threw the {obj} too hard, ...")`; the data file lists the
+step's variants, of which one is drawn.
+
 It is in the spirit of TinyStories (Eldan & Li, 2023, "TinyStories: How Small Can Language Models
 Be and Still Speak Coherent English?", arXiv:2305.07759), which used an LLM instead of a grammar;
 a grammar is deterministic, needs no download and can state the facts that tests check:

@@ -39,6 +39,7 @@ from llmlab.utils import (  # noqa: E402
     save_checkpoint,
     set_seed,
     softmax,
+    stories,
     train,
     train_val_split,
 )
@@ -813,6 +814,28 @@ def test_every_story_has_the_documented_length(one_mb):
 
 def test_every_arc_occurs(sample):
     assert {facts.arc for _, facts in sample} == set(ARCS)
+
+
+def test_every_step_of_the_data_file_is_used_and_every_used_step_is_there(monkeypatch):
+    """story_arcs.json and the arcs' code name the same steps: no dead templates, no missing ones."""
+    used = set()
+    add, say = stories._Story.add, stories._Story.say
+
+    def spy_add(self, step, **inline):
+        used.add(step)
+        return add(self, step, **inline)
+
+    def spy_say(self, speaker, step, to=None):
+        used.add(step)
+        return say(self, speaker, step, to=to)
+
+    monkeypatch.setattr(stories._Story, "add", spy_add)
+    monkeypatch.setattr(stories._Story, "say", spy_say)
+    rng = random.Random(0)
+    for _ in range(1500):
+        generate_story(rng)
+    assert used == {step for section in stories.STEPS.values() for step in section}
+    assert set(stories.STEPS) == {"shared", *ARCS}
 
 
 # --- one story and its facts --------------------------------------------------------------
