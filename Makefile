@@ -27,7 +27,7 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || [ "$$(uname -s)"
                  || echo https://download.pytorch.org/whl/cpu)
 
 # the lesson files the editable install links; a new or removed file triggers a reinstall
-LESSON_FILES := $(sort $(wildcard [0-9][0-9]_*/*.py [0-9][0-9]_*/*.md))
+LESSON_FILES := $(sort $(wildcard [0-9][0-9]_*/*.py [0-9][0-9]_*/*.md [0-9][0-9]_*/*.json))
 FILES_LIST := $(VENV)/.llm-lab-files
 INSTALLED := $(VENV)/.llm-lab-installed
 $(shell [ -d "$(VENV)" ] && { echo "$(LESSON_FILES)" | cmp -s - "$(FILES_LIST)" \

@@ -1,5 +1,6 @@
 """Tests of the shared utilities: demo CLI, corpora, batching, training loop, cache, plotting, runner."""
 
+import hashlib
 import json
 import math
 import random
@@ -38,6 +39,7 @@ from llmlab.utils import (  # noqa: E402
     save_checkpoint,
     set_seed,
     softmax,
+    stories,
     train,
     train_val_split,
 )
@@ -757,6 +759,21 @@ def test_returns_exactly_n_chars(n_chars):
     assert len(generate_stories(n_chars, seed=3)) == n_chars
 
 
+# The SHA-256 of the corpus as the lessons were measured on: the trained lab models are cached by the
+# corpus's content and every lesson's numbers depend on it, so any change to the grammar, its data
+# file or the order in which it draws random numbers must fail here.
+PINNED_CORPUS_SHA256 = {
+    0: "5040850c19df7c709a47a367b83de2c9822f3e564b5534947981ff7e4961c3f2",
+    1: "19a6775a2a180a10b7d0e28208f419e363d9d88dcabcd45e3ab853b2b267b7c8",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(PINNED_CORPUS_SHA256))
+def test_the_stories_corpus_is_byte_identical_to_the_pinned_one(seed):
+    text = load_corpus("stories", 100_000, seed=seed)
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == PINNED_CORPUS_SHA256[seed]
+
+
 def test_a_longer_corpus_starts_with_the_shorter_one():
     assert generate_stories(30_000, seed=5).startswith(generate_stories(10_000, seed=5))
 
@@ -797,6 +814,28 @@ def test_every_story_has_the_documented_length(one_mb):
 
 def test_every_arc_occurs(sample):
     assert {facts.arc for _, facts in sample} == set(ARCS)
+
+
+def test_every_step_of_the_data_file_is_used_and_every_used_step_is_there(monkeypatch):
+    """story_arcs.json and the arcs' code name the same steps: no dead templates, no missing ones."""
+    used = set()
+    add, say = stories._Story.add, stories._Story.say
+
+    def spy_add(self, step, **inline):
+        used.add(step)
+        return add(self, step, **inline)
+
+    def spy_say(self, speaker, step, to=None):
+        used.add(step)
+        return say(self, speaker, step, to=to)
+
+    monkeypatch.setattr(stories._Story, "add", spy_add)
+    monkeypatch.setattr(stories._Story, "say", spy_say)
+    rng = random.Random(0)
+    for _ in range(1500):
+        generate_story(rng)
+    assert used == {step for section in stories.STEPS.values() for step in section}
+    assert set(stories.STEPS) == {"shared", *ARCS}
 
 
 # --- one story and its facts --------------------------------------------------------------
