@@ -245,3 +245,33 @@ def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
     if close:
         plt.close(fig)
     return path
+
+
+def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
+                     horizontal: bool = False, width: float = 0.8, colors: Sequence[str] | None = None,
+                     title: str = "", xlabel: str = "", ylabel: str = ""):
+    """Several bars per label, one per series side by side (e.g. lab vs torch per operation), with a
+    legend; `width` is the width of one label's group. Returns the bar containers, one per series."""
+    if not series:
+        raise ValueError("series must hold at least one name -> values")
+    positions = np.arange(len(labels))
+    bar_width = width / len(series)
+    containers = []
+    for i, (name, values) in enumerate(series.items()):
+        values = _as_array(values)
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r} has {len(values)} values for {len(labels)} labels")
+        offset = (i - (len(series) - 1) / 2) * bar_width
+        color = colors[i] if colors else PALETTE[i % len(PALETTE)]
+        draw = ax.barh if horizontal else ax.bar
+        containers.append(draw(positions + offset, values, bar_width, label=name, color=color))
+    if horizontal:
+        ax.set_yticks(positions, labels=list(labels))
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(positions, labels=list(labels))
+    ax.legend()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return containers

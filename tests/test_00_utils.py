@@ -678,6 +678,21 @@ def test_plot_helpers_reject_mismatched_input():
         plotting.line_plot(ax, [1, 2], {"a": [1, 2, 3]})
 
 
+def test_grouped_bar_plot_puts_one_bar_per_series_side_by_side_within_each_label():
+    fig, ax = plotting.new_figure()
+    series = {"lab": [3.0, 2.0], "torch": [1.0, 1.5]}
+    lab, fused = plotting.grouped_bar_plot(ax, ["LayerNorm", "RMSNorm"], series, horizontal=True)
+    assert [b.get_width() for b in lab] == [3.0, 2.0] and [b.get_width() for b in fused] == [1.0, 1.5]
+    assert [b.get_y() + b.get_height() / 2 for b in lab] == pytest.approx([-0.2, 0.8])  # 0.8 wide per label
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["LayerNorm", "RMSNorm"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lab", "torch"]
+    with pytest.raises(ValueError, match="series 'torch' has 1 values for 2 labels"):
+        plotting.grouped_bar_plot(ax, ["a", "b"], {"lab": [1.0, 2.0], "torch": [1.0]})
+    with pytest.raises(ValueError, match="series"):
+        plotting.grouped_bar_plot(ax, ["a"], {})
+    plotting.plt.close(fig)
+
+
 # ---------------------------------------------------------------- runner
 
 

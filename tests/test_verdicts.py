@@ -160,7 +160,8 @@ def test_lesson_08_load_balance_verdict_follows_the_flag_and_the_measured_load(a
 
 
 def test_lesson_10_verdicts_name_no_winner_inside_the_noise_or_without_an_estimate():
-    from llmlab.normalization.demo import _paired_verdict, _status, _verdict
+    from llmlab.normalization.demo import _status
+    from llmlab.normalization.experiments_grid import _paired_verdict, _verdict
 
     args = ("SwiGLU better", "SwiGLU worse")
     assert _verdict(0.61, 0.10, False, *args).startswith("SwiGLU worse, by 6.1x")
@@ -211,7 +212,7 @@ def test_lesson_02_extrapolation_title_names_a_best_encoding_only_beyond_the_err
 
 
 def test_lesson_10_curves_title_names_best_and_worst_only_beyond_the_seed_noise():
-    from llmlab.normalization.demo import extremes_text
+    from llmlab.normalization.experiments_grid import extremes_text
 
     def run(norm, activation, loss):
         return dict(norm=norm, activation=activation, prenorm=True, final_val_loss=loss)
