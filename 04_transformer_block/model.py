@@ -51,9 +51,7 @@ from llmlab.utils.losses import cross_entropy as lab_cross_entropy  # 00_utils: 
 __all__ = ["GPT", "CausalSelfAttention", "GPTTrace", "TransformerBlock", "build_attention_mask",
            "gpt_mha_to_gqa", "make_attention"]
 
-# The GPT's attention is lesson 09's GroupedQueryAttention (MHA = n_kv_head == n_head); this name is
-# kept for the code that knew it as the GPT's own class.
-CausalSelfAttention = GroupedQueryAttention
+CausalSelfAttention = GroupedQueryAttention  # the GPT's attention class, by the name it had in lesson 04
 
 
 def build_attention_mask(config: GPTConfig, Tq: int, Tk: int, *, attention_mask: Tensor | None = None,
