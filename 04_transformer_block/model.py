@@ -171,6 +171,7 @@ class GPTTrace:
     hidden: list[Tensor] | None = None
     attn: list[Tensor] | None = None
 
+
 class GPT(nn.Module):
     """The decoder: embeddings, n_layer TransformerBlocks, a final norm and the output layer (lm_head).
 
