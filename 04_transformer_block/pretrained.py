@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from llmlab.tokenization import BPETokenizer
-from llmlab.transformer_block.transformer import GPT, GPTConfig, gpt2_config, llama_config
+from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config
 from llmlab.utils import CORPORA, History, TrainConfig, cache_dir, cached_training, encode, load_corpus, train
 from llmlab.utils import train_val_split as split
 from llmlab.utils.cli import active_corpus

@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     import torch.nn.functional as F
 
     from llmlab.attention_basics import scaled_dot_product_attention
-    from llmlab.gqa import gpt_mha_to_gqa, grouped_attention, repeat_kv
+    from llmlab.gqa import grouped_attention, repeat_kv
     from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and its size formula
-    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block import GPT, gpt_mha_to_gqa, llama_config
     from llmlab.transformer_block.pretrained import lab_model
     from llmlab.utils import Demo, TrainConfig, estimate_loss, plotting, train
 
@@ -60,9 +60,9 @@ def load_libraries() -> None:
     import torch.nn.functional as F
 
     from llmlab.attention_basics import scaled_dot_product_attention
-    from llmlab.gqa import gpt_mha_to_gqa, grouped_attention, repeat_kv
+    from llmlab.gqa import grouped_attention, repeat_kv
     from llmlab.kv_cache import KVCache, kv_cache_bytes  # lesson 06: the cache and its size formula
-    from llmlab.transformer_block import GPT, llama_config
+    from llmlab.transformer_block import GPT, gpt_mha_to_gqa, llama_config
     from llmlab.transformer_block.pretrained import lab_model
     from llmlab.utils import Demo, TrainConfig, estimate_loss, plotting, train
 

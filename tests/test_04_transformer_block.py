@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from llmlab.kv_cache import generate  # lesson 06: generation lives outside the model
 from llmlab.transformer_block import (
     GPT,
     CausalSelfAttention,
@@ -23,7 +24,8 @@ from llmlab.transformer_block import (
     residual_norms,
     to_hf,
 )
-from llmlab.transformer_block.transformer import MODEL_VERSION, POSITIONS
+from llmlab.transformer_block.config import MODEL_VERSION, POSITIONS
+from llmlab.transformer_block.model import make_attention
 
 TINY = dict(vocab_size=61, block_size=16, n_layer=2, n_head=4, d_model=32)
 
@@ -348,19 +350,20 @@ def test_other_encodings_run_past_block_size_only_on_request(pos):
         torch.testing.assert_close(long_logits[:, :16], model(idx[:, :16])[0], atol=1e-5, rtol=0)
 
 
-def test_generate_appends_tokens_greedily_and_slides_past_block_size():
+def test_generate_appends_tokens_greedily_and_refuses_to_run_past_block_size():
+    """The model has no sampler: lesson 06's generate, here recomputing the whole context each step."""
     model = randomized(GPT(tiny()))
     prompt = token_ids(model.config, B=2, T=10)
-    out = model.generate(prompt, max_new_tokens=20, temperature=0)
-    assert out.shape == (2, 30) and torch.equal(out[:, :10], prompt)
+    out = generate(model, prompt, 6, use_cache=False, temperature=0)
+    assert out.shape == (2, 16) and torch.equal(out[:, :10], prompt)
     with torch.no_grad():
-        assert torch.equal(out[:, 10], model(prompt)[0][:, -1].argmax(-1))
-        # past block_size the model sees the last block_size tokens (a sliding window)
-        for t in (16, 29):
-            assert torch.equal(out[:, t], model(out[:, t - 16 : t])[0][:, -1].argmax(-1))
+        for t in (10, 15):
+            assert torch.equal(out[:, t], model(out[:, :t])[0][:, -1].argmax(-1))
+    with pytest.raises(ValueError, match="block_size"):  # never a silent truncation of the context
+        generate(model, prompt, 20, use_cache=False)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    a = model.generate(prompt, 5, temperature=1.0, top_k=3, generator=g1)
-    assert torch.equal(a, model.generate(prompt, 5, temperature=1.0, top_k=3, generator=g2))
+    a = generate(model, prompt, 5, use_cache=False, temperature=1.0, top_k=3, generator=g1)
+    assert torch.equal(a, generate(model, prompt, 5, use_cache=False, temperature=1.0, top_k=3, generator=g2))
 
 
 def test_generate_with_top_k_samples_only_the_k_most_likely_tokens():
@@ -368,7 +371,8 @@ def test_generate_with_top_k_samples_only_the_k_most_likely_tokens():
     prompt = token_ids(model.config, B=1, T=8).expand(200, 8)
     with torch.no_grad():
         top3 = set(model(prompt[:1])[0][0, -1].topk(3).indices.tolist())
-    sampled = model.generate(prompt, 1, top_k=3, generator=torch.Generator().manual_seed(0))[:, -1]
+    sampled = generate(model, prompt, 1, use_cache=False, temperature=1.0, top_k=3,
+                       generator=torch.Generator().manual_seed(0))[:, -1]
     assert set(sampled.tolist()) <= top3 and len(set(sampled.tolist())) > 1
 
 
@@ -419,7 +423,8 @@ def test_sinusoidal_positions_scale_the_token_embeddings_by_sqrt_d_model():
 
 def test_grouped_kv_heads_shrink_the_key_value_projections():
     config = tiny(llama_config, n_kv_head=2)
-    attn = CausalSelfAttention(config)
+    attn = make_attention(config)
+    assert isinstance(attn, CausalSelfAttention)  # lesson 09's GroupedQueryAttention
     assert attn.q_proj.out_features == 4 * config.head_dim
     assert attn.k_proj.out_features == attn.v_proj.out_features == 2 * config.head_dim
 
@@ -531,9 +536,9 @@ def test_bad_forward_arguments_raise_naming_the_argument():
     with pytest.raises(TypeError, match="kv_cache"):
         model(idx, positions=torch.arange(16), kv_cache=object())
     with pytest.raises(ValueError, match="max_new_tokens"):
-        model.generate(idx, -1)
+        generate(model, idx[:, :4], -1)
     with pytest.raises(ValueError, match="temperature"):
-        model.generate(idx, 1, temperature=-1.0)
+        generate(model, idx[:, :4], 1, temperature=-1.0)
     with pytest.raises(TypeError, match="model"):
         residual_norms(torch.nn.Linear(2, 2), idx)
     with pytest.raises(TypeError, match="config"):
@@ -632,6 +637,7 @@ def test_the_sliding_window_field_equals_a_banded_attn_mask(pos):
 def test_gpt_generate_on_a_half_precision_model_at_tiny_temperature_is_greedy(dtype):
     model = randomized(GPT(tiny(llama_config)))
     prompt = token_ids(model.config, B=2, T=4)
-    greedy = model.to(dtype).generate(prompt, 6, temperature=0)
-    tiny_t = model.generate(prompt, 6, temperature=1e-4, generator=torch.Generator().manual_seed(0))
+    greedy = generate(model.to(dtype), prompt, 6, use_cache=False, temperature=0)
+    tiny_t = generate(model, prompt, 6, use_cache=False, temperature=1e-4,
+                      generator=torch.Generator().manual_seed(0))
     assert torch.equal(tiny_t, greedy)

@@ -33,7 +33,7 @@ from llmlab.long_context import (
 )
 from llmlab.positional_embeddings import alibi_bias, apply_rotary
 from llmlab.transformer_block import GPT, gpt2_config, llama_config
-from llmlab.transformer_block.transformer import build_attention_mask
+from llmlab.transformer_block.model import build_attention_mask
 
 
 def qkv(*shape, dtype=torch.float64, Tk=None):

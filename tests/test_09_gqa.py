@@ -4,8 +4,8 @@
   transformers' Llama;
 - grouped_attention (the fold: MQA within each group) == lesson 03's attention on repeat_kv'd K/V ==
   torch's F.scaled_dot_product_attention(..., enable_gqa=True);
-- GroupedQueryAttention with n_kv_heads == n_heads is lesson 03's MultiHeadAttention after a weight copy;
-- the lab GPT with GQA (and after gpt_mha_to_gqa) has the logits of transformers' Llama with
+- GroupedQueryAttention with n_kv_head == n_head is lesson 03's MultiHeadAttention after a weight copy;
+- the lab GPT with GQA (and after lesson 04's gpt_mha_to_gqa) has the logits of transformers' Llama with
   num_key_value_heads (through to_hf);
 - mha_to_gqa mean-pools K/V heads (Ainslie et al. 2023), is exact when each group's heads are already
   identical, never modifies its input, and rejects head counts that do not divide.
@@ -21,30 +21,30 @@ from transformers.models.llama.modeling_llama import repeat_kv as hf_repeat_kv
 from llmlab.attention_basics import MultiHeadAttention, scaled_dot_product_attention
 from llmlab.gqa import (
     GroupedQueryAttention,
-    gpt_mha_to_gqa,
     grouped_attention,
     mha_to_gqa,
     pool_kv_heads,
     repeat_kv,
 )
 from llmlab.positional_embeddings import RotaryEmbedding
-from llmlab.transformer_block import GPT, CausalSelfAttention, llama_config, to_hf
+from llmlab.transformer_block import GPT, CausalSelfAttention, gpt_mha_to_gqa, llama_config, to_hf
+from llmlab.transformer_block.model import make_attention
 
 
-@pytest.mark.parametrize("n_kv_heads, n_rep", [(1, 8), (2, 4), (4, 2), (3, 3), (4, 1)])
-def test_repeat_kv_matches_repeat_interleave_and_transformers(n_kv_heads, n_rep):
-    x = torch.randn(2, n_kv_heads, 5, 8)
+@pytest.mark.parametrize("n_kv_head, n_rep", [(1, 8), (2, 4), (4, 2), (3, 3), (4, 1)])
+def test_repeat_kv_matches_repeat_interleave_and_transformers(n_kv_head, n_rep):
+    x = torch.randn(2, n_kv_head, 5, 8)
     out = repeat_kv(x, n_rep)
-    assert out.shape == (2, n_kv_heads * n_rep, 5, 8)
+    assert out.shape == (2, n_kv_head * n_rep, 5, 8)
     torch.testing.assert_close(out, torch.repeat_interleave(x, n_rep, dim=1), rtol=0, atol=0)
     torch.testing.assert_close(out, hf_repeat_kv(x, n_rep), rtol=0, atol=0)
 
 
 def test_each_query_head_gets_kv_head_h_floor_divided_by_n_rep():
-    n_kv_heads, n_rep = 3, 4
-    x = torch.randn(1, n_kv_heads, 2, 4)
+    n_kv_head, n_rep = 3, 4
+    x = torch.randn(1, n_kv_head, 2, 4)
     out = repeat_kv(x, n_rep)
-    for h in range(n_kv_heads * n_rep):
+    for h in range(n_kv_head * n_rep):
         assert torch.equal(out[:, h], x[:, h // n_rep])  # consecutive heads share, not tiled
 
 
@@ -84,15 +84,15 @@ def test_x_must_be_a_4d_tensor():
 # grouped_attention: the fold computes the same numbers as repeating K/V
 
 
-@pytest.mark.parametrize("n_heads, n_kv_heads", [(8, 8), (8, 4), (8, 2), (8, 1), (6, 3)])
+@pytest.mark.parametrize("n_head, n_kv_head", [(8, 8), (8, 4), (8, 2), (8, 1), (6, 3)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_grouped_attention_equals_attention_on_repeated_kv_and_torch_enable_gqa(n_heads, n_kv_heads, causal):
+def test_grouped_attention_equals_attention_on_repeated_kv_and_torch_enable_gqa(n_head, n_kv_head, causal):
     torch.manual_seed(0)
-    q = torch.randn(2, n_heads, 5, 8, dtype=torch.float64)
-    k = torch.randn(2, n_kv_heads, 7, 8, dtype=torch.float64)
-    v = torch.randn(2, n_kv_heads, 7, 8, dtype=torch.float64)
+    q = torch.randn(2, n_head, 5, 8, dtype=torch.float64)
+    k = torch.randn(2, n_kv_head, 7, 8, dtype=torch.float64)
+    v = torch.randn(2, n_kv_head, 7, 8, dtype=torch.float64)
     out, weights = grouped_attention(q, k, v, causal=causal)
-    n_rep = n_heads // n_kv_heads
+    n_rep = n_head // n_kv_head
     ref_out, ref_weights = scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep),
                                                         causal=causal)
     torch.testing.assert_close(out, ref_out)
@@ -149,31 +149,31 @@ def test_gqa_with_as_many_kv_heads_as_query_heads_is_lesson_03_multi_head_attent
     torch.testing.assert_close(weights, ref_weights)
 
 
-@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
-def test_gqa_module_equals_torch_sdpa_with_enable_gqa_on_its_projections(n_kv_heads):
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_gqa_module_equals_torch_sdpa_with_enable_gqa_on_its_projections(n_kv_head):
     torch.manual_seed(0)
-    attn = GroupedQueryAttention(32, 4, n_kv_heads)
+    attn = GroupedQueryAttention(32, 4, n_kv_head)
     x = torch.randn(2, 6, 32)
     out, weights = attn(x)
     assert weights is None
     B, T, D = 2, 6, 8
     q = attn.q_proj(x).view(B, T, 4, D).transpose(1, 2)  # (B, H, T, D)
-    k = attn.k_proj(x).view(B, T, n_kv_heads, D).transpose(1, 2)  # (B, H_kv, T, D)
-    v = attn.v_proj(x).view(B, T, n_kv_heads, D).transpose(1, 2)
+    k = attn.k_proj(x).view(B, T, n_kv_head, D).transpose(1, 2)  # (B, H_kv, T, D)
+    v = attn.v_proj(x).view(B, T, n_kv_head, D).transpose(1, 2)
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # (B, H, T, D)
     ref = attn.o_proj(ref.transpose(1, 2).reshape(B, T, 32))
     torch.testing.assert_close(out, ref)
 
 
-def test_kv_projections_and_parameters_shrink_with_n_kv_heads():
-    d_model, n_heads = 64, 8
-    head_dim = d_model // n_heads
-    for n_kv_heads in (8, 4, 2, 1):
-        attn = GroupedQueryAttention(d_model, n_heads, n_kv_heads)
-        assert attn.k_proj.out_features == attn.v_proj.out_features == n_kv_heads * head_dim
-        assert attn.n_rep == n_heads // n_kv_heads
+def test_kv_projections_and_parameters_shrink_with_n_kv_head():
+    d_model, n_head = 64, 8
+    head_dim = d_model // n_head
+    for n_kv_head in (8, 4, 2, 1):
+        attn = GroupedQueryAttention(d_model, n_head, n_kv_head)
+        assert attn.k_proj.out_features == attn.v_proj.out_features == n_kv_head * head_dim
+        assert attn.n_rep == n_head // n_kv_head
         n_params = sum(p.numel() for p in attn.parameters())
-        assert n_params == 2 * d_model * d_model + 2 * d_model * n_kv_heads * head_dim  # q, o + k, v
+        assert n_params == 2 * d_model * d_model + 2 * d_model * n_kv_head * head_dim  # q, o + k, v
 
 
 def test_changing_future_tokens_never_changes_past_outputs():
@@ -202,18 +202,18 @@ def test_queries_of_one_group_see_identical_keys():
     assert not torch.allclose(weights[:, 0], weights[:, 2])
 
 
-@pytest.mark.parametrize("d_model, n_heads, n_kv_heads, name", [
-    (32, 4, 3, "n_kv_heads"), (32, 4, 8, "n_kv_heads"), (30, 4, 2, "d_model"), (32, 4, 0, "n_kv_heads"),
-    (32, 0, 1, "n_heads"),
+@pytest.mark.parametrize("d_model, n_head, n_kv_head, name", [
+    (32, 4, 3, "n_kv_head"), (32, 4, 8, "n_kv_head"), (30, 4, 2, "d_model"), (32, 4, 0, "n_kv_head"),
+    (32, 0, 1, "n_head"),
 ])
-def test_head_counts_that_do_not_divide_raise_value_error_naming_the_argument(d_model, n_heads, n_kv_heads,
+def test_head_counts_that_do_not_divide_raise_value_error_naming_the_argument(d_model, n_head, n_kv_head,
                                                                               name):
     with pytest.raises(ValueError, match=name):
-        GroupedQueryAttention(d_model, n_heads, n_kv_heads)
+        GroupedQueryAttention(d_model, n_head, n_kv_head)
 
 
 def test_non_int_head_counts_and_bad_inputs_raise():
-    with pytest.raises(TypeError, match="n_kv_heads"):
+    with pytest.raises(TypeError, match="n_kv_head"):
         GroupedQueryAttention(32, 4, 2.0)
     with pytest.raises(TypeError, match="bias"):
         GroupedQueryAttention(32, 4, 2, bias="yes")
@@ -239,29 +239,29 @@ def test_mean_pooling_averages_the_heads_of_each_group_and_first_keeps_the_first
     assert torch.equal(first[0], heads[0]) and torch.equal(first[1], heads[3])
     bias = torch.arange(6.0 * head_dim)
     torch.testing.assert_close(pool_kv_heads(bias, 1, head_dim), bias.view(6, head_dim).mean(0))
-    assert torch.equal(pool_kv_heads(weight, 6, head_dim), weight)  # n_kv_heads = n_in: unchanged
+    assert torch.equal(pool_kv_heads(weight, 6, head_dim), weight)  # n_kv_head = n_in: unchanged
 
 
-def make_groups_identical(module, n_kv_heads: int, head_dim: int) -> None:
-    """Overwrite every K/V head with the first head of its group (n_kv_heads groups)."""
+def make_groups_identical(module, n_kv_head: int, head_dim: int) -> None:
+    """Overwrite every K/V head with the first head of its group (n_kv_head groups)."""
     with torch.no_grad():
         for name in ("k_proj", "v_proj"):
             linear = module.get_submodule(name)
             for p in (linear.weight, linear.bias):
                 if p is None:
                     continue
-                heads = p.view(n_kv_heads, -1, head_dim, *p.shape[1:])  # (G, n_rep, D, ...)
+                heads = p.view(n_kv_head, -1, head_dim, *p.shape[1:])  # (G, n_rep, D, ...)
                 heads.copy_(heads[:, :1].expand_as(heads))
 
 
-@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
-def test_mha_to_gqa_is_exact_when_each_groups_heads_are_already_identical(n_kv_heads):
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_mha_to_gqa_is_exact_when_each_groups_heads_are_already_identical(n_kv_head):
     torch.manual_seed(0)
     x = torch.randn(2, 6, 32)
     for source in (MultiHeadAttention(32, 4, bias=True), GroupedQueryAttention(32, 4, 4, bias=True)):
-        make_groups_identical(source, n_kv_heads, 8)
-        gqa = mha_to_gqa(source, n_kv_heads)
-        assert isinstance(gqa, GroupedQueryAttention) and gqa.n_kv_heads == n_kv_heads
+        make_groups_identical(source, n_kv_head, 8)
+        gqa = mha_to_gqa(source, n_kv_head)
+        assert isinstance(gqa, GroupedQueryAttention) and gqa.n_kv_head == n_kv_head
         out, _ = gqa(x, causal=True)
         ref, _ = source(x, causal=True)
         torch.testing.assert_close(out, ref)
@@ -270,10 +270,11 @@ def test_mha_to_gqa_is_exact_when_each_groups_heads_are_already_identical(n_kv_h
 def test_mha_to_gqa_converts_the_lab_gpts_causal_self_attention_exactly_for_identical_groups():
     torch.manual_seed(0)
     config = llama_config(vocab_size=64, block_size=16, n_layer=1, n_head=4, d_model=32)
-    attn = CausalSelfAttention(config, layer_idx=0)
+    attn = make_attention(config, layer_idx=0)  # the GPT's layer: lesson 09's GroupedQueryAttention
     make_groups_identical(attn, 2, 8)
     gqa = mha_to_gqa(attn, 2)
-    assert isinstance(gqa, CausalSelfAttention) and gqa.config.n_kv_head == 2 and gqa.n_kv_head == 2
+    assert isinstance(gqa, CausalSelfAttention) and gqa.n_kv_head == 2
+    assert (gqa.kernels, gqa.layer_idx, gqa.attn_scale) == (attn.kernels, 0, attn.attn_scale)
     x = torch.randn(2, 10, 32)
     rope = RotaryEmbedding(config.head_dim)(torch.arange(10))  # (cos, sin): what the GPT passes each layer
     torch.testing.assert_close(gqa(x, rope=rope)[0], attn(x, rope=rope)[0])  # RoPE is linear
@@ -284,7 +285,7 @@ def test_mha_to_gqa_can_go_from_gqa_to_fewer_kv_heads_and_leaves_its_input_uncha
     attn = GroupedQueryAttention(64, 8, 4)
     before = {k: v.clone() for k, v in attn.state_dict().items()}
     mqa = mha_to_gqa(attn, 1)
-    assert mqa.n_kv_heads == 1 and mqa.k_proj.out_features == 8
+    assert mqa.n_kv_head == 1 and mqa.k_proj.out_features == 8
     torch.testing.assert_close(mqa.k_proj.weight, attn.k_proj.weight.view(4, 8, 64).mean(0))
     assert torch.equal(mqa.q_proj.weight, attn.q_proj.weight)
     assert torch.equal(mqa.o_proj.weight, attn.o_proj.weight)
@@ -292,13 +293,13 @@ def test_mha_to_gqa_can_go_from_gqa_to_fewer_kv_heads_and_leaves_its_input_uncha
         assert torch.equal(v, before[k])
 
 
-@pytest.mark.parametrize("n_kv_heads, error, name", [
-    (3, ValueError, "n_kv_heads"), (8, ValueError, "n_kv_heads"), (0, ValueError, "n_kv_heads"),
-    (2.0, TypeError, "n_kv_heads"),
+@pytest.mark.parametrize("n_kv_head, error, name", [
+    (3, ValueError, "n_kv_head"), (8, ValueError, "n_kv_head"), (0, ValueError, "n_kv_head"),
+    (2.0, TypeError, "n_kv_head"),
 ])
-def test_mha_to_gqa_rejects_head_counts_that_do_not_divide(n_kv_heads, error, name):
+def test_mha_to_gqa_rejects_head_counts_that_do_not_divide(n_kv_head, error, name):
     with pytest.raises(error, match=name):
-        mha_to_gqa(MultiHeadAttention(32, 4), n_kv_heads)
+        mha_to_gqa(MultiHeadAttention(32, 4), n_kv_head)
 
 
 def test_mha_to_gqa_rejects_other_modules_and_methods():
@@ -306,7 +307,7 @@ def test_mha_to_gqa_rejects_other_modules_and_methods():
         mha_to_gqa(torch.nn.Linear(4, 4), 1)
     with pytest.raises(ValueError, match="method"):
         mha_to_gqa(MultiHeadAttention(32, 4), 2, method="max")
-    with pytest.raises(ValueError, match="n_kv_heads"):
+    with pytest.raises(ValueError, match="n_kv_head"):
         pool_kv_heads(torch.randn(4 * 8, 32), 3, 8)
 
 
@@ -330,13 +331,13 @@ def test_lab_gpt_with_gqa_has_the_logits_of_transformers_llama_with_num_key_valu
         torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("n_kv_heads", [2, 1])
-def test_converted_gpt_matches_transformers_llama_and_keeps_the_original(n_kv_heads):
+@pytest.mark.parametrize("n_kv_head", [2, 1])
+def test_converted_gpt_matches_transformers_llama_and_keeps_the_original(n_kv_head):
     model = tiny_llama()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    gqa = gpt_mha_to_gqa(model, n_kv_heads)
-    assert isinstance(gqa, GPT) and gqa.config.n_kv_head == n_kv_heads
-    assert all(block.attn.k_proj.out_features == n_kv_heads * 8 for block in gqa.blocks)
+    gqa = gpt_mha_to_gqa(model, n_kv_head)
+    assert isinstance(gqa, GPT) and gqa.config.n_kv_head == n_kv_head
+    assert all(block.attn.k_proj.out_features == n_kv_head * 8 for block in gqa.blocks)
     idx = torch.randint(0, 64, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(gqa(idx)[0], to_hf(gqa)(idx).logits, rtol=1e-4, atol=1e-4)
@@ -370,7 +371,20 @@ def test_converted_gpt_trains_and_its_config_round_trips():
 def test_gpt_mha_to_gqa_rejects_bad_arguments():
     with pytest.raises(TypeError, match="model"):
         gpt_mha_to_gqa(MultiHeadAttention(32, 4), 2)
-    with pytest.raises(ValueError, match="n_kv_heads"):
+    with pytest.raises(ValueError, match="n_kv_head"):
         gpt_mha_to_gqa(tiny_llama(), 3)
-    with pytest.raises(ValueError, match="n_kv_heads"):
+    with pytest.raises(ValueError, match="n_kv_head"):
         gpt_mha_to_gqa(tiny_llama(n_kv_head=2), 4)  # cannot create K/V heads by pooling
+
+
+def test_the_old_head_count_keywords_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="deprecated, use n_head="), \
+            pytest.warns(DeprecationWarning, match="deprecated, use n_kv_head="):
+        attn = GroupedQueryAttention(32, n_heads=4, n_kv_heads=2)
+    assert (attn.n_head, attn.n_kv_head) == (4, 2)
+    with pytest.warns(DeprecationWarning, match="n_kv_head"):
+        assert mha_to_gqa(attn, n_kv_heads=1).n_kv_head == 1
+    with pytest.warns(DeprecationWarning, match="n_kv_head"):
+        assert gpt_mha_to_gqa(tiny_llama(), n_kv_heads=2).config.n_kv_head == 2
+    with pytest.raises(TypeError, match="n_kv_head"):
+        GroupedQueryAttention(32, 4, n_kv_head=2, n_kv_heads=2)
