@@ -245,3 +245,33 @@ def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
     if close:
         plt.close(fig)
     return path
+
+
+def grouped_bar_plot(ax, groups: Sequence[str], series: Mapping[str, Sequence[float]], *, width: float = 0.8,
+                     fmt: str = "{:.2f}", title: str = "", ylabel: str = "", legend_title: str | None = None,
+                     headroom: float = 1.3):
+    """Several series side by side in each group (`series`: label -> one value per group), each bar
+    annotated with its value; the legend sits in the `headroom` left above the tallest bar."""
+    n = len(series)
+    for j, (label, values) in enumerate(series.items()):
+        values = _as_array(values)
+        if len(values) != len(groups):
+            raise ValueError(f"series {label!r}: expected one value per group ({len(groups)}), "
+                             f"got {len(values)}")
+        xs = np.arange(len(groups)) + (j - (n - 1) / 2) * width / n
+        bars = ax.bar(xs, values, width / n, label=label, color=PALETTE[j % len(PALETTE)])
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+    ax.set_xticks(np.arange(len(groups)), labels=list(groups))
+    ax.set_ylim(0, max(float(np.max(_as_array(v))) for v in series.values()) * headroom)
+    ax.legend(title=legend_title, loc="upper center", ncol=n)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def count_ticks(ax, counts: Sequence[int]) -> None:
+    """Readable x ticks on a log axis of counts (characters, tokens): 4K, 16K, 1M instead of 4x10^3."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xticks(counts, labels=[f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}K" for n in counts])
+    ax.xaxis.set_minor_formatter(NullFormatter())
