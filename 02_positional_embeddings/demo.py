@@ -54,10 +54,14 @@ COLORS = {"none": "#8C8C8C", "sinusoidal": "#4C72B0", "learned": "#DD8452", "rop
 EXTRA_COLOR = "#8172B3"  # the --rope-base model
 VERDICTS = {"degrades": "DEGRADES past L", "holds": "holds past L",
             "unclear": "no clear change (within noise)"}
-# Curriculum claims checked by experiment 5 (CURRICULUM-SEED.md, lesson 02's "Key Insights").
-CLAIMS = {"sinusoidal": "Sinusoidal: fixed, excellent extrapolation",
-          "learned": "Learned PE: flexible but poor extrapolation",
-          "rope": "RoPE: excellent for long contexts"}
+# Curriculum claims checked by experiment 5 (CURRICULUM-SEED.md, lesson 02's "Key Insights"), and what the
+# literature says when a run contradicts them
+CLAIMS = {"sinusoidal": ("Sinusoidal: fixed, excellent extrapolation", " (Press et al. 2022 found the same: "
+                         "sinusoidal perplexity explodes soon after L)"),
+          "learned": ("Learned PE: flexible but poor extrapolation", ""),
+          "rope": ("RoPE: excellent for long contexts", ". Long-context RoPE models get there by rescaling "
+                   "positions or the base and fine-tuning at the long length (Chen et al. 2023; Xiong et al. "
+                   "2023), not by extrapolating")}
 
 
 def settings(quick: bool) -> dict:
@@ -272,8 +276,7 @@ def extrapolation_title(results: dict, labels: list[str]) -> str:
 
 
 def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> dict:
-    L = cfg["train_len"]
-    T = K * L
+    L, T = cfg["train_len"], K * cfg["train_len"]
     results, curves, refused = experiments.extrapolation(cfg, data, models, K, device=demo.device)
 
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(13, 4.8))
@@ -337,7 +340,7 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
                      f"{VERDICTS[row['verdict']]}")
         else:
             demo.say(f"   {label:<16} inside {row['inside_late']:.3f}, beyond: cannot run ({refused})")
-    for name, claim in CLAIMS.items():
+    for name, (claim, literature) in CLAIMS.items():
         if name not in results:
             continue
         row = results[name]
@@ -345,12 +348,7 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
             said = ("confirmed, and stronger: it cannot be evaluated past L at all" if refused
                     else "not tested")
         elif row["verdict"] == "degrades":
-            said = f"CONTRADICTED by this run: loss {row['ratio']:.2f}x higher past L"
-            said += (". Long-context RoPE models get there by rescaling positions or the base and "
-                     "fine-tuning at the long length (Chen et al. 2023; Xiong et al. 2023), not by "
-                     "extrapolating"
-                     if name == "rope" else
-                     " (Press et al. 2022 found the same: sinusoidal perplexity explodes soon after L)")
+            said = f"CONTRADICTED by this run: loss {row['ratio']:.2f}x higher past L{literature}"
         elif row["verdict"] == "holds":
             said = f"supported by this run ({row['ratio']:.2f}x)"
         else:
