@@ -123,10 +123,7 @@ def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases:
     demo.say(f"1. Encodings: sinusoidal table {tuple(sinusoidal.shape)}; RoPE: {counts} of {head_dim // 2} "
              f"rotation pairs never complete a full turn within L={L} positions, so past L they reach angles "
              f"the model never saw; ALiBi has no vectors, only a bias per head.")
-    return {"rope_pairs_without_full_turn_in_L": {f"{b:g}": n for b, n in unseen_by_base.items()},
-            "rope_pairs": head_dim // 2,
-            "rope_max_angle_in_L_rad": [float(a) for a in (L - 1) * t["theta"]],
-            "learned_table_abs_max": None if learned is None else float(learned.abs().max())}
+    return t["numbers"]
 
 
 # ------------------------------------------------------------------------------------------------

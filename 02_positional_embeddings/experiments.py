@@ -113,8 +113,9 @@ def train_models(cfg: dict, data: dict, specs: dict[str, dict], corpus: str, *, 
 
 def encoding_tables(cfg: dict, models: dict, n_positions: int, rope_bases: list[float]) -> dict:
     """The four encodings over n_positions: the sinusoidal table, the trained learned table (or None),
-    RoPE's rotation angles m * theta_i (first base) and head 1's ALiBi bias (future keys NaN); and, per
-    RoPE base, how many rotation pairs never complete a turn within the training length L."""
+    RoPE's rotation angles m * theta_i (first base) and head 1's ALiBi bias (future keys NaN); per RoPE
+    base, how many rotation pairs never complete a turn within the training length L; and under
+    "numbers" what results.json keeps of them."""
     L, d_model = cfg["train_len"], cfg["d_model"]
     head_dim = d_model // cfg["n_head"]
     # RoPE: the angle of pair i at position m is m * theta_i; cos of it, per pair (head_dim/2 pairs).
@@ -126,9 +127,12 @@ def encoding_tables(cfg: dict, models: dict, n_positions: int, rope_bases: list[
     alibi[torch.isinf(alibi)] = float("nan")  # future keys: drawn blank
     learned = models["learned"]["model"].pos_emb.weight.detach().cpu() if "learned" in models else None
     angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * theta  # (K*L, D/2)
+    numbers = {"rope_pairs_without_full_turn_in_L": {f"{b:g}": n for b, n in unseen_by_base.items()},
+               "rope_pairs": head_dim // 2, "rope_max_angle_in_L_rad": [float(a) for a in (L - 1) * theta],
+               "learned_table_abs_max": None if learned is None else float(learned.abs().max())}
     return {"sinusoidal": sinusoidal_embeddings(n_positions, d_model),  # (K*L, d_model)
-            "learned": learned, "theta": theta, "angles": angles,
-            "unseen_by_base": unseen_by_base, "alibi_slopes": alibi_slopes(cfg["n_head"]), "alibi": alibi}
+            "learned": learned, "angles": angles, "unseen_by_base": unseen_by_base,
+            "alibi_slopes": alibi_slopes(cfg["n_head"]), "alibi": alibi, "numbers": numbers}
 
 
 # ------------------------------------------------------------------------------------------------
