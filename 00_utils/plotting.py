@@ -249,9 +249,13 @@ def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
 
 def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
                      horizontal: bool = False, width: float = 0.8, colors: Sequence[str] | None = None,
-                     title: str = "", xlabel: str = "", ylabel: str = ""):
+                     fmt: str | None = None, title: str = "", xlabel: str = "", ylabel: str = "",
+                     legend_title: str | None = None, headroom: float | None = None):
     """Several bars per label, one per series side by side (e.g. lab vs torch per operation), with a
-    legend; `width` is the width of one label's group. Returns the bar containers, one per series."""
+    legend; `width` is the width of one label's group. fmt: annotate each bar with its value
+    ("{:.2f}"); headroom: the value axis reaches the tallest bar times this, and the legend sits
+    centred in that room (vertical bars). Returns the bar containers, one per series.
+    Raises ValueError for no series or a series without one value per label."""
     if not series:
         raise ValueError("series must hold at least one name -> values")
     positions = np.arange(len(labels))
@@ -264,14 +268,29 @@ def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[fl
         offset = (i - (len(series) - 1) / 2) * bar_width
         color = colors[i] if colors else PALETTE[i % len(PALETTE)]
         draw = ax.barh if horizontal else ax.bar
-        containers.append(draw(positions + offset, values, bar_width, label=name, color=color))
+        bars = draw(positions + offset, values, bar_width, label=name, color=color)
+        if fmt is not None:
+            ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+        containers.append(bars)
     if horizontal:
         ax.set_yticks(positions, labels=list(labels))
         ax.invert_yaxis()
     else:
         ax.set_xticks(positions, labels=list(labels))
-    ax.legend()
+    if headroom is not None and not horizontal:
+        ax.set_ylim(0, max(float(np.max(_as_array(v))) for v in series.values()) * headroom)
+        ax.legend(title=legend_title, loc="upper center", ncol=len(series))
+    else:
+        ax.legend(title=legend_title)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return containers
+
+
+def count_ticks(ax, counts: Sequence[int]) -> None:
+    """Readable x ticks on a log axis of counts (characters, tokens): 4K, 16K, 1M instead of 4x10^3."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xticks(counts, labels=[f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}K" for n in counts])
+    ax.xaxis.set_minor_formatter(NullFormatter())

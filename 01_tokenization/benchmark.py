@@ -22,7 +22,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import tiktoken
 
 from llmlab.tokenization.bpe import (
@@ -33,18 +32,8 @@ from llmlab.tokenization.bpe import (
     train_hf_bpe,
     train_textbook,
 )
+from llmlab.tokenization.experiments import loglog_slope, timed
 from llmlab.utils import load_corpus
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
-
-
-def loglog_slope(sizes, seconds) -> float:
-    """The exponent p of time ~ size^p, fitted on log-log axes."""
-    return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
 def shared_token_fraction(ours: BPETokenizer, hf_tokenizer) -> float:
