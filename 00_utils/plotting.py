@@ -245,3 +245,25 @@ def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
     if close:
         plt.close(fig)
     return path
+
+
+def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
+                     width: float | None = None, fmt: str | None = None, fontsize: int = 8,
+                     padding: float = 0, rotation: float = 0):
+    """Bars side by side: one group per label, one bar per series (label -> values, one per group),
+    each series in its palette colour; `fmt` (e.g. "%.2f") writes every bar's value on it."""
+    if not series:
+        raise ValueError("series must hold at least one label -> values")
+    width = width or 0.8 / len(series)
+    xs = np.arange(len(labels))
+    containers = []
+    for i, (name, values) in enumerate(series.items()):
+        values = _as_array(values)
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r}: {len(values)} values for {len(labels)} labels")
+        bars = ax.bar(xs + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+        if fmt is not None:
+            ax.bar_label(bars, fmt=fmt, fontsize=fontsize, padding=padding)
+        containers.append(bars)
+    ax.set_xticks(xs, labels=list(labels), rotation=rotation)
+    return containers
