@@ -267,3 +267,14 @@ def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[fl
         containers.append(bars)
     ax.set_xticks(xs, labels=list(labels), rotation=rotation)
     return containers
+
+
+def loss_curve_plot(ax, history, *, label: str, color, window: int, val_fmt: str = "o-",
+                    train_label: str = " (train)", val_label: str = " (val)", **train_style):
+    """A training run's curves: the train loss as a `window`-step moving average (a line) and the val
+    loss at each evaluation (markers). `history` has .steps, .train_loss, .eval_steps, .val_loss."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    smooth = np.convolve(history.train_loss, np.ones(window) / window, mode="valid")
+    ax.plot(list(history.steps)[window - 1:], smooth, color=color, label=label + train_label, **train_style)
+    ax.plot(history.eval_steps, history.val_loss, val_fmt, color=color, ms=4, label=label + val_label)

@@ -396,11 +396,8 @@ def plot_break_training(demo: Demo, histories: dict, stats: dict, real_nll: floa
     fig, axes = plotting.new_figure(2, 2, figsize=(13, 9.5))
     ax = axes[0, 0]
     for i, label in enumerate(labels):
-        h = histories[label]
-        smooth = np.convolve(h.train_loss, np.ones(10) / 10, mode="valid")  # 10-step moving average
-        ax.plot(np.arange(len(smooth)) + 9, smooth, color=plotting.PALETTE[i], lw=1.2,
-                label=f"{label} (train)")
-        ax.plot(h.eval_steps, h.val_loss, "o--", color=plotting.PALETTE[i], ms=4, label=f"{label} (val)")
+        plotting.loss_curve_plot(ax, histories[label], label=label, color=plotting.PALETTE[i], window=10,
+                                 val_fmt="o--", lw=1.2)
     ax.set_yscale("log")
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
         axis(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.1, 0.2, ... not 10^-1, 2x10^-1

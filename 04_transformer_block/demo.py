@@ -51,10 +51,9 @@ if TYPE_CHECKING:
 def load_libraries() -> None:
     """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
     as this module's globals: `main` calls this once the flags are parsed."""
-    global np, torch, PowerNorm, GPT, attention_maps, ex, PRESETS, LabModel, lab_model, Demo, TrainConfig
+    global np, PowerNorm, GPT, attention_maps, ex, PRESETS, LabModel, lab_model, Demo, TrainConfig
     global plotting
     import numpy as np
-    import torch
     from matplotlib.colors import PowerNorm
 
     from llmlab.transformer_block import GPT, attention_maps
@@ -111,7 +110,6 @@ def layer_axis(ax, n_layers: int) -> None:
     ax.set_xlabel("residual stream after: embeddings (emb), block 1, 2, ...")
 
 
-
 # ------------------------------------------------------------------------------------------------
 # 1. the main model: training curve, val loss, samples
 
@@ -123,11 +121,9 @@ def training_and_samples(demo: Demo, cfg: dict, models: dict[str, LabModel], bat
     for i, (name, lab) in enumerate(models.items()):
         loss = ex.mean_loss(lab.model, batches)
         h = lab.history
-        window = max(1, len(h.train_loss) // 30)
-        smooth = np.convolve(h.train_loss, np.ones(window) / window, mode="valid")
-        color = plotting.PALETTE[i]
-        ax.plot(h.steps[window - 1:], smooth, color=color, alpha=0.5, label=f"{name}: train (smoothed)")
-        ax.plot(h.eval_steps, h.val_loss, "o-", color=color, markersize=4, label=f"{name}: val")
+        plotting.loss_curve_plot(ax, h, label=name, color=plotting.PALETTE[i], alpha=0.5,
+                                 window=max(1, len(h.train_loss) // 30), train_label=": train (smoothed)",
+                                 val_label=": val")
         samples = ex.sample_continuations(lab, ex.SAMPLE_PROMPTS[: cfg["n_prompts"]], cfg["sample_tokens"],
                                           demo.seed, demo.device)
         out[name] = {"val_loss": loss, "perplexity": math.exp(loss), "steps": len(h.steps),
@@ -296,12 +292,10 @@ def knockout_experiment(demo: Demo, lab: LabModel, name: str, batches, counts: d
     base, per_layer, everything = (result[k] for k in ("base_loss", "per_layer_increase", "all_removed_loss"))
 
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(13, 4.8))
-    x = np.arange(L)
-    bars_a = ax1.bar(x - 0.2, per_layer["attn"], 0.4, label="attention removed")
-    bars_f = ax1.bar(x + 0.2, per_layer["ffn"], 0.4, label="feed-forward removed")
-    for bars in (bars_a, bars_f):
-        ax1.bar_label(bars, fmt="%+.2f", fontsize=7, padding=2)
-    ax1.set_xticks(x, labels=[f"block {i + 1}" for i in range(L)])
+    plotting.grouped_bar_plot(ax1, [f"block {i + 1}" for i in range(L)],
+                              {"attention removed": per_layer["attn"],
+                               "feed-forward removed": per_layer["ffn"]},
+                              fmt="%+.2f", fontsize=7, padding=2)
     ax1.set_ylabel("held-out loss increase (nats/token)")
     ax1.legend()
     part, layer = max(((p, i) for p in per_layer for i in range(L)), key=lambda k: per_layer[k[0]][k[1]])
