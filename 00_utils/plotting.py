@@ -250,10 +250,11 @@ def save_figure(fig, path: str | os.PathLike, *, close: bool = True) -> Path:
 def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
                      horizontal: bool = False, width: float = 0.8, colors: Sequence[str] | None = None,
                      fmt: str | None = None, title: str = "", xlabel: str = "", ylabel: str = "",
-                     legend_title: str | None = None, headroom: float | None = None):
+                     legend_title: str | None = None, headroom: float | None = None, fontsize: int = 8,
+                     padding: float = 2, rotation: float = 0):
     """Several bars per label, one per series side by side (e.g. lab vs torch per operation), with a
     legend; `width` is the width of one label's group. fmt: annotate each bar with its value
-    ("{:.2f}"); headroom: the value axis reaches the tallest bar times this, and the legend sits
+    ("{:.2f}", or printf style "%.2f"); rotation: of the labels; headroom: the value axis reaches the tallest bar times this, and the legend sits
     centred in that room (vertical bars). Returns the bar containers, one per series.
     Raises ValueError for no series or a series without one value per label."""
     if not series:
@@ -270,13 +271,14 @@ def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[fl
         draw = ax.barh if horizontal else ax.bar
         bars = draw(positions + offset, values, bar_width, label=name, color=color)
         if fmt is not None:
-            ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+            texts = [fmt % v if "%" in fmt and "{" not in fmt else fmt.format(v) for v in values]
+            ax.bar_label(bars, labels=texts, fontsize=fontsize, padding=padding)
         containers.append(bars)
     if horizontal:
         ax.set_yticks(positions, labels=list(labels))
         ax.invert_yaxis()
     else:
-        ax.set_xticks(positions, labels=list(labels))
+        ax.set_xticks(positions, labels=list(labels), rotation=rotation)
     if headroom is not None and not horizontal:
         ax.set_ylim(0, max(float(np.max(_as_array(v))) for v in series.values()) * headroom)
         ax.legend(title=legend_title, loc="upper center", ncol=len(series))
@@ -294,3 +296,15 @@ def count_ticks(ax, counts: Sequence[int]) -> None:
 
     ax.set_xticks(counts, labels=[f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}K" for n in counts])
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def loss_curve_plot(ax, history, *, label: str, color, window: int, val_fmt: str = "o-",
+                    train_label: str = " (train)", val_label: str = " (val)", **train_style):
+    """A training run's curves: the train loss as a `window`-step moving average (a line) and the val
+    loss at each evaluation (markers). `history` has .steps, .train_loss, .eval_steps, .val_loss.
+    Raises ValueError for window < 1."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    smooth = np.convolve(history.train_loss, np.ones(window) / window, mode="valid")
+    ax.plot(list(history.steps)[window - 1:], smooth, color=color, label=label + train_label, **train_style)
+    ax.plot(history.eval_steps, history.val_loss, val_fmt, color=color, ms=4, label=label + val_label)

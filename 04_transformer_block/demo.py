@@ -22,16 +22,15 @@ then shows beside the baseline:
  --norm KIND     none | layernorm | rmsnorm
  --postnorm      x = norm(x + f(x)) (Vaswani 2017) instead of x + f(norm(x))
  --depth N       N blocks instead of 4
+
+The measurements live in experiments.py (functions that return numbers); this file runs them in order and,
+for each, draws its figure and prints its verdict.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
@@ -41,54 +40,30 @@ from llmlab.utils.verdicts import claim_mark, compare, effect
 # flags are parsed, so that `python demo.py --help` answers at once.
 if TYPE_CHECKING:
     import numpy as np
-    import torch
     from matplotlib.colors import PowerNorm
 
-    from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
+    from llmlab.transformer_block import GPT, attention_maps
+    from llmlab.transformer_block import experiments as ex
     from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
-    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+    from llmlab.utils import Demo, TrainConfig, plotting
 
 
 def load_libraries() -> None:
     """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
     as this module's globals: `main` calls this once the flags are parsed."""
-    global np, torch, PowerNorm, GPT, attention_maps, logit_lens, residual_norms, PRESETS
-    global LabModel, lab_model, Demo, TrainConfig, cached_training, get_batch, plotting, train
+    global np, PowerNorm, GPT, attention_maps, ex, PRESETS, LabModel, lab_model, Demo, TrainConfig
+    global plotting
     import numpy as np
-    import torch
     from matplotlib.colors import PowerNorm
 
-    from llmlab.transformer_block import GPT, attention_maps, logit_lens, residual_norms
+    from llmlab.transformer_block import GPT, attention_maps
+    from llmlab.transformer_block import experiments as ex
     from llmlab.transformer_block.pretrained import PRESETS, LabModel, lab_model
-    from llmlab.utils import Demo, TrainConfig, cached_training, get_batch, plotting, train
+    from llmlab.utils import Demo, TrainConfig, plotting
 
 
 PRESET_NAMES = ("gpt2", "llama")  # the keys of pretrained.PRESETS, for --preset before torch is imported
 NORM_NAMES = ("layernorm", "rmsnorm", "none")  # lesson 10's NORMS, for --norm
-
-# A story opening in the corpus's style: the name comes back, so a model that has learned to copy it
-# through attention predicts it where the lens of the early layers cannot.
-PROMPT = ("Once upon a time, a girl named Fatima lived on a houseboat. Everyone knew Fatima because "
-          "she was so helpful. Fatima often")
-SAMPLE_PROMPTS = ("Once upon a time, a boy named", "One day, Mia and her brother",
-                  '"I am scared of the dark," said')
-# The small models of the ablation grid: name -> config overrides of the preset at d_model 64 ("lr" is a
-# training override). The learning rate was tuned for the small pre-norm baseline (with GPT-2's constant
-# 0.02 init, before the lab GPT's fan-in init). Post-norm gets a second run at a sixth of it, because
-# Xiong et al. 2020 find that post-norm needs a small learning rate and a long warmup and pre-norm does
-# not; the run prints whether that holds at this init (the README quotes it).
-ABLATION_LR = 6e-3
-VARIANTS = {
-    "baseline": {},
-    "no residual": {"residual": False},
-    "no norm": {"norm": "none"},
-    "post-norm": {"prenorm": False},
-    "post-norm, lr/6": {"prenorm": False, "lr": ABLATION_LR / 6},
-    "1 block": {"n_layer": 1},
-    "2 blocks": {"n_layer": 2},
-    "8 blocks": {"n_layer": 8},
-}
-QUICK_VARIANTS = ("baseline", "no residual", "no norm", "post-norm")
 
 
 def settings(quick: bool) -> dict:
@@ -96,13 +71,13 @@ def settings(quick: bool) -> dict:
     small = dict(d_model=64, n_head=4, n_layer=4, block_size=64)
     if quick:
         return dict(eval_batches=2, eval_batch_size=8, attn_batch_size=4, sample_tokens=30, n_prompts=2,
-                    variants=QUICK_VARIANTS, noise_seeds=0, small=small,
-                    ablation=TrainConfig(steps=20, batch_size=16, block_size=64, lr=ABLATION_LR,
+                    variants=ex.QUICK_VARIANTS, noise_seeds=0, small=small,
+                    ablation=TrainConfig(steps=20, batch_size=16, block_size=64, lr=ex.ABLATION_LR,
                                          warmup_steps=4, eval_interval=5, eval_iters=2))
     return dict(eval_batches=6, eval_batch_size=16, attn_batch_size=8, sample_tokens=60, n_prompts=3,
-                variants=tuple(VARIANTS), noise_seeds=1, small=small,
-                ablation=TrainConfig(steps=400, batch_size=16, block_size=64, lr=ABLATION_LR, warmup_steps=40,
-                                     eval_interval=40, eval_iters=8))
+                variants=tuple(ex.VARIANTS), noise_seeds=1, small=small,
+                ablation=TrainConfig(steps=400, batch_size=16, block_size=64, lr=ex.ABLATION_LR,
+                                     warmup_steps=40, eval_interval=40, eval_iters=8))
 
 
 def break_overrides(args, preset: str) -> dict:
@@ -135,33 +110,6 @@ def layer_axis(ax, n_layers: int) -> None:
     ax.set_xlabel("residual stream after: embeddings (emb), block 1, 2, ...")
 
 
-def eval_batches(lab: LabModel, cfg: dict, seed: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed held-out batches (the same for every model), full-context windows of the val text."""
-    generator = torch.Generator().manual_seed(seed + 1234)
-    block = min(lab.config.block_size, len(lab.val_data) - 1)
-    return [get_batch(lab.val_data, cfg["eval_batch_size"], block, generator=generator, device=device)
-            for _ in range(cfg["eval_batches"])]
-
-
-def mean_loss(model: GPT, batches) -> float:
-    with torch.no_grad():
-        model.eval()
-        return float(np.mean([model(x, y)[1].item() for x, y in batches]))
-
-
-def count_model_losses(train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int,
-                       alpha: float = 0.1) -> dict:
-    """Cross-entropy on the val tokens of a unigram and a bigram model counted on the train tokens
-    (add-alpha smoothing): the best a model can do that sees no context / only the current token."""
-    V = vocab_size
-    unigram = torch.bincount(train_data, minlength=V).double() + alpha  # (V,)
-    unigram_loss = -(unigram / unigram.sum()).log()[val_data].mean().item()
-    pairs = torch.bincount(train_data[:-1] * V + train_data[1:], minlength=V * V).double().view(V, V) + alpha
-    log_p = (pairs / pairs.sum(dim=1, keepdim=True)).log()  # (V, V): log p(next | current)
-    bigram_loss = -log_p[val_data[:-1], val_data[1:]].mean().item()
-    return {"unigram": unigram_loss, "bigram": bigram_loss, "alpha": alpha}
-
-
 # ------------------------------------------------------------------------------------------------
 # 1. the main model: training curve, val loss, samples
 
@@ -171,20 +119,13 @@ def training_and_samples(demo: Demo, cfg: dict, models: dict[str, LabModel], bat
     out = {}
     fig, ax = plotting.new_figure(1, 1, figsize=(8, 4.5))
     for i, (name, lab) in enumerate(models.items()):
-        loss = mean_loss(lab.model, batches)
+        loss = ex.mean_loss(lab.model, batches)
         h = lab.history
-        window = max(1, len(h.train_loss) // 30)
-        smooth = np.convolve(h.train_loss, np.ones(window) / window, mode="valid")
-        color = plotting.PALETTE[i]
-        ax.plot(h.steps[window - 1:], smooth, color=color, alpha=0.5, label=f"{name}: train (smoothed)")
-        ax.plot(h.eval_steps, h.val_loss, "o-", color=color, markersize=4, label=f"{name}: val")
-        generator = torch.Generator(device=demo.device).manual_seed(demo.seed)
-        samples = []
-        for prompt in SAMPLE_PROMPTS[: cfg["n_prompts"]]:
-            idx = lab.encode(prompt)
-            ids = lab.model.generate(idx, cfg["sample_tokens"], temperature=0.8, top_k=50,
-                                     generator=generator)  # (1, T + sample_tokens)
-            samples.append({"prompt": prompt, "continuation": lab.decode(ids[0, idx.shape[1]:])})
+        plotting.loss_curve_plot(ax, h, label=name, color=plotting.PALETTE[i], alpha=0.5,
+                                 window=max(1, len(h.train_loss) // 30), train_label=": train (smoothed)",
+                                 val_label=": val")
+        samples = ex.sample_continuations(lab, ex.SAMPLE_PROMPTS[: cfg["n_prompts"]], cfg["sample_tokens"],
+                                          demo.seed, demo.device)
         out[name] = {"val_loss": loss, "perplexity": math.exp(loss), "steps": len(h.steps),
                      "params": lab.model.num_parameters(), "cache_hit": lab.cache_hit,
                      "train_step_ms": 1e3 * h.mean_step_time_s, "samples": samples}
@@ -217,38 +158,12 @@ def training_and_samples(demo: Demo, cfg: dict, models: dict[str, LabModel], bat
 # 2. the logit lens
 
 
-def lens_statistics(model: GPT, batches) -> dict:
-    """Per layer (embeddings, block 1..L): the lens cross-entropy, top-1 accuracy, median rank and mean
-    probability of the true next token, and how often the top-1 is the input token itself."""
-    with torch.no_grad():
-        ce, acc, prob, ranks, echo = [], [], [], [], []
-        for x, y in batches:
-            lens = logit_lens(model, x)  # (L+1, B, T, V)
-            log_p = lens.log_softmax(dim=-1)
-            # (L+1, B, T)
-            true = log_p.gather(-1, y[None, ..., None].expand(lens.shape[0], -1, -1, 1))[..., 0]
-            ce.append(-true.mean(dim=(1, 2)))
-            acc.append((lens.argmax(dim=-1) == y[None]).float().mean(dim=(1, 2)))
-            echo.append((lens.argmax(dim=-1) == x[None]).float().mean(dim=(1, 2)))
-            prob.append(true.exp().mean(dim=(1, 2)))
-            ranks.append((log_p > true[..., None]).sum(dim=-1).flatten(1).float())  # (L+1, B*T), 0 = top-1
-        return {"loss": torch.stack(ce).mean(0).tolist(), "top1_accuracy": torch.stack(acc).mean(0).tolist(),
-                "p_true": torch.stack(prob).mean(0).tolist(),
-                "median_rank": torch.cat(ranks, dim=1).median(dim=1).values.add(1).tolist(),
-                "top1_is_input": torch.stack(echo).mean(0).tolist()}
-
-
 def logit_lens_experiment(demo: Demo, models: dict[str, LabModel], main: str, batches) -> dict:
     lab = models[main]
-    idx = lab.encode(PROMPT)  # (1, T)
-    T = idx.shape[1]
-    lens = logit_lens(lab.model, idx)[:, 0, :-1]  # (L+1, T-1, V): predictions that have a true next token
-    probs = lens.softmax(dim=-1)
-    target = idx[0, 1:]  # (T-1,)
-    p_true = probs[..., torch.arange(T - 1), target].cpu().numpy()  # (L+1, T-1)
-    top1 = probs.argmax(dim=-1).cpu()  # (L+1, T-1)
-    tokens = [lab.decode([int(t)]) for t in idx[0]]
-    stats = {name: lens_statistics(m.model, batches) for name, m in models.items()}
+    lens = ex.prompt_lens(lab, ex.PROMPT)
+    p_true, top1, target, tokens = lens["p_true"], lens["top1"], lens["target"], lens["tokens"]
+    T = len(tokens)
+    stats = {name: ex.lens_statistics(m.model, batches) for name, m in models.items()}
     n_rows = p_true.shape[0]
     layer_names = ["embed"] + [f"block {i}" for i in range(1, n_rows)]
 
@@ -306,7 +221,7 @@ def logit_lens_experiment(demo: Demo, models: dict[str, LabModel], main: str, ba
                 "Not every block improves the lens prediction: "
                 + ", ".join(f"block {i + 1} {d:+.2f}" for i, d in enumerate(drops) if d >= 0)
                 + " — intermediate layers need not be in the output's basis (the lens is only a probe)."))
-    return {"prompt": PROMPT, "prompt_tokens": tokens, "prompt_top1_accuracy": final_acc,
+    return {"prompt": ex.PROMPT, "prompt_tokens": tokens, "prompt_top1_accuracy": final_acc,
             "prompt_p_true": p_true.tolist(), "heldout": stats}
 
 
@@ -314,30 +229,11 @@ def logit_lens_experiment(demo: Demo, models: dict[str, LabModel], main: str, ba
 # 3. attention maps
 
 
-def attention_statistics(model: GPT, x: torch.Tensor) -> dict:
-    """Per layer: head-averaged mean look-back distance (tokens), attention on the previous token and
-    on the first token, and the largest previous-token share of any single head (queries i >= 1)."""
-    with torch.no_grad():
-        maps = attention_maps(model, x)  # n_layer x (B, H, T, T)
-        T = x.shape[1]
-        positions = torch.arange(T, device=x.device)
-        distance = (positions[:, None] - positions[None, :]).clamp(min=0).float()  # (T, T): i - j
-        rows = torch.arange(1, T, device=x.device)
-        out = {"look_back_tokens": [], "previous_token": [], "first_token": [], "max_head_previous_token": []}
-        for w in maps:
-            prev = w[:, :, rows, rows - 1].mean(dim=(0, 2))  # (H,)
-            out["previous_token"].append(prev.mean().item())
-            out["max_head_previous_token"].append(prev.max().item())
-            out["first_token"].append(w[:, :, 1:, 0].mean().item())
-            out["look_back_tokens"].append((w * distance).sum(-1)[:, :, 1:].mean().item())
-        return out
-
-
 def attention_experiment(demo: Demo, cfg: dict, lab: LabModel, name: str, batches) -> dict:
-    idx = lab.encode(PROMPT)
+    idx = lab.encode(ex.PROMPT)
     maps = [w[0].mean(0).cpu() for w in attention_maps(lab.model, idx)]  # n_layer x (T, T), head average
     tokens = [visible(lab.decode([int(t)]), 8) for t in idx[0]]
-    stats = attention_statistics(lab.model, batches[0][0][: cfg["attn_batch_size"]])
+    stats = ex.attention_statistics(lab.model, batches[0][0][: cfg["attn_batch_size"]])
     L = len(maps)
     ncols = min(L, 2 if L <= 4 else 4)
     nrows = math.ceil(L / ncols)
@@ -389,48 +285,17 @@ def attention_experiment(demo: Demo, cfg: dict, lab: LabModel, name: str, batche
 # 4. knocking out sub-layers
 
 
-@contextlib.contextmanager
-def knocked_out(model: GPT, parts: list[tuple[int, str]]) -> Iterator[None]:
-    """Zero the output of the given (layer, "attn" | "ffn") sub-layers: in a pre-norm block x + 0 = x,
-    so the block's write into the residual stream is simply skipped."""
-
-    def zero_attn(module, inputs, output):
-        out, weights = output
-        return torch.zeros_like(out), weights
-
-    def zero_ffn(module, inputs, output):
-        return torch.zeros_like(output)
-
-    handles = [(model.blocks[i].attn.register_forward_hook(zero_attn) if part == "attn"
-                else model.blocks[i].ffn.register_forward_hook(zero_ffn)) for i, part in parts]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def knockout_experiment(demo: Demo, lab: LabModel, name: str, batches, counts: dict) -> dict:
     model = lab.model
     L = model.config.n_layer
-    base = mean_loss(model, batches)
-    per_layer = {"attn": [], "ffn": []}
-    for layer in range(L):
-        for part in per_layer:
-            with knocked_out(model, [(layer, part)]):
-                per_layer[part].append(mean_loss(model, batches) - base)
-    everything = {}
-    for part in ("attn", "ffn"):
-        with knocked_out(model, [(layer, part) for layer in range(L)]):
-            everything[part] = mean_loss(model, batches)
+    result = ex.knockout_losses(model, batches)
+    base, per_layer, everything = (result[k] for k in ("base_loss", "per_layer_increase", "all_removed_loss"))
 
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(13, 4.8))
-    x = np.arange(L)
-    bars_a = ax1.bar(x - 0.2, per_layer["attn"], 0.4, label="attention removed")
-    bars_f = ax1.bar(x + 0.2, per_layer["ffn"], 0.4, label="feed-forward removed")
-    for bars in (bars_a, bars_f):
-        ax1.bar_label(bars, fmt="%+.2f", fontsize=7, padding=2)
-    ax1.set_xticks(x, labels=[f"block {i + 1}" for i in range(L)])
+    plotting.grouped_bar_plot(ax1, [f"block {i + 1}" for i in range(L)],
+                              {"attention removed": per_layer["attn"],
+                               "feed-forward removed": per_layer["ffn"]},
+                              fmt="%+.2f", fontsize=7, padding=2)
     ax1.set_ylabel("held-out loss increase (nats/token)")
     ax1.legend()
     part, layer = max(((p, i) for p in per_layer for i in range(L)), key=lambda k: per_layer[k[0]][k[1]])
@@ -486,57 +351,17 @@ def knockout_experiment(demo: Demo, lab: LabModel, name: str, batches, counts: d
         role = (": one block at a time the FFNs cost "
                 + ", ".join(f"block {i + 1} {d:+.2f}" for i, d in enumerate(ffn)) + ".")
     demo.say(f"   Removing every FFN costs {ffn_cost:+.2f} nats, every attention {attn_cost:+.2f}{role}")
-    return {"base_loss": base, "per_layer_increase": per_layer, "all_removed_loss": everything}
+    return result
 
 
 # ------------------------------------------------------------------------------------------------
 # 5-6. ablations and the residual stream: small models trained with one part changed
 
 
-def data_digest(data: torch.Tensor) -> str:
-    return hashlib.sha256(data.cpu().numpy().tobytes()).hexdigest()[:16]
-
-
-def train_variant(demo: Demo, cfg: dict, lab: LabModel, preset: str, overrides: dict, seed: int, desc: str):
-    """A small GPT of `preset` with `overrides`, trained on the lab model's token stream (cached)."""
-    overrides = dict(overrides)
-    tc = cfg["ablation"]
-    if "lr" in overrides:
-        tc = replace(tc, lr=overrides.pop("lr"))
-    config = PRESETS[preset](vocab_size=lab.config.vocab_size, **{**cfg["small"], **overrides})
-    key = {"what": "lesson04-ablation", "config": asdict(config), "train": asdict(tc), "seed": seed,
-           "train_data": data_digest(lab.train_data), "val_data": data_digest(lab.val_data)}
-
-    def build() -> GPT:
-        torch.manual_seed(seed)
-        return GPT(config)
-
-    def fit(model: GPT):
-        return train(model, lab.train_data, lab.val_data, tc, device=demo.device, seed=seed, desc=desc)
-
-    model, history, hit = cached_training(key, build, fit)
-    return model.to(demo.device).eval(), history, hit
-
-
 def ablation_experiment(demo: Demo, cfg: dict, lab: LabModel, preset: str, counts: dict) -> tuple[dict, dict]:
-    runs, models = {}, {}
-    for name in cfg["variants"]:
-        model, history, hit = train_variant(demo, cfg, lab, preset, VARIANTS[name], demo.seed, name)
-        models[name] = model
-        runs[name] = {"overrides": VARIANTS[name], "history": history, "cache_hit": hit,
-                      "n_layer": model.config.n_layer,
-                      "params": model.num_parameters(), "final_val_loss": history.final_val_loss,
-                      "step_ms": 1e3 * history.mean_step_time_s, "diverged": history.diverged}
-    noise, other_seeds = None, {}
-    for k in range(1, cfg["noise_seeds"] + 1):  # the baseline again with another seed: the noise level
-        seed = demo.seed + k
-        _, history, _ = train_variant(demo, cfg, lab, preset, {}, seed, f"baseline seed {seed}")
-        other_seeds[seed] = history.final_val_loss
-        noise = max(noise or 0.0, abs(history.final_val_loss - runs["baseline"]["final_val_loss"]))
+    a = ex.ablation_runs(cfg, lab, preset, demo.seed, demo.device)
+    runs, models, noise, threshold = a["runs"], a["models"], a["noise"], a["threshold"]
     base = runs["baseline"]["final_val_loss"]
-    # two runs that differ only in the seed differ by `noise`; a variant vs the baseline is one such pair
-    # too, so a difference counts only beyond twice that spread
-    threshold = max(2 * noise if noise is not None else 0.05, 0.02)
 
     fig, (ax1, ax2, ax3) = plotting.new_figure(1, 3, figsize=(17, 5))
     styles = {n: {"ls": "--"} for n in runs if "block" in n}
@@ -578,7 +403,7 @@ def ablation_experiment(demo: Demo, cfg: dict, lab: LabModel, preset: str, count
     results = {name: {k: v for k, v in r.items() if k != "history"}
                | {"val_curve": {"steps": r["history"].eval_steps, "loss": r["history"].val_loss}}
                for name, r in runs.items()}
-    return {"runs": results, "noise": noise, "baseline_other_seeds": other_seeds, "threshold": threshold,
+    return {"runs": results, "noise": noise, "baseline_other_seeds": a["other_seeds"], "threshold": threshold,
             "verdicts": verdicts,
             "config": {**cfg["small"], "train": asdict(cfg["ablation"])}}, models
 
@@ -697,12 +522,8 @@ def ablation_verdicts(demo: Demo, runs: dict, counts: dict, threshold: float, no
 
 
 def residual_norm_experiment(demo: Demo, models: dict[str, LabModel], small: dict[str, GPT], batches) -> dict:
-    """Mean L2 norm of the residual stream per layer, for the lab model(s) and the depth-4 ablations."""
-    x = batches[0][0]
-    big = {n: residual_norms(m.model, x).tolist() for n, m in models.items()}
-    small_x = x[:, : small["baseline"].config.block_size]
-    same_depth = {n: residual_norms(m, small_x).tolist() for n, m in small.items()
-                  if "block" not in n}
+    result = ex.residual_norm_curves(models, small, batches[0][0])
+    big, same_depth, growth = result["lab"], result["small"], result["growth_small"]
     d_small = small["baseline"].config.d_model
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(12, 4.5))
     plotting.line_plot(ax1, {n: list(range(len(v))) for n, v in big.items()}, big,
@@ -716,7 +537,6 @@ def residual_norm_experiment(demo: Demo, models: dict[str, LabModel], small: dic
     layer_axis(ax2, max(len(v) for v in same_depth.values()) - 1)
     ax2.axhline(math.sqrt(d_small), color="gray", ls=":", label=f"sqrt(d_model) = {math.sqrt(d_small):.0f}")
     ax2.legend(fontsize=8)
-    growth = {n: v[-1] / v[0] for n, v in same_depth.items()}
     ax2.set_title("Small ablation models, growth embeddings -> last block:\n"
                   + ", ".join(f"{n} {g:.0f}x" for n, g in growth.items()), fontsize=10)
     demo.save_figure(fig, "residual_norms.png")
@@ -729,7 +549,7 @@ def residual_norm_experiment(demo: Demo, models: dict[str, LabModel], small: dic
         demo.say(f"   {name} ends every block in a norm: its stream stays between {min(post):.1f} and "
                  f"{max(post):.1f} (sqrt(d_model) = {math.sqrt(d_small):.1f} when the norm's gains are 1); "
                  f"the pre-norm baseline's grows {growth['baseline']:.0f}x from the embeddings.")
-    return {"lab": big, "small": same_depth, "growth_small": growth}
+    return result
 
 
 # ------------------------------------------------------------------------------------------------
@@ -758,41 +578,32 @@ def main(argv: list[str] | None = None) -> dict:
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     results = demo.results
-    timings = results["timings_s"] = {}
-
-    start = time.perf_counter()
-    models = {"baseline": lab_model(args.preset, quick=demo.quick, device=demo.device, seed=demo.seed)}
     overrides = break_overrides(args, args.preset)
-    main_name = "baseline"
-    if overrides:
-        main_name = describe(overrides)
-        models[main_name] = lab_model(args.preset, quick=demo.quick, device=demo.device, seed=demo.seed,
-                                      **overrides)
-    timings["lab_models"] = round(time.perf_counter() - start, 2)
+    main_name = describe(overrides) if overrides else "baseline"
+    kinds = {"baseline": {}, **({main_name: overrides} if overrides else {})}
+    models = demo.timed("lab_models", lambda: {
+        name: lab_model(args.preset, quick=demo.quick, device=demo.device, seed=demo.seed, **change)
+        for name, change in kinds.items()})
     lab = models["baseline"]
     demo.say(f"Main model: lab {args.preset} GPT{'' if not overrides else ' with ' + main_name}; "
              f"{len(lab.train_data):,} training tokens of stories, vocabulary {lab.config.vocab_size}.")
     results["main_model"] = {"name": main_name, "preset": args.preset, "overrides": overrides,
                              "config": asdict(models[main_name].config)}
 
-    batches = eval_batches(lab, cfg, demo.seed, demo.device)
-    counts = count_model_losses(lab.train_data, lab.val_data, lab.config.vocab_size)
+    batches = ex.eval_batches(lab, cfg, demo.seed, demo.device)
+    counts = ex.count_model_losses(lab.train_data, lab.val_data, lab.config.vocab_size)
     results["count_models"] = counts
-
-    def run(name, experiment, *inputs):
-        t0 = time.perf_counter()
-        results[name] = experiment(demo, *inputs)
-        timings[name] = round(time.perf_counter() - t0, 2)
-        return results[name]
-
-    run("training", training_and_samples, cfg, models, batches, counts)
-    run("logit_lens", logit_lens_experiment, models, main_name, batches)
-    run("attention", attention_experiment, cfg, models[main_name], main_name, batches)
-    run("knockout", knockout_experiment, models[main_name], main_name, batches, counts)
-    t0 = time.perf_counter()
-    results["ablations"], small = ablation_experiment(demo, cfg, lab, args.preset, counts)
-    timings["ablations"] = round(time.perf_counter() - t0, 2)
-    run("residual_norms", residual_norm_experiment, models, small, batches)
+    main_lab = models[main_name]
+    results["training"] = demo.timed("training", training_and_samples, demo, cfg, models, batches, counts)
+    results["logit_lens"] = demo.timed("logit_lens", logit_lens_experiment, demo, models, main_name, batches)
+    results["attention"] = demo.timed("attention", attention_experiment, demo, cfg, main_lab, main_name,
+                                      batches)
+    results["knockout"] = demo.timed("knockout", knockout_experiment, demo, main_lab, main_name, batches,
+                                     counts)
+    results["ablations"], small = demo.timed("ablations", ablation_experiment, demo, cfg, lab, args.preset,
+                                             counts)
+    results["residual_norms"] = demo.timed("residual_norms", residual_norm_experiment, demo, models, small,
+                                           batches)
     demo.finish()
     return results
 
