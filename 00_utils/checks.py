@@ -50,15 +50,20 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
     return ""
 
 
-def check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """An int (not a bool) in [minimum, maximum] (either bound may be None) -> int(value).
+def check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None,
+              multiple_of: int | None = None) -> int:
+    """An int (not a bool) in [minimum, maximum] (either bound may be None), optionally a multiple of
+    `multiple_of` (2: an even size, used in pairs) -> int(value).
 
-    Raises TypeError for a non-int, ValueError for an int out of range.
+    Raises TypeError for a non-int, ValueError for an int out of range or not a multiple.
     """
     allowed = " ".join(filter(None, ("an int", _range_text(minimum, maximum, False, False))))
+    if multiple_of is not None:
+        allowed += " and even" if multiple_of == 2 else f" and a multiple of {multiple_of}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be {allowed}, got {describe(value)}")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
+            or (multiple_of is not None and value % multiple_of)):
         raise ValueError(f"{name} must be {allowed}, got {value}")
     return int(value)
 

@@ -950,6 +950,11 @@ def test_check_int_returns_the_int_and_names_argument_value_and_range():
         check_int("n_head", 0, minimum=1)
     with pytest.raises(ValueError, match=r"^k must be an int in \[1, 3\], got 4$"):
         check_int("k", 4, minimum=1, maximum=3)
+    with pytest.raises(ValueError, match=r"^dim must be an int >= 1 and even, got 5$"):
+        check_int("dim", 5, minimum=1, multiple_of=2)
+    assert check_int("d_ff", 12, minimum=1, multiple_of=4) == 12
+    with pytest.raises(ValueError, match=r"^d_ff must be an int >= 1 and a multiple of 4, got 10$"):
+        check_int("d_ff", 10, minimum=1, multiple_of=4)
     for bad in (True, 2.0, "2", None):
         with pytest.raises(TypeError, match=r"^n_head must be an int"):
             check_int("n_head", bad, minimum=1)
