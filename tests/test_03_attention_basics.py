@@ -437,9 +437,9 @@ def test_causal_mask_rejects_bad_input():
 @pytest.mark.parametrize(
     "args, kwargs, error, name",
     [
-        ((10, 3), {}, ValueError, "n_heads"),
+        ((10, 3), {}, ValueError, "n_head"),
         ((0, 1), {}, ValueError, "d_model"),
-        ((8, 0), {}, ValueError, "n_heads"),
+        ((8, 0), {}, ValueError, "n_head"),
         ((8.0, 2), {}, TypeError, "d_model"),
         ((8, 2), dict(dropout=1.0), ValueError, "dropout"),
         ((8, 2), dict(dropout=-0.1), ValueError, "dropout"),
@@ -448,6 +448,12 @@ def test_causal_mask_rejects_bad_input():
 def test_multi_head_attention_rejects_bad_config(args, kwargs, error, name):
     with pytest.raises(error, match=name):
         MultiHeadAttention(*args, **kwargs)
+
+
+def test_multi_head_attention_old_keyword_n_heads_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="n_heads= is deprecated, use n_head="):
+        mha = MultiHeadAttention(8, n_heads=2)
+    assert mha.n_head == 2 and mha.head_dim == 4
 
 
 def test_multi_head_attention_rejects_bad_input():
