@@ -51,17 +51,18 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None,
-              multiple_of: int | None = None) -> int:
+              multiple_of: int | None = None, wrong_type: type[Exception] = TypeError) -> int:
     """An int (not a bool) in [minimum, maximum] (either bound may be None), optionally a multiple of
     `multiple_of` (2: an even size, used in pairs) -> int(value).
 
-    Raises TypeError for a non-int, ValueError for an int out of range or not a multiple.
+    Raises TypeError for a non-int (or `wrong_type`, see below), ValueError for an int out of range or
+    not a multiple.
     """
     allowed = " ".join(filter(None, ("an int", _range_text(minimum, maximum, False, False))))
     if multiple_of is not None:
         allowed += " and even" if multiple_of == 2 else f" and a multiple of {multiple_of}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {allowed}, got {describe(value)}")
+        raise wrong_type(f"{name} must be {allowed}, got {describe(value)}")
     if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
             or (multiple_of is not None and value % multiple_of)):
         raise ValueError(f"{name} must be {allowed}, got {value}")
@@ -69,17 +70,20 @@ def check_int(name: str, value: object, *, minimum: int | None = None, maximum: 
 
 
 def check_number(name: str, value: object, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False, finite: bool = True) -> float:
+                 low_open: bool = False, high_open: bool = False, finite: bool = True,
+                 wrong_type: type[Exception] = TypeError) -> float:
     """A real number (not a bool) in the interval given by low/high (open ends with low_open/high_open)
     -> float(value). NaN is always refused; infinities unless finite=False.
 
-    Raises TypeError for a non-number, ValueError for a number outside the interval.
+    Raises TypeError for a non-number (or `wrong_type`), ValueError for a number outside the interval.
+    wrong_type=ValueError where an API raises ValueError for every bad value, as transformers' logits
+    warpers do (lesson 05's sampling knobs follow them).
     """
     bounded = low is not None and high is not None  # a bounded interval needs no "finite"
     allowed = " ".join(filter(None, ("a", "finite" if finite and not bounded else "", "number",
                                      _range_text(low, high, low_open, high_open))))
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {allowed}, got {describe(value)}")
+        raise wrong_type(f"{name} must be {allowed}, got {describe(value)}")
     value = float(value)
     bad = math.isnan(value) or (finite and math.isinf(value))
     if low is not None:

@@ -27,11 +27,10 @@ token, on any device.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
+
+from llmlab.utils.checks import check_int, check_number, check_tensor
 
 # The curriculum's guidelines. "creative" takes the low end of its 1.5-2.0 temperature range: with
 # top_p = 0.99 cutting only the last 1% of the mass, top_k = 100 is the main guard against the tail,
@@ -48,11 +47,9 @@ PRESETS: dict[str, dict[str, float | int]] = {
 
 
 def _check_logits(logits: object) -> Tensor:
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a torch.Tensor of shape (..., vocab), got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    if logits.dim() == 0 or logits.shape[-1] == 0:
+    """logits (..., vocab), vocab >= 1, floating point -> logits in float32 (float64 stays float64)."""
+    check_tensor("logits", logits, min_ndim=1, dtype="float")
+    if logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (..., vocab) with vocab >= 1, got {tuple(logits.shape)}")
     # float16 overflows at 65504: logits / 1e-4 or the exp of a softmax would turn into inf and nan.
     # Every filter computes in float32 (float64 stays float64), as transformers casts scores before
@@ -60,32 +57,23 @@ def _check_logits(logits: object) -> Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+# The knobs raise ValueError for any bad value, a wrong type included, as transformers' warpers do.
 
 
 def _check_temperature(temperature: object) -> float:
-    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = argmax), got {temperature!r}")
-    return float(temperature)
+    return check_number("temperature", temperature, low=0, wrong_type=ValueError)  # 0 = argmax
 
 
 def _check_top_k(top_k: object) -> int:
-    if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1:
-        raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
-    return int(top_k)
+    return check_int("top_k", top_k, minimum=1, wrong_type=ValueError)
 
 
 def _check_top_p(top_p: object) -> float:
-    if not _is_real(top_p) or not (0 < top_p <= 1):  # NaN fails the comparison too
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    return float(top_p)
+    return check_number("top_p", top_p, low=0, high=1, low_open=True, wrong_type=ValueError)
 
 
 def _check_min_p(min_p: object) -> float:
-    if not _is_real(min_p) or not (0 <= min_p <= 1):
-        raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
-    return float(min_p)
+    return check_number("min_p", min_p, low=0, high=1, wrong_type=ValueError)
 
 
 # ------------------------------------------------------------------------------------------------

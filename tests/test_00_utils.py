@@ -961,7 +961,7 @@ def test_check_int_returns_the_int_and_names_argument_value_and_range():
 
 
 def test_check_number_intervals_open_and_closed_ends_nan_and_infinity():
-    from llmlab.utils.checks import check_number
+    from llmlab.utils.checks import check_int, check_number
 
     assert check_number("top_p", 1, low=0, high=1, low_open=True) == 1.0
     with pytest.raises(ValueError, match=r"^top_p must be a number in \(0, 1\], got 1.5$"):
@@ -980,6 +980,10 @@ def test_check_number_intervals_open_and_closed_ends_nan_and_infinity():
     for bad in (True, "1", None, torch.tensor(1.0)):
         with pytest.raises(TypeError, match="^x must be a finite number"):
             check_number("x", bad)
+    with pytest.raises(ValueError, match=r"^top_k must be an int >= 1, got 2.5"):
+        check_int("top_k", 2.5, minimum=1, wrong_type=ValueError)  # an API that raises ValueError throughout
+    with pytest.raises(ValueError, match=r"^temperature must be a finite number >= 0, got True"):
+        check_number("temperature", True, low=0, wrong_type=ValueError)
 
 
 def test_check_bool_refuses_ints_and_none():
