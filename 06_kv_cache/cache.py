@@ -34,7 +34,6 @@ Three caches, all with the `update(layer_idx, k, v) -> (k_all, v_all)` that less
 
 from __future__ import annotations
 
-import numbers
 import time
 
 import torch
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 # lesson 05: temperature / top-k / top-p / min-p; temperature 0 = argmax
 from llmlab.sampling import filter_logits, sample
 from llmlab.transformer_block import GPT, GPTConfig
+from llmlab.utils.checks import check_bool, check_int
 
 __all__ = [
     "Int8KVCache",
@@ -58,14 +58,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------------
 # argument checks: every message names the argument, the value and what is allowed
-
-
-def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_config(config: object) -> GPTConfig:
@@ -92,7 +84,8 @@ def kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
     shrinks the cache by n_head / n_kv_head, a wider MLP does not grow it.
     """
     config = _check_config(config)
-    seq_len, batch_size = _check_int("seq_len", seq_len), _check_int("batch_size", batch_size)
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
     element_size = torch.empty((), dtype=dtype).element_size()
@@ -144,8 +137,8 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
         self.config = _check_config(config)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.max_len = config.block_size if max_len is None else _check_int("max_len", max_len)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
         self.dtype = _check_dtype(dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
@@ -176,9 +169,7 @@ class KVCache:
 
     def _check_update(self, layer_idx: object, k: object, v: object) -> int:
         """Validate an update; returns T_new."""
-        if isinstance(layer_idx, bool) or not isinstance(layer_idx, numbers.Integral) \
-                or not 0 <= layer_idx < self.config.n_layer:
-            raise ValueError(f"layer_idx must be an int in [0, {self.config.n_layer}), got {layer_idx!r}")
+        check_int("layer_idx", layer_idx, minimum=0, maximum=self.config.n_layer - 1, wrong_type=ValueError)
         expected = (self.batch_size, self.config.kv_heads, self.config.head_dim)
         for name, t in (("k", k), ("v", v)):
             if not isinstance(t, Tensor) or t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != expected:
@@ -223,7 +214,7 @@ class SlidingWindowKVCache(KVCache):
             raise ValueError("config.pos='alibi' cannot use SlidingWindowKVCache: ALiBi's bias is computed "
                              "from the order of the keys, which a ring buffer rotates; allowed: learned, "
                              "sinusoidal, rope, none")
-        window = config.block_size if window is None else _check_int("window", window)
+        window = config.block_size if window is None else check_int("window", window, minimum=1)
         super().__init__(config, batch_size, window, dtype=dtype, device=device)
         self.window = window
 
@@ -263,8 +254,8 @@ class Int8KVCache(KVCache):
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
         self.config = _check_config(config)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.max_len = config.block_size if max_len is None else _check_int("max_len", max_len)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
         self.dtype = _check_dtype(dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
         scale_shape = (*shape[:-1], 1)  # (B, H_kv, max_len, 1)
@@ -367,10 +358,9 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
         what = f"{prompt_ids.dtype} {tuple(prompt_ids.shape)}" if isinstance(prompt_ids, Tensor) \
             else type(prompt_ids).__name__
         raise ValueError(f"prompt_ids must be an integer tensor (B, T) with T >= 1, got {what}")
-    max_new_tokens = _check_int("max_new_tokens", max_new_tokens, minimum=0)
-    for name, flag in (("use_cache", use_cache), ("return_logits", return_logits)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=0)
+    check_bool("use_cache", use_cache)
+    check_bool("return_logits", return_logits)
     if step_times is not None and not isinstance(step_times, list):
         raise TypeError(f"step_times must be a list or None, got {type(step_times).__name__}")
     if cache is not None and not use_cache:

@@ -39,7 +39,6 @@ k distinct experts per token) never drops. With capacity_factor=None nothing is 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.normalization import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward  # lesson 10: the experts
+from llmlab.utils.checks import check_bool, check_int, check_number
 
 __all__ = [
     "MoECost",
@@ -66,26 +66,14 @@ __all__ = [
 # argument checks
 
 
-def _check_int(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-
-
 def _check_top_k(top_k: object, n_experts: int) -> None:
-    _check_int("top_k", top_k)
-    if top_k > n_experts:
-        raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)  # at most n_experts
 
 
 def _check_capacity_factor(capacity_factor: object) -> None:
     if capacity_factor is None:
         return
-    if isinstance(capacity_factor, bool) or not isinstance(capacity_factor, numbers.Real):
-        raise TypeError(f"capacity_factor must be a number > 0 or None, got {capacity_factor!r}")
-    if not (math.isfinite(capacity_factor) and capacity_factor > 0):
-        raise ValueError(f"capacity_factor must be a finite number > 0 or None, got {capacity_factor}")
+    check_number("capacity_factor", capacity_factor, low=0, low_open=True)
 
 
 def _check_logits(router_logits: object) -> Tensor:
@@ -113,7 +101,7 @@ def load_balancing_loss(router_logits: Tensor | list[Tensor] | tuple[Tensor, ...
     Perfect balance (f_i = k/E, P_i = 1/E) gives exactly top_k; with top_k=1, every token on one expert
     with certainty (f = P = 1 there) gives the maximum, E.
     """
-    _check_int("n_experts", n_experts)
+    check_int("n_experts", n_experts, minimum=1)
     _check_top_k(top_k, n_experts)
     layers = list(router_logits) if isinstance(router_logits, (list, tuple)) else [router_logits]
     if not layers:
@@ -147,8 +135,8 @@ def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: 
 
     capacity_factor 1.0 is exactly a fair share; > 1 leaves slack for imbalance; None = unlimited (None).
     """
-    _check_int("n_tokens", n_tokens, minimum=0)
-    _check_int("n_experts", n_experts)
+    check_int("n_tokens", n_tokens, minimum=0)
+    check_int("n_experts", n_experts, minimum=1)
     _check_top_k(top_k, n_experts)
     _check_capacity_factor(capacity_factor)
     if capacity_factor is None:
@@ -174,8 +162,8 @@ class MoECost:
 
 def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu") -> int:
     """Forward FLOPs of one FeedForward per token: 2 · (number of weight matrices) · d_model · d_ff."""
-    _check_int("d_model", d_model)
-    _check_int("d_ff", d_ff)
+    check_int("d_model", d_model, minimum=1)
+    check_int("d_ff", d_ff, minimum=1)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     n_matrices = 3 if activation in GATED_ACTIVATIONS else 2
@@ -185,7 +173,7 @@ def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu
 def moe_cost(d_model: int, d_ff: int, n_experts: int, top_k: int, *, activation: str = "swiglu",
              bias: bool = False) -> MoECost:
     """Total vs active parameters and FLOPs per token of MoELayer(d_model, d_ff, n_experts, top_k)."""
-    _check_int("n_experts", n_experts)
+    check_int("n_experts", n_experts, minimum=1)
     _check_top_k(top_k, n_experts)
     dense_flops = dense_ffn_flops_per_token(d_model, d_ff, activation)
     n_matrices = 3 if activation in GATED_ACTIVATIONS else 2
@@ -233,11 +221,10 @@ class TopKRouter(nn.Module):
     def __init__(self, d_model: int, n_experts: int, top_k: int = 2, *, noisy: bool = False,
                  renormalize: bool | None = None) -> None:
         super().__init__()
-        _check_int("d_model", d_model)
-        _check_int("n_experts", n_experts)
+        check_int("d_model", d_model, minimum=1)
+        check_int("n_experts", n_experts, minimum=1)
         _check_top_k(top_k, n_experts)
-        if not isinstance(noisy, bool):
-            raise TypeError(f"noisy must be a bool, got {noisy!r}")
+        check_bool("noisy", noisy)
         if renormalize is not None and not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool or None, got {renormalize!r}")
         self.d_model, self.n_experts, self.top_k = d_model, n_experts, top_k
@@ -304,13 +291,12 @@ class MoELayer(nn.Module):
                  dropout: float = 0.0, noisy: bool = False, renormalize: bool | None = None,
                  fused: bool = False) -> None:
         super().__init__()
-        _check_int("d_model", d_model)
-        _check_int("d_ff", d_ff)
-        _check_int("n_experts", n_experts)
+        check_int("d_model", d_model, minimum=1)
+        check_int("d_ff", d_ff, minimum=1)
+        check_int("n_experts", n_experts, minimum=1)
         _check_top_k(top_k, n_experts)
         _check_capacity_factor(capacity_factor)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {bias!r}")
+        check_bool("bias", bias)
         self.d_model, self.d_ff, self.n_experts, self.top_k = d_model, d_ff, n_experts, top_k
         self.capacity_factor, self.activation, self.bias = capacity_factor, activation, bias
         self.router = TopKRouter(d_model, n_experts, top_k, noisy=noisy, renormalize=renormalize)
