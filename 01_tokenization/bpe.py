@@ -37,6 +37,8 @@ from pathlib import Path
 
 import regex
 
+from llmlab.utils.checks import check_int
+
 # The pre-tokenization regexes, written as tiktoken writes them (possessive quantifiers are a speed-up;
 # they do not change the chunks). GPT-2 (r50k_base) and GPT-4 (cl100k_base).
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
@@ -123,7 +125,7 @@ def train_textbook(
     left (every chunk has become a single token). `special_tokens` in the text are never merged with
     anything, nor their insides: the text is cut at them first (see `split_chunks`).
     """
-    _check_vocab_size(vocab_size)
+    check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     pieces = split_chunks(text, pattern, special_tokens=special_tokens)
     chunks = [list(chunk.encode("utf-8")) for chunk in pieces]
     merges: dict[Pair, int] = {}
@@ -180,7 +182,7 @@ def train_fast(
     Without pre-splitting (pattern=None) the corpus is one word and this is no faster than the textbook.
     `special_tokens`: cut out of the text first, as in `train_textbook`.
     """
-    _check_vocab_size(vocab_size)
+    check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     word_freqs = Counter(split_chunks(text, pattern, special_tokens=special_tokens))
     words = [list(word.encode("utf-8")) for word in word_freqs]
     freqs = list(word_freqs.values())
@@ -360,7 +362,7 @@ def train_hf_bpe(text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT
     learn `vocab_size - 256` merges. Needs the optional `tokenizers` package (the dev extra).
     """
     _check_text(text)
-    _check_vocab_size(vocab_size)
+    check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     _check_pattern(pattern)
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -474,7 +476,7 @@ class BPETokenizer:
         the same merges.
         """
         _check_text(text)
-        _check_vocab_size(vocab_size)
+        check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
         _check_pattern(pattern)
         specials = _check_special_tokens(special_tokens)
         if method == "fast":
@@ -748,13 +750,6 @@ def _replace_surrogates(text: str) -> str:
 def _check_text(text) -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-
-
-def _check_vocab_size(vocab_size) -> None:
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    if vocab_size < 256:
-        raise ValueError(f"vocab_size must be >= 256 (the 256 byte tokens come first), got {vocab_size}")
 
 
 def _check_special_tokens(special_tokens) -> list[str]:

@@ -25,12 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmlab.utils.checks import check_int
+
 PROJECTIONS = ("pca", "tsne")
 
 
 def one_hot(ids: torch.Tensor | Sequence[int], vocab_size: int) -> torch.Tensor:
     """Ids (any shape) -> float one-hot vectors (..., vocab_size): row i of the identity matrix."""
-    _check_positive_int(vocab_size, "vocab_size")
+    check_int("vocab_size", vocab_size, minimum=1)
     ids = torch.as_tensor(ids)
     if ids.dtype.is_floating_point or ids.dtype == torch.bool:
         raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
@@ -58,7 +60,7 @@ def nearest_neighbours(
     n = embeddings.shape[0]
     if not isinstance(query_id, int) or not 0 <= query_id < n:
         raise ValueError(f"query_id must be an int in [0, {n}), got {query_id!r}")
-    _check_positive_int(k, "k")
+    check_int("k", k, minimum=1)
     pool = torch.arange(n) if candidates is None else torch.as_tensor(list(candidates), dtype=torch.long)
     if pool.numel() and (pool.min() < 0 or pool.max() >= n):
         raise ValueError(f"candidates must be ids in [0, {n})")
@@ -120,12 +122,12 @@ class EmbeddingLM(nn.Module):
     def __init__(self, vocab_size: int, dim: int = 32, *, context_size: int = 3, hidden: int = 128,
                  one_hot: bool = False):
         super().__init__()
-        _check_positive_int(vocab_size, "vocab_size")
-        _check_positive_int(context_size, "context_size")
-        _check_positive_int(hidden, "hidden")
+        check_int("vocab_size", vocab_size, minimum=1)
+        check_int("context_size", context_size, minimum=1)
+        check_int("hidden", hidden, minimum=1)
         if one_hot:
             dim = vocab_size
-        _check_positive_int(dim, "dim")
+        check_int("dim", dim, minimum=1)
         self.vocab_size, self.dim, self.context_size = vocab_size, dim, context_size
         self.embedding = nn.Embedding(vocab_size, dim)
         if one_hot:
@@ -158,10 +160,3 @@ def _as_matrix(value, name: str) -> torch.Tensor:
     if value.ndim != 2:
         raise ValueError(f"{name} must have shape (N, d), got {tuple(value.shape)}")
     return value.detach().cpu()
-
-
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
