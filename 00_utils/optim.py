@@ -106,7 +106,7 @@ def clip_grad_norm(parameters: Tensor | Iterable[Tensor], max_norm: float, norm_
         parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
     check_number("max_norm", max_norm, low=0, low_open=True, finite=False, wrong_type=ValueError)
-    check_number("norm_type", norm_type, low=0, low_open=True, finite=False, wrong_type=ValueError)  # inf: max
+    check_number("norm_type", norm_type, low=0, low_open=True, finite=False, wrong_type=ValueError)
     if not grads:
         return torch.tensor(0.0)
     norms = [torch.linalg.vector_norm(g, norm_type) for g in grads]  # one norm per parameter
