@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# lesson 05 (a later lesson): the one entropy of the lab, of softmax(logits) in nats
+from llmlab.sampling import entropy
 from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor, renamed_arguments
 
 __all__ = [
@@ -220,7 +222,8 @@ def attention_entropy(weights: Tensor, *, base: float = math.e) -> Tensor:
 
 def _entropy(weights: Tensor, base: float) -> Tensor:
     w = weights.float() if weights.dtype in _LOW_PRECISION else weights
-    return -torch.special.xlogy(w, w).sum(-1) / math.log(base)  # (..., Tq)  xlogy: 0 log 0 = 0
+    # softmax(log w) = w: the log-weights are logits of the row itself; log 0 = -inf counts as 0 (0 log 0 = 0)
+    return entropy(w.log()) / math.log(base)  # (..., Tq), nats / log(base)
 
 
 def jensen_shannon(p: Tensor, q: Tensor, *, base: float = math.e) -> Tensor:

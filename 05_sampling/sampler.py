@@ -185,9 +185,12 @@ def entropy(logits: Tensor) -> Tensor:
     """H = -Σ p_i log p_i in nats of softmax(logits), (..., vocab) -> (...,).
 
     exp(H) is the "effective number of choices": 1 for a certainty, vocab for a uniform distribution.
-    Filtered (-inf) tokens contribute 0 (the limit p log p -> 0).
+    Filtered (-inf) tokens contribute 0 (the limit p log p -> 0); a row of only -inf has entropy 0.
+    Computed in float32 (half precision is upcast), float64 stays float64. The one entropy of the lab:
+    for probabilities p (attention weights, lesson 03) pass their logs, entropy(p.log()) - log 0 = -inf.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension.
     """
-    logits = _check_logits(logits).float()
+    logits = _check_logits(logits)
     log_probs = logits.log_softmax(dim=-1)  # (..., vocab)
     p_log_p = torch.where(log_probs > float("-inf"), log_probs.exp() * log_probs, 0.0)
     return 0.0 - p_log_p.sum(dim=-1)  # 0 - x, not -x: a certainty gives +0.0, not -0.0

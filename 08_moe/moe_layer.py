@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.normalization import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward  # lesson 10: the experts
+from llmlab.sampling import entropy  # lesson 05: the one entropy of the lab, of softmax(logits) in nats
 from llmlab.utils.checks import check_bool, check_int, check_number
 
 __all__ = [
@@ -348,12 +349,11 @@ class MoELayer(nn.Module):
 
         n_dropped = int((~kept).sum())
         tokens_dropped = int((~kept).view(N, k).all(dim=1).sum()) if n_dropped else 0
-        probs = route.probs.detach()  # (N, E)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+        router_entropy = entropy(route.logits.detach()).mean()  # of probs = softmax(logits), per token
         self.last_stats = MoEStats(
             router_logits=route.logits, tokens_per_expert=(counts.float() / (N * k)).detach(),
             expert_counts=counts.detach(), capacity=capacity, n_assignments=N * k, n_dropped=n_dropped,
-            n_tokens_dropped=tokens_dropped, router_entropy=float(entropy),
+            n_tokens_dropped=tokens_dropped, router_entropy=float(router_entropy),
         )
         self.last_aux_loss = load_balancing_loss(route.logits, E, k)
         self.last_z_loss = router_z_loss(route.logits)

@@ -561,3 +561,17 @@ def test_attention_distance_of_previous_token_and_first_token_heads():
 def test_analysis_helpers_reject_bad_input(call, error, name):
     with pytest.raises(error, match=rf"^{name}\b"):
         call()
+
+
+def test_attention_entropy_is_lesson_05s_entropy_of_the_log_weights_equal_to_sum_w_log_w():
+    # one entropy in the lab (llmlab.sampling.entropy, of softmax(logits)): attention weights go in as
+    # their logs; the result is the plain -sum w log w, masked keys and fully masked rows counting 0
+    torch.manual_seed(0)
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-12)):
+        scores = torch.randn(2, 3, 6, 6, dtype=dtype)
+        _, w = scaled_dot_product_attention(scores, scores, scores, causal=True)  # zeros above the diagonal
+        w = torch.cat([w, torch.zeros_like(w[..., :1, :])], dim=-2)  # plus a fully masked row
+        expected = -torch.special.xlogy(w, w).sum(-1)
+        torch.testing.assert_close(attention_entropy(w), expected, rtol=tol, atol=tol)
+        torch.testing.assert_close(attention_entropy(w, base=2), expected / math.log(2), rtol=tol, atol=tol)
+        assert attention_entropy(w).dtype == dtype and (attention_entropy(w)[..., -1] == 0).all()
