@@ -82,6 +82,8 @@ def kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
 
     The 2 is K and V. Nothing here depends on n_head or d_ff: grouped/multi-query attention (lesson 09)
     shrinks the cache by n_head / n_kv_head, a wider MLP does not grow it.
+    Raises TypeError for a config that is not a GPTConfig, a dtype that is not a torch.dtype or non-int
+    sizes, ValueError for seq_len or batch_size < 1.
     """
     config = _check_config(config)
     seq_len = check_int("seq_len", seq_len, minimum=1)
@@ -102,6 +104,7 @@ def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
     scale = max_i |x_i| / 127 and q = round(x / scale), so q·scale differs from x by at most scale / 2 =
     absmax / 254 per element. One scale per row follows the outliers of that row only: a key with one large
     channel does not flatten the resolution of every other token.
+    Raises TypeError unless x is a floating-point tensor.
     """
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() == 0:
         raise TypeError(f"x must be a floating-point tensor (..., D), got {x!r}")
@@ -112,7 +115,10 @@ def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def dequantize_int8(q: Tensor, scale: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """q (..., D) int8, scale (..., 1) -> q · scale in `dtype`."""
+    """q (..., D) int8, scale (..., 1) -> q · scale in `dtype`.
+
+    Raises TypeError unless q is an int8 tensor, ValueError unless scale has shape (..., 1) matching q.
+    """
     if not isinstance(q, Tensor) or q.dtype != torch.int8:
         raise TypeError(f"q must be an int8 tensor, got {q!r}")
     if not isinstance(scale, Tensor) or scale.shape != (*q.shape[:-1], 1):
@@ -132,6 +138,8 @@ class KVCache:
     ones already in that layer and returns views of everything cached so far, (B, n_kv_head, T_all,
     head_dim). Every layer keeps its own length, so a forward pass advances all of them by T_new.
     `device="meta"` builds a cache without memory: its `nbytes` still counts what the tensors would take.
+    Raises TypeError for a config that is not a GPTConfig, a non-floating dtype or non-int sizes,
+    ValueError for batch_size or max_len < 1.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
@@ -182,6 +190,11 @@ class KVCache:
         return k.shape[2]
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write layer `layer_idx`'s new keys and values k, v (B, H_kv, T_new, D) after the cached ones ->
+        (keys, values) (B, H_kv, end, D), views of every cached token of that layer. Raises ValueError
+        for a layer_idx outside [0, n_layer), k or v of the wrong shape, or when the cache is full
+        (more than max_len tokens).
+        """
         T_new = self._check_update(layer_idx, k, v)
         start = self.lengths[layer_idx]
         end = start + T_new
@@ -205,6 +218,8 @@ class SlidingWindowKVCache(KVCache):
     of keys is irrelevant to softmax attention, only the mask cares, and one query's mask is all ones.
     A chunk that would let a query see more than `window` tokens raises instead of silently mixing rules.
     `window` counts the query's own token (Mistral's convention, lesson 07's sliding_window_mask).
+    Raises TypeError/ValueError as KVCache does (window: an int >= 1), ValueError for a config with
+    pos='alibi'.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, window: int | None = None, *,
@@ -228,6 +243,10 @@ class SlidingWindowKVCache(KVCache):
         return self.length
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append k, v (B, H_kv, T_new, D) while the ring fills, then overwrite the oldest slot -> (keys,
+        values) (B, H_kv, min(seen, window), D) in ring order once full. Raises ValueError as
+        KVCache.update does, and for T_new > 1 once the window is full (feed one token at a time).
+        """
         T_new = self._check_update(layer_idx, k, v)
         seen = self.lengths[layer_idx]
         if seen + T_new <= self.window:  # still filling: append in order
@@ -270,6 +289,10 @@ class Int8KVCache(KVCache):
         return [*self.keys, *self.values, *self.key_scales, *self.value_scales]
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Quantize and store k, v (B, H_kv, T_new, D) -> every cached (keys, values) of that layer,
+        dequantized to k's dtype. Raises ValueError as KVCache.update does (bad layer_idx or shape,
+        cache full).
+        """
         T_new = self._check_update(layer_idx, k, v)
         start = self.lengths[layer_idx]
         end = start + T_new
@@ -431,7 +454,11 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
 
 def cache_for(model: nn.Module, kind: str = "full", *, batch_size: int = 1, max_len: int | None = None,
               window: int | None = None) -> KVCache:
-    """A cache of `kind` ("full", "sliding", "int8") matching `model`'s shape, dtype and device."""
+    """A cache of `kind` ("full", "sliding", "int8") matching `model`'s shape, dtype and device.
+
+    Raises TypeError unless model is a lab GPT, ValueError for an unknown kind, TypeError/ValueError for
+    bad sizes as the cache classes do.
+    """
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a lab GPT, got {type(model).__name__}")
     param = next(model.parameters())

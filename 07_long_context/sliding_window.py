@@ -96,6 +96,7 @@ def sliding_window_mask(T: int, window: int, *, device: torch.device | str | Non
     """Boolean (T, T) mask, True where query i may attend key j, i.e. where i - window < j <= i.
 
     A band of width `window` on and below the diagonal; window >= T gives lesson 03's causal_mask(T).
+    Raises TypeError/ValueError unless T and window are ints >= 1.
     """
     check_int("T", T, minimum=1)
     check_int("window", window, minimum=1)
@@ -116,6 +117,8 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, *,
     .. i, and since a block is as long as the window (or holds the whole sequence), those keys lie in the
     query's own block or the one before. So each block of c queries attends a (c, 2c) tile of scores,
     masked to the band: n_blocks · c · 2c ~ 2 T c scores instead of T².
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype, ValueError for mismatched
+    shapes (k must have q's length), a window < 1 or a scale that is not a finite number > 0.
     """
     _check_qkv(q, k, v)
     check_int("window", window, minimum=1)
@@ -161,6 +164,8 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True, c
     and whenever a chunk raises a query's max, what was accumulated so far is rescaled by e^(m - m').
     rescale=False skips that correction: the demo's --no-rescale break flag (the output is then wrong
     whenever a later chunk holds a larger score).
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype and causal, rescale are bools,
+    ValueError for mismatched shapes, chunk_size < 1 or a scale that is not a finite number > 0.
     """
     batch = _check_qkv(q, k, v)
     check_int("chunk_size", chunk_size, minimum=1)
@@ -277,6 +282,8 @@ def loss_per_position(model: nn.Module, data: Tensor, length: int, n_windows: in
     data: 1-D token ids; the windows start at evenly spaced offsets (deterministic, no RNG).
     Returns (length,) in nats: entry t is the loss of predicting token t + 1 from tokens 0..t;
     reduce=False returns every window's losses, (n_windows, length), for error bars.
+    Raises TypeError unless model is an nn.Module and data a 1-D tensor of ids, reduce a bool,
+    TypeError/ValueError for sizes < 1, ValueError for length >= len(data).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -318,6 +325,8 @@ def windowed_attention(model: nn.Module, window: int | None) -> Iterator[nn.Modu
     still computes the masked T x T scores, so this changes *what* the model sees, not its memory:
     `sliding_window_attention` is the memory-saving computation of the same numbers (the tests prove the
     two agree). window=None changes nothing. Raises TypeError/ValueError for a bad model or window.
+    Raises TypeError unless model is an nn.Module, ValueError unless it is a lab GPT, TypeError/ValueError
+    for a window that is not an int >= 1 (or None).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

@@ -77,7 +77,7 @@ def _check_capacity_factor(capacity_factor: object) -> None:
     check_number("capacity_factor", capacity_factor, low=0, low_open=True)
 
 
-def _check_logits(router_logits: object) -> Tensor:
+def _check_router_logits(router_logits: object) -> Tensor:
     if not isinstance(router_logits, Tensor) or not router_logits.is_floating_point():
         raise TypeError(f"router_logits must be a float tensor (..., n_experts), got {router_logits!r:.80}")
     if router_logits.dim() < 1 or router_logits.shape[-1] == 0 or router_logits.numel() == 0:
@@ -101,13 +101,15 @@ def load_balancing_loss(router_logits: Tensor | list[Tensor] | tuple[Tensor, ...
     the gradient lowers the probability of the experts that already get more than their share.
     Perfect balance (f_i = k/E, P_i = 1/E) gives exactly top_k; with top_k=1, every token on one expert
     with certainty (f = P = 1 there) gives the maximum, E.
+    Raises TypeError unless router_logits are float tensors, ValueError for an empty list or tensor, a
+    column count other than n_experts, n_experts < 1 or top_k outside [1, n_experts].
     """
     check_int("n_experts", n_experts, minimum=1)
     _check_top_k(top_k, n_experts)
     layers = list(router_logits) if isinstance(router_logits, (list, tuple)) else [router_logits]
     if not layers:
         raise ValueError("router_logits must not be an empty list")
-    flat = [_check_logits(logits) for logits in layers]
+    flat = [_check_router_logits(logits) for logits in layers]
     for logits in flat:
         if logits.shape[-1] != n_experts:
             raise ValueError(f"router_logits must have n_experts={n_experts} columns, got {logits.shape[-1]}")
@@ -125,8 +127,9 @@ def router_z_loss(router_logits: Tensor) -> Tensor:
 
     Large router logits make the softmax saturate and round badly in low precision; this penalises their
     overall size without caring which expert wins. router_logits: (..., E) -> scalar.
+    Raises TypeError unless router_logits is a float tensor, ValueError if it is empty.
     """
-    logits = _check_logits(router_logits)  # (N, E)
+    logits = _check_router_logits(router_logits)  # (N, E)
     return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
 
 
@@ -135,6 +138,8 @@ def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: 
     n_experts).
 
     capacity_factor 1.0 is exactly a fair share; > 1 leaves slack for imbalance; None = unlimited (None).
+    Raises TypeError/ValueError for n_tokens < 0, n_experts < 1, top_k outside [1, n_experts] or a
+    capacity_factor that is not a finite number > 0 (or None).
     """
     check_int("n_tokens", n_tokens, minimum=0)
     check_int("n_experts", n_experts, minimum=1)
@@ -162,7 +167,10 @@ class MoECost:
 
 
 def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu") -> int:
-    """Forward FLOPs of one FeedForward per token: 2 · (number of weight matrices) · d_model · d_ff."""
+    """Forward FLOPs of one FeedForward per token: 2 · (number of weight matrices) · d_model · d_ff.
+
+    Raises TypeError/ValueError for d_model or d_ff < 1, ValueError for an unknown activation.
+    """
     check_int("d_model", d_model, minimum=1)
     check_int("d_ff", d_ff, minimum=1)
     if activation not in ACTIVATIONS:
@@ -173,7 +181,10 @@ def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu
 
 def moe_cost(d_model: int, d_ff: int, n_experts: int, top_k: int, *, activation: str = "swiglu",
              bias: bool = False) -> MoECost:
-    """Total vs active parameters and FLOPs per token of MoELayer(d_model, d_ff, n_experts, top_k)."""
+    """Total vs active parameters and FLOPs per token of MoELayer(d_model, d_ff, n_experts, top_k).
+
+    Raises TypeError/ValueError for sizes < 1, top_k outside [1, n_experts] or an unknown activation.
+    """
     check_int("n_experts", n_experts, minimum=1)
     _check_top_k(top_k, n_experts)
     dense_flops = dense_ffn_flops_per_token(d_model, d_ff, activation)
@@ -217,6 +228,8 @@ class TopKRouter(nn.Module):
     noisy=True: Shazeer et al. 2017's noisy top-k gating: in training, each logit gets Gaussian noise of
     a learned, per-token scale softplus(x W_noise); the noise explores experts that would otherwise
     never be tried. In eval mode the noise is off.
+    Raises TypeError/ValueError for d_model or n_experts < 1, top_k outside [1, n_experts], and TypeError
+    unless noisy is a bool and renormalize a bool or None.
     """
 
     def __init__(self, d_model: int, n_experts: int, top_k: int = 2, *, noisy: bool = False,
@@ -234,6 +247,7 @@ class TopKRouter(nn.Module):
         self.noise = nn.Linear(d_model, n_experts, bias=False) if noisy else None
 
     def forward(self, x: Tensor) -> RouterOutput:
+        """x (N, d_model) -> RouterOutput. Raises ValueError unless x is a tensor of shape (N, d_model)."""
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.d_model:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (N, d_model={self.d_model}), got {shape}")
@@ -285,6 +299,8 @@ class MoELayer(nn.Module):
     lab GPT adds them to its loss, see GPTConfig.moe_aux_loss_coef). Each expert is lesson 10's
     FeedForward(d_model, d_ff, activation, bias=bias) with Llama/Mixtral's names gate_proj (w1),
     up_proj (w3), down_proj (w2).
+    Raises TypeError/ValueError for sizes < 1, top_k outside [1, n_experts], a capacity_factor that is not
+    a finite number > 0 (or None), a non-bool bias or noisy, ValueError for an unknown activation.
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, *,
@@ -310,6 +326,11 @@ class MoELayer(nn.Module):
         self.last_z_loss: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (..., d_model) -> (..., d_model): each token through its top_k experts, weighted by the
+        router; sets last_stats, last_aux_loss and last_z_loss. Raises TypeError unless x is a
+        floating-point tensor, ValueError unless its shape is (..., d_model) with at least 2
+        dimensions.
+        """
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a float tensor (..., d_model), got {type(x).__name__}")
         if x.dim() < 2 or x.shape[-1] != self.d_model:
@@ -387,6 +408,7 @@ class MoELayer(nn.Module):
         block.gate.weight (E, d_model). Mixtral's optional training-time input jitter
         (router_jitter_noise, 0 by default) has no counterpart here: conversion is for inference.
         No capacity limit (Mixtral never drops tokens).
+        Raises TypeError unless block is a transformers MixtralSparseMoeBlock.
         """
         gate = getattr(block, "gate", None)
         experts = getattr(block, "experts", None)
