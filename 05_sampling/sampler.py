@@ -85,6 +85,8 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
 
     T = 0 is the limit T -> 0: all the mass on the argmax, so every other token becomes -inf (the
     first maximum wins a tie, as `torch.argmax` does).
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    temperature is not a finite number >= 0.
     """
     logits, temperature = _check_logits(logits), _check_temperature(temperature)
     if temperature == 0:
@@ -96,7 +98,10 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
 
 def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
     """Keep the top_k largest logits. A tie with the k-th value is kept too (like transformers), so
-    ties can leave more than k tokens; top_k >= vocab keeps everything."""
+    ties can leave more than k tokens; top_k >= vocab keeps everything.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    top_k is not an int >= 1.
+    """
     logits, top_k = _check_logits(logits), _check_top_k(top_k)
     k = min(top_k, logits.shape[-1])
     kth_value = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest logit
@@ -110,6 +115,8 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     the least likely tokens, and drop every token whose accumulated tail mass is still <= 1 - top_p
     (the tail is summed small numbers first, so no mass is lost to rounding). The most likely token
     always stays. top_p = 1 only drops tokens whose probability is exactly 0.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    top_p is not a number in (0, 1].
     """
     logits, top_p = _check_logits(logits), _check_top_p(top_p)
     sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=False)  # (..., vocab), ascending
@@ -122,7 +129,10 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
 
 def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
     """Keep the tokens with p_i >= min_p · max_j p_j: the cut scales with the model's confidence
-    (a peaked distribution keeps few tokens, a flat one many). min_p = 0 keeps everything."""
+    (a peaked distribution keeps few tokens, a flat one many). min_p = 0 keeps everything.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    min_p is not a number in [0, 1].
+    """
     logits, min_p = _check_logits(logits), _check_min_p(min_p)
     probs = logits.softmax(dim=-1)  # (..., vocab)
     threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (..., 1)
@@ -139,6 +149,8 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     The order matters: top-p and min-p see the distribution *after* temperature and after top-k
     (renormalised over the survivors), so top-k then top-p can keep fewer tokens than either alone.
     As in `generate`, top_p = 1 is skipped (it could only remove tokens of probability exactly 0).
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    a knob is out of range (ValueError for every bad knob, its type included, as transformers).
     """
     logits = _check_logits(logits)
     temperature = _check_temperature(temperature)
@@ -163,6 +175,8 @@ def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None
     temperature = 0 is greedy decoding: the argmax, no randomness (the other filters cannot change
     the argmax, so they are only checked). Otherwise: `filter_logits`, softmax, one multinomial draw
     from `generator` (which must live on the logits' device; None = torch's global RNG).
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    a knob is out of range (ValueError for every bad knob, its type included, as transformers).
     """
     logits = _check_logits(logits)
     if _check_temperature(temperature) == 0:
@@ -197,12 +211,20 @@ def entropy(logits: Tensor) -> Tensor:
 
 
 def n_kept(filtered_logits: Tensor) -> Tensor:
-    """How many tokens a filter left (logit > -inf), (..., vocab) -> (...,) int64. Sparsity = 1 - n/vocab."""
+    """How many tokens a filter left (logit > -inf), (..., vocab) -> (...,) int64. Sparsity = 1 - n/vocab.
+
+    Raises TypeError unless filtered_logits is a floating-point tensor, ValueError if it has no vocab
+    dimension.
+    """
     return (_check_logits(filtered_logits) > float("-inf")).sum(dim=-1)
 
 
 def kept_mass(logits: Tensor, filtered_logits: Tensor) -> Tensor:
-    """The probability mass, under softmax(logits), of the tokens that survived the filter: (...,)."""
+    """The probability mass, under softmax(logits), of the tokens that survived the filter: (...,).
+
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    filtered_logits has another shape.
+    """
     logits, filtered_logits = _check_logits(logits), _check_logits(filtered_logits)
     if logits.shape != filtered_logits.shape:
         raise ValueError(f"filtered_logits must have the shape of logits {tuple(logits.shape)}, "

@@ -79,7 +79,11 @@ def layer_norm(
     bias: torch.Tensor | None = None,
     eps: float = 1e-5,
 ) -> torch.Tensor:
-    """LayerNorm over the last dimension. x: (..., d); weight, bias: (d,) or None -> (..., d)."""
+    """LayerNorm over the last dimension. x: (..., d); weight, bias: (d,) or None -> (..., d).
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d),
+    ValueError for a weight or bias not of shape (x.shape[-1],) or an eps that is not a finite number > 0.
+    """
     check_tensor("x", x, min_ndim=1, dtype="float")
     _check_affine("weight", weight, x.shape[-1])
     _check_affine("bias", bias, x.shape[-1])
@@ -98,7 +102,11 @@ def layer_norm(
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
-    """RMSNorm over the last dimension. x: (..., d); weight: (d,) or None -> (..., d)."""
+    """RMSNorm over the last dimension. x: (..., d); weight: (d,) or None -> (..., d).
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d),
+    ValueError for a weight not of shape (x.shape[-1],) or an eps that is not a finite number > 0.
+    """
     check_tensor("x", x, min_ndim=1, dtype="float")
     _check_affine("weight", weight, x.shape[-1])
     check_number("eps", eps, low=0, low_open=True)
@@ -114,7 +122,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """GELU = x * Phi(x), Phi the standard normal CDF; approximate="tanh" is GPT-2's formula."""
+    """GELU = x * Phi(x), Phi the standard normal CDF; approximate="tanh" is GPT-2's formula.
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d),
+    ValueError for an approximate other than 'none' or 'tanh'.
+    """
     check_tensor("x", x, min_ndim=1, dtype="float")
     check_choice("approximate", approximate, GELU_APPROXIMATIONS)
     if approximate == "tanh":
@@ -125,25 +137,38 @@ def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 
 
 def silu(x: torch.Tensor) -> torch.Tensor:
-    """SiLU (a.k.a. swish) = x * sigmoid(x): smooth, non-monotonic just below 0, ~ReLU far away."""
+    """SiLU (a.k.a. swish) = x * sigmoid(x): smooth, non-monotonic just below 0, ~ReLU far away.
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d).
+    """
     check_tensor("x", x, min_ndim=1, dtype="float")
     return x * torch.sigmoid(x)
 
 
 def relu(x: torch.Tensor) -> torch.Tensor:
-    """ReLU = max(x, 0)."""
+    """ReLU = max(x, 0).
+
+    Raises TypeError unless x is a tensor, ValueError for a 0-d tensor.
+    """
     check_tensor("x", x, min_ndim=1)
     return x.clamp_min(0)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """The SwiGLU gate: silu(gate) * up, gate = x W1 and up = x W3, both (..., hidden)."""
+    """The SwiGLU gate: silu(gate) * up, gate = x W1 and up = x W3, both (..., hidden).
+
+    Raises TypeError unless gate and up are floating-point tensors, ValueError unless they have one shape.
+    """
     _check_gate_up(gate, up)
     return silu(gate) * up
 
 
 def geglu(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """The GeGLU gate: gelu(gate) * up, gate = x W1 and up = x W3, both (..., hidden)."""
+    """The GeGLU gate: gelu(gate) * up, gate = x W1 and up = x W3, both (..., hidden).
+
+    Raises TypeError unless gate and up are floating-point tensors, ValueError unless they have one shape
+    or for an unknown approximate.
+    """
     _check_gate_up(gate, up)
     return gelu(gate, approximate) * up
 
@@ -156,6 +181,8 @@ def ffn_hidden_size(d_ff: int, activation: str, *, multiple_of: int = 8) -> int:
 
     Plain activations keep d_ff. Gated ones (three matrices instead of two) get int(2·d_ff/3),
     rounded up to a multiple of `multiple_of` (hardware-friendly shapes; Llama's rule).
+    Raises TypeError/ValueError unless d_ff and multiple_of are ints >= 1, ValueError for an unknown
+    activation.
     """
     check_int("d_ff", d_ff, minimum=1)
     check_choice("activation", activation, ACTIVATIONS)
@@ -167,7 +194,10 @@ def ffn_hidden_size(d_ff: int, activation: str, *, multiple_of: int = 8) -> int:
 
 
 def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (shared/tied tensors counted once)."""
+    """Number of scalar parameters (shared/tied tensors counted once).
+
+    Raises TypeError unless module is an nn.Module.
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
@@ -182,6 +212,7 @@ def token_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     std is the biased one (divide by d), the statistic LayerNorm divides by, so rms^2 = mean^2 + std^2
     exactly: RMSNorm rescales by the rms, LayerNorm removes the mean and rescales by the std, and the
     two agree when a token's mean is small next to its rms. Computed in float32 at least.
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d).
     """
     check_tensor("x", x, min_ndim=1, dtype="float")
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
@@ -195,7 +226,11 @@ def token_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with a learnable gain `weight` (ones) and shift `bias` (zeros), over the last dim."""
+    """LayerNorm with a learnable gain `weight` (ones) and shift `bias` (zeros), over the last dim.
+
+    Raises TypeError/ValueError unless dim is an int >= 1 and eps a finite number > 0, TypeError unless
+    fused is a bool.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, *, fused: bool = False) -> None:
         super().__init__()
@@ -216,7 +251,11 @@ class LayerNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with a learnable gain `weight` (ones), over the last dim; no bias, no centring."""
+    """RMSNorm with a learnable gain `weight` (ones), over the last dim; no bias, no centring.
+
+    Raises TypeError/ValueError unless dim is an int >= 1 and eps a finite number > 0, TypeError unless
+    fused is a bool.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-6, *, fused: bool = False) -> None:
         super().__init__()
@@ -235,6 +274,7 @@ class RMSNorm(nn.Module):
 
 
 class GELU(nn.Module):
+    """Raises ValueError for an approximate other than 'none' or 'tanh', TypeError unless fused is a bool."""
     def __init__(self, approximate: str = "none", *, fused: bool = False) -> None:
         super().__init__()
         check_choice("approximate", approximate, GELU_APPROXIMATIONS)
@@ -250,6 +290,7 @@ class GELU(nn.Module):
 
 
 class SiLU(nn.Module):
+    """Raises TypeError unless fused is a bool."""
     def __init__(self, *, fused: bool = False) -> None:
         super().__init__()
         self.fused = check_bool("fused", fused)
@@ -259,6 +300,7 @@ class SiLU(nn.Module):
 
 
 class ReLU(nn.Module):
+    """Raises TypeError unless fused is a bool."""
     def __init__(self, *, fused: bool = False) -> None:
         super().__init__()
         self.fused = check_bool("fused", fused)
@@ -268,7 +310,11 @@ class ReLU(nn.Module):
 
 
 def make_activation(name: str, *, fused: bool = False) -> nn.Module:
-    """Element-wise activation module by name: "gelu", "gelu_tanh", "relu" or "silu"."""
+    """Element-wise activation module by name: "gelu", "gelu_tanh", "relu" or "silu".
+
+    Raises ValueError for an unknown name or a gated one (use FeedForward), TypeError unless fused is a
+    bool.
+    """
     if name in GATED_ACTIVATIONS:
         raise ValueError(
             f"name {name!r} is a gated feed-forward unit, not an element-wise activation: use "
@@ -289,6 +335,8 @@ def make_norm(kind: str, dim: int, *, eps: float | None = None, bias: bool = Tru
 
     eps=None takes the class default (1e-5 LayerNorm, 1e-6 RMSNorm); bias applies to LayerNorm only.
     fused=True computes the same maths with torch's kernel (faster; see `LayerNorm`).
+    Raises ValueError for an unknown kind, TypeError/ValueError unless dim is an int >= 1 and eps (when
+    given) a finite number > 0.
     """
     check_choice("kind", kind, NORMS)
     check_int("dim", dim, minimum=1)
@@ -310,6 +358,8 @@ class FeedForward(nn.Module):
     d_ff is the hidden width as given: for equal parameter counts across activations pass
     `ffn_hidden_size(d_ff, activation)`. The gated form's names and maths are Llama's MLP, so its
     state dict copies directly (bias=False matches Llama). Dropout acts on the output.
+    Raises TypeError/ValueError unless d_model and d_ff are ints >= 1 and dropout a number in [0, 1),
+    ValueError for an unknown activation.
     """
 
     def __init__(
@@ -334,6 +384,9 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., d_model) -> (..., d_model). Raises TypeError unless x is a floating-point tensor with
+        at least 1 dimension (ValueError for 0-d), ValueError unless x's last dimension is d_model.
+        """
         check_tensor("x", x, min_ndim=1, dtype="float")
         if x.shape[-1] != self.d_model:
             raise ValueError(f"x's last dimension must be d_model={self.d_model}, got {tuple(x.shape)}")
