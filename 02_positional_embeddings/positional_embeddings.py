@@ -88,6 +88,8 @@ def sinusoidal_embeddings(
 
     Returns PE of shape (seq_len, dim) with PE[pos, 2i] = sin(pos / base^(2i/dim)) and
     PE[pos, 2i+1] = cos(pos / base^(2i/dim)). dim must be even: every frequency is a (sin, cos) pair.
+    Raises TypeError/ValueError unless seq_len is an int >= 1, dim an even int >= 1 and base a finite
+    number > 0.
     """
     seq_len = check_int("seq_len", seq_len, minimum=1)
     dim = check_int("dim", dim, minimum=1, multiple_of=2)
@@ -104,6 +106,7 @@ class LearnedPositionalEmbedding(nn.Module):
     """One trained vector per position (GPT-2's `wpe`): PE[pos] = weight[pos], weight (max_len, dim).
 
     It cannot extrapolate: position max_len has never been seen, so it raises instead of guessing.
+    Raises TypeError/ValueError unless max_len and dim are ints >= 1.
     """
 
     def __init__(self, max_len: int, dim: int) -> None:
@@ -150,6 +153,7 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, *, device=None) -> Te
     """The rotation speeds theta_i = base^(-2i/head_dim), i = 0..head_dim/2-1, float32 of shape (head_dim/2,).
 
     Computed exactly as transformers' LlamaRotaryEmbedding does, so that the two agree to the last bit.
+    Raises TypeError/ValueError unless head_dim is an even int >= 1 and base a finite number > 0.
     """
     head_dim = check_int("head_dim", head_dim, minimum=1, multiple_of=2)
     base = check_number("base", base, low=0, low_open=True)
@@ -164,6 +168,9 @@ def rope_cos_sin(
     positions: (T,) or (B, T), integer (or floating-point, e.g. for position interpolation). The
     angles are cat(freqs, freqs), as in transformers' LlamaRotaryEmbedding: dimension j and j + head_dim/2
     form a pair that turns by the same angle.
+    Raises TypeError/ValueError for a bad head_dim or base (as rope_frequencies), TypeError/ValueError for
+    positions that are not an int >= 1 or an integer tensor (T,) or (B, T) (float positions allowed),
+    TypeError for a non-floating dtype.
     """
     positions = _check_positions(positions, integer=False)
     if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
@@ -178,7 +185,9 @@ def rope_cos_sin(
 
 def rotate_half(x: Tensor) -> Tensor:
     """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of every pair
-    (x[j], x[j + D/2]), so that x*cos + rotate_half(x)*sin is the rotation by the angle."""
+    (x[j], x[j + D/2]), so that x*cos + rotate_half(x)*sin is the rotation by the angle.
+    Raises TypeError unless x is a tensor, ValueError for a 0-d x or an odd last dimension.
+    """
     x = check_tensor("x", x, min_ndim=1)
     if x.shape[-1] % 2:
         raise ValueError(f"x.shape[-1] must be even to rotate pairs, got {x.shape[-1]}")
@@ -192,6 +201,8 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x: (..., T, head_dim), e.g. (B, H, T, head_dim). cos, sin: (T, head_dim), or (B, T, head_dim) with a
     4-D x of shape (B, H, T, head_dim) (one head axis is inserted). Computing cos/sin once per forward
     pass (RotaryEmbedding) and reusing them in every layer saves n_layer - 1 recomputations.
+    Raises TypeError unless x, cos and sin are floating-point tensors, ValueError for shapes that do not
+    match.
     """
     x = check_tensor("x", x, min_ndim=2, dtype="float")
     cos = check_tensor("cos", cos, min_ndim=2, dtype="float")
@@ -220,6 +231,8 @@ def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
 
     x: (..., T, head_dim) queries or keys; positions: (T,) or (B, T) (B matching x's first axis).
     Returns a tensor like x. The angles are computed in float32 (float64 for a float64 x).
+    Raises TypeError unless x is a floating-point tensor (..., T, head_dim), ValueError for an odd
+    head_dim, positions without one entry per token or a base that is not a finite number > 0.
     """
     x = check_tensor("x", x, min_ndim=2, dtype="float")
     head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
@@ -238,6 +251,8 @@ def apply_rope_interleaved(x: Tensor, positions: Tensor, base: float = 10000.0) 
         apply_rope(x[..., perm], pos) == apply_rope_interleaved(x, pos)[..., perm]
 
     which is why converting a Meta Llama checkpoint to transformers permutes the rows of W_q and W_k.
+    Raises TypeError unless x is a floating-point tensor (..., T, head_dim), ValueError for an odd
+    head_dim, positions without one entry per token or a base that is not a finite number > 0.
     """
     x = check_tensor("x", x, min_ndim=2, dtype="float")
     head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
@@ -264,6 +279,7 @@ def rope_pairing_permutation(head_dim: int) -> Tensor:
 
     x[..., perm] moves the interleaved pair (x[2i], x[2i+1]) to (x'[i], x'[i + head_dim/2]), the pair
     that rotate-half turns by the same angle theta_i; the inverse is torch.argsort(perm).
+    Raises TypeError/ValueError unless head_dim is an even int >= 1.
     """
     head_dim = check_int("head_dim", head_dim, minimum=1, multiple_of=2)
     return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
@@ -277,6 +293,8 @@ class RotaryEmbedding(nn.Module):
     tables are non-persistent buffers: they follow .to(device), stay float32 under .half() or
     .to(torch.bfloat16), stay out of the state_dict, and grow on demand when a position beyond the
     cached length is asked for.
+    Raises TypeError/ValueError unless head_dim is an even int >= 1, base a finite number > 0 and
+    cache_len an int >= 1.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, *, cache_len: int = 1024) -> None:
@@ -339,6 +357,7 @@ def alibi_slopes(n_head: int, *, dtype: torch.dtype = torch.float32, device=None
     geometric sequence. Otherwise the paper's code: the slopes of the closest smaller power of two c,
     then every other slope of 2c (2^(-8h/2c) for h = 1, 3, 5, ...) for the n_head - c remaining heads,
     so the extra heads fall between the existing ones. This is what transformers' Bloom uses.
+    Raises TypeError/ValueError unless n_head is an int >= 1.
     """
     n_head = check_int("n_head", n_head, minimum=1)
 
@@ -373,6 +392,8 @@ def alibi_bias(
     causal=True (the default) those entries are -inf, so the result is the bias and the causal mask in
     one; with causal=False they are left as -m_h * (p_i - j) > 0 and the caller must apply its own
     causal mask (for a bidirectional encoder, use -m_h * |p_i - j| instead, which is not this function).
+    Raises TypeError/ValueError unless n_head, seq_len and query_len are ints >= 1 with query_len <=
+    seq_len, TypeError unless causal is a bool.
     """
     n_head = check_int("n_head", n_head, minimum=1)
     seq_len = check_int("seq_len", seq_len, minimum=1)
@@ -402,6 +423,8 @@ def similarity_vs_distance(table: Tensor, *, cosine: bool = False, max_distance:
     s[k] = mean over m of table[m] . table[m + k] (the cosine similarity when cosine=True), for
     k = 0..max_distance (default T - 1). For the sinusoidal table the dot product does not depend on m
     at all: PE[m] . PE[m + k] = sum_i cos(k omega_i), the same for every m.
+    Raises TypeError unless table is a floating-point tensor and cosine a bool, ValueError unless table is
+    (T, dim), TypeError/ValueError unless max_distance is an int in [0, T - 1].
     """
     table = check_tensor("table", table, dtype="float")
     if table.dim() != 2:
@@ -426,6 +449,8 @@ def offset_spread(scores: Tensor) -> Tensor:
     offsets k = m - n = 0..T-1 (the only ones a decoder uses). All zeros <=> the matrix is constant
     along its diagonals (Toeplitz) on and below the main one: the score is a function of m - n only, as
     with RoPE and ALiBi. Absolute encodings (sinusoidal, learned) added to the tokens give spreads > 0.
+    Raises TypeError unless scores is a floating-point tensor, ValueError unless it ends in a square (T,
+    T).
     """
     scores = check_tensor("scores", scores, min_ndim=2, dtype="float")
     if scores.shape[-1] != scores.shape[-2]:

@@ -59,6 +59,8 @@ def single_query_attention(
 
     q: (D,) the query, k: (T, D) one key per token, v: (T, Dv) one value per token.
     Returns (out (Dv,), weights (T,)), with weights >= 0 summing to 1 and out = sum_t weights[t] * v[t].
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype, ValueError for wrong
+    dimensions or sizes, or a scale that is not a finite number > 0.
     """
     check_tensor("q", q, ndim=1, dtype="float")
     check_tensor("k", k, ndim=2, dtype="float")
@@ -95,6 +97,7 @@ def causal_mask(
     `causal=True`). When the queries are the LAST Tq of Tk tokens (a KV cache: one new query against
     T cached keys) use the *bottom-right* alignment offset = Tk - Tq, so that query i sits at
     position Tk - Tq + i.
+    Raises TypeError/ValueError unless Tq and Tk are ints >= 0, TypeError unless offset is an int.
     """
     Tq = check_int("Tq", Tq, minimum=0)
     Tk = Tq if Tk is None else check_int("Tk", Tk, minimum=0)
@@ -127,6 +130,9 @@ def scaled_dot_product_attention(
     the NaN (0/0) of a plain softmax. Recent torch (2.5+) defines the same zeros in its math SDPA;
     older torch versions returned NaN there.
     Half-precision inputs: scores and softmax are computed in float32, then cast back.
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype, causal a bool and mask a bool
+    or float tensor; ValueError for shapes that do not fit or broadcast, a scale that is not a finite
+    number > 0 or dropout_p outside [0, 1).
     """
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_tensor(name, x, min_ndim=2, dtype="float")
@@ -215,6 +221,8 @@ def attention_entropy(weights: Tensor, *, base: float = math.e) -> Tensor:
     0 when a query looks at one key only (one-hot: the softmax is saturated), log(n) when it spreads
     evenly over n keys (a causal query at position i can reach at most log(i + 1)). In nats by default;
     base=2 gives bits. 0 log 0 = 0, so masked keys and fully masked rows count as nothing.
+    Raises TypeError unless weights is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0), ValueError for base <= 1.
     """
     _check_weights("weights", weights)
     return _entropy(weights, check_number("base", base, low=1, low_open=True))
@@ -233,6 +241,8 @@ def jensen_shannon(p: Tensor, q: Tensor, *, base: float = math.e) -> Tensor:
 
     Symmetric, 0 only when p == q, at most log(2) (1 bit with base=2) for disjoint supports, and, unlike
     KL, finite when one pattern puts zero weight where the other does not (masked keys).
+    Raises TypeError unless p and q is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0) or have different shapes, ValueError for base <= 1.
     """
     _check_weights("p", p)
     _check_weights("q", q)
@@ -250,6 +260,8 @@ def head_divergence(weights: Tensor, *, base: float = math.e) -> Tensor:
     Entry (a, b) is JSD(head a's row, head b's row) averaged over the batch and the query rows, i.e. over
     the same inputs, so it measures the heads and not the data. The diagonal is 0. Stack the maps of
     several layers along dim 1 (torch.cat(maps, dim=1)) to compare every head of a model.
+    Raises TypeError unless weights is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0) or of shape (B, H, Tq, Tk), ValueError for base <= 1.
     """
     _check_weights("weights", weights, min_ndim=4)
     if weights.ndim != 4:
@@ -272,6 +284,8 @@ def attention_distance(weights: Tensor) -> Tensor:
     The queries are the last Tq of the Tk positions (pos_i = Tk - Tq + i), as in self-attention (Tq = Tk)
     and with a KV cache. Small = local heads (previous token), large = heads that reach far back
     (Dosovitskiy et al. 2021 use the same measure for vision transformers, their Fig. 7).
+    Raises TypeError unless weights is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0) with at least 2 dimensions.
     """
     _check_weights("weights", weights, min_ndim=2)
     Tq, Tk = weights.shape[-2:]
@@ -338,6 +352,8 @@ class MultiHeadAttention(nn.Module):
             or additive float, broadcastable to (B, H, Tq, Tk). causal: see scaled_dot_product_attention.
         Returns (out (B, Tq, C), weights (B, H, Tq, Tk) per head if need_weights else None);
         weights.mean(1) is what nn.MultiheadAttention returns with average_attn_weights=True.
+        Raises TypeError unless x (and kv) are floating-point tensors, ValueError unless they are (B, T,
+        d_model) with one batch size, and as scaled_dot_product_attention does for a bad mask.
         """
         self._check_input("x", x)
         if kv is None:
