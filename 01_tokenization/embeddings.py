@@ -31,7 +31,11 @@ PROJECTIONS = ("pca", "tsne")
 
 
 def one_hot(ids: torch.Tensor | Sequence[int], vocab_size: int) -> torch.Tensor:
-    """Ids (any shape) -> float one-hot vectors (..., vocab_size): row i of the identity matrix."""
+    """Ids (any shape) -> float one-hot vectors (..., vocab_size): row i of the identity matrix.
+
+    Raises TypeError/ValueError unless vocab_size is an int >= 1, TypeError for non-integer ids,
+    ValueError for ids outside [0, vocab_size).
+    """
     check_int("vocab_size", vocab_size, minimum=1)
     ids = torch.as_tensor(ids)
     if ids.dtype.is_floating_point or ids.dtype == torch.bool:
@@ -55,6 +59,8 @@ def nearest_neighbours(
     """The k rows most cosine-similar to row `query_id` (itself excluded), as (id, cosine), best first.
 
     `candidates` restricts the search to some ids (e.g. the frequent tokens, whose vectors are trained).
+    Raises TypeError/ValueError for embeddings that are not (N, d), a query_id outside [0, N), k < 1 or
+    candidates outside [0, N).
     """
     embeddings = _as_matrix(embeddings, "embeddings").float()
     n = embeddings.shape[0]
@@ -72,7 +78,10 @@ def nearest_neighbours(
 
 def project_2d(vectors: torch.Tensor, method: str = "pca", *, seed: int = 0) -> np.ndarray:
     """(N, d) -> (N, 2) for plotting: PCA (a linear view: the two directions of largest variance) or
-    t-SNE (a non-linear view that keeps neighbours together; distances between clusters mean little)."""
+    t-SNE (a non-linear view that keeps neighbours together; distances between clusters mean little).
+    Raises ValueError for an unknown method or fewer than 3 rows, TypeError/ValueError for vectors that
+    are not (N, d).
+    """
     vectors = _as_matrix(vectors, "vectors").float().numpy()
     if method not in PROJECTIONS:
         raise ValueError(f"method must be one of {PROJECTIONS}, got {method!r}")
@@ -97,6 +106,7 @@ def group_similarity(embeddings: torch.Tensor, groups: dict[str, Sequence[int]])
 
     Returns the mean cosine within groups, between groups, their difference, and the fraction of
     tokens whose nearest neighbour (among all grouped tokens) is in their own group.
+    Raises ValueError unless groups hold at least two groups and two tokens in all.
     """
     ids = [i for members in groups.values() for i in members]
     labels = torch.tensor([g for g, members in enumerate(groups.values()) for _ in members])
@@ -117,6 +127,7 @@ class EmbeddingLM(nn.Module):
 
     With `one_hot=True` the table is the frozen identity (dim = vocab_size): the same model reading
     one-hot vectors, the baseline that learned embeddings are compared with.
+    Raises TypeError/ValueError unless vocab_size, dim, context_size and hidden are ints >= 1.
     """
 
     def __init__(self, vocab_size: int, dim: int = 32, *, context_size: int = 3, hidden: int = 128,
@@ -137,7 +148,10 @@ class EmbeddingLM(nn.Module):
         self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """idx (B, T) -> logits (B, T, V); position t sees tokens t - context_size + 1 .. t only."""
+        """idx (B, T) -> logits (B, T, V); position t sees tokens t - context_size + 1 .. t only.
+
+        Raises ValueError unless idx has shape (B, T).
+        """
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         B, T = idx.shape
