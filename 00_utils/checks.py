@@ -140,6 +140,7 @@ def renamed_arguments(**old_to_new: str):
 
     One name for one quantity across the lessons (n_head, n_kv_head); the old spelling of a public
     keyword keeps working until callers move. Passing both spellings is a TypeError.
+    The wrapper raises TypeError when a call passes both spellings.
     """
     def decorate(fn):
         @functools.wraps(fn)

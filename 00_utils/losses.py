@@ -40,13 +40,19 @@ def _log_softmax_float32(logits: Tensor, dim: int) -> Tensor:
 
 
 def log_softmax(logits: Tensor, dim: int = -1) -> Tensor:
-    """log softmax along `dim`, shifted by the max (any shape; same dtype as `logits`)."""
+    """log softmax along `dim`, shifted by the max (any shape; same dtype as `logits`).
+
+    Raises TypeError unless logits is a floating-point tensor.
+    """
     check_tensor("logits", logits, dtype="float")
     return _log_softmax_float32(logits, dim).to(logits.dtype)
 
 
 def softmax(logits: Tensor, dim: int = -1) -> Tensor:
-    """Probabilities along `dim`: exp(z - max) / sum exp(z - max) (any shape; same dtype as `logits`)."""
+    """Probabilities along `dim`: exp(z - max) / sum exp(z - max) (any shape; same dtype as `logits`).
+
+    Raises TypeError unless logits is a floating-point tensor.
+    """
     check_tensor("logits", logits, dtype="float")
     x = _at_least_float32(logits)
     m = x.amax(dim=dim, keepdim=True).detach()
@@ -63,6 +69,9 @@ def cross_entropy(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,
     "sum": their sum; "none": the per-target loss (0 where ignored), shaped like `targets`.
     Equal to `F.cross_entropy(logits.reshape(-1, C), targets.reshape(-1))` (torch puts the classes
     of >2-D inputs in dim 1; here they are always last, as a language model's logits are).
+    Raises TypeError unless logits is a floating-point tensor, targets an integer tensor and ignore_index
+    an int; ValueError for logits without a class dimension, targets of the wrong shape or an unknown
+    reduction.
     """
     check_tensor("logits", logits, dtype="float")
     if logits.ndim < 1 or logits.shape[-1] < 1:

@@ -43,6 +43,8 @@ class AdamW(torch.optim.Optimizer):
     so a state dict moves between the two. No amsgrad, maximize or complex parameters.
     `decoupled_weight_decay=False` is the coupled variant for comparison, Adam + L2 (=
     `torch.optim.Adam(weight_decay=...)`): g_t <- g_t + wd * w_{t-1}, then the Adam step, no decay.
+    Raises ValueError for an lr, betas, eps or weight_decay out of range (a wrong type included, as
+    torch.optim.AdamW), TypeError unless decoupled_weight_decay is a bool.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -58,7 +60,10 @@ class AdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure() if given."""
+        """One update of every parameter that has a gradient; returns closure() if given.
+
+        Raises RuntimeError for sparse gradients.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -101,6 +106,7 @@ def clip_grad_norm(parameters: Tensor | Iterable[Tensor], max_norm: float, norm_
     The multiplication by min(1, ...) happens always (by exactly 1.0 below the max, which changes no
     bit), so nothing is read back from the device. Parameters without a gradient are skipped; with
     none at all the norm is 0. Same result as `torch.nn.utils.clip_grad_norm_`.
+    Raises ValueError unless max_norm and norm_type are numbers > 0 (math.inf allowed), as torch does.
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
