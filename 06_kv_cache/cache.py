@@ -268,6 +268,7 @@ class Int8KVCache(KVCache):
 
     Per element the stored value is off by at most absmax(row) / 254 (see quantize_int8). The bytes per
     cached (token, head) drop from head_dim · element_size to head_dim + element_size.
+    Raises TypeError/ValueError as KVCache does.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
