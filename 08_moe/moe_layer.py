@@ -67,10 +67,6 @@ __all__ = [
 # argument checks
 
 
-def _check_top_k(top_k: object, n_experts: int) -> None:
-    check_int("top_k", top_k, minimum=1, maximum=n_experts)  # at most n_experts
-
-
 def _check_capacity_factor(capacity_factor: object) -> None:
     if capacity_factor is None:
         return
@@ -105,7 +101,7 @@ def load_balancing_loss(router_logits: Tensor | list[Tensor] | tuple[Tensor, ...
     column count other than n_experts, n_experts < 1 or top_k outside [1, n_experts].
     """
     check_int("n_experts", n_experts, minimum=1)
-    _check_top_k(top_k, n_experts)
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)
     layers = list(router_logits) if isinstance(router_logits, (list, tuple)) else [router_logits]
     if not layers:
         raise ValueError("router_logits must not be an empty list")
@@ -143,7 +139,7 @@ def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: 
     """
     check_int("n_tokens", n_tokens, minimum=0)
     check_int("n_experts", n_experts, minimum=1)
-    _check_top_k(top_k, n_experts)
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)
     _check_capacity_factor(capacity_factor)
     if capacity_factor is None:
         return None
@@ -186,7 +182,7 @@ def moe_cost(d_model: int, d_ff: int, n_experts: int, top_k: int, *, activation:
     Raises TypeError/ValueError for sizes < 1, top_k outside [1, n_experts] or an unknown activation.
     """
     check_int("n_experts", n_experts, minimum=1)
-    _check_top_k(top_k, n_experts)
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)
     dense_flops = dense_ffn_flops_per_token(d_model, d_ff, activation)
     n_matrices = 3 if activation in GATED_ACTIVATIONS else 2
     expert_params = n_matrices * d_model * d_ff
@@ -237,7 +233,7 @@ class TopKRouter(nn.Module):
         super().__init__()
         check_int("d_model", d_model, minimum=1)
         check_int("n_experts", n_experts, minimum=1)
-        _check_top_k(top_k, n_experts)
+        check_int("top_k", top_k, minimum=1, maximum=n_experts)
         check_bool("noisy", noisy)
         if renormalize is not None and not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool or None, got {renormalize!r}")
@@ -311,7 +307,7 @@ class MoELayer(nn.Module):
         check_int("d_model", d_model, minimum=1)
         check_int("d_ff", d_ff, minimum=1)
         check_int("n_experts", n_experts, minimum=1)
-        _check_top_k(top_k, n_experts)
+        check_int("top_k", top_k, minimum=1, maximum=n_experts)
         _check_capacity_factor(capacity_factor)
         check_bool("bias", bias)
         self.d_model, self.d_ff, self.n_experts, self.top_k = d_model, d_ff, n_experts, top_k
