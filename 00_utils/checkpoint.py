@@ -25,6 +25,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
 
     The file is written to a temporary name first and then renamed, so a crash never leaves half a
     checkpoint under `path`.
+    Raises TypeError for a path that is not a str or os.PathLike, a model or optimizer of the wrong type,
+    a generator or extra of the wrong type; ValueError for a step that is not an int >= 0.
     """
     path = _check_path(path)
     if not isinstance(model, nn.Module):
@@ -61,6 +63,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module,
 
     Restores torch's global RNG state (and CUDA's, if saved and available) unless `restore_rng=False`.
     Returns {"step": steps done, "extra": the saved extra dict}.
+    Raises TypeError for a path, model, optimizer or generator of the wrong type; ValueError when path is
+    not a file written by save_checkpoint, or holds no generator state but a generator is given.
     """
     path = _check_path(path)
     if not path.is_file():

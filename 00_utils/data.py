@@ -159,6 +159,9 @@ def load_corpus(name_or_path: str | os.PathLike, max_chars: int | None = None, *
 
     ``stories`` needs `max_chars` (it is generated to any size); the standard-library corpora and
     files return everything when `max_chars` is None.
+    Raises TypeError for a name_or_path or max_chars of the wrong type, ValueError for an unknown name,
+    max_chars <= 0 or no max_chars for 'stories', CorpusError (a ValueError) for a file that cannot be
+    read, is not UTF-8 or is too short.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a corpus name or a path, got {type(name_or_path).__name__}")
@@ -186,7 +189,11 @@ def load_corpus(name_or_path: str | os.PathLike, max_chars: int | None = None, *
 
 
 def train_val_split(data, val_fraction: float = 0.1):
-    """Split a str, list or 1-D tensor into (train, val): the last `val_fraction` is held out."""
+    """Split a str, list or 1-D tensor into (train, val): the last `val_fraction` is held out.
+
+    Raises ValueError for a val_fraction outside (0, 1) or fewer than 2 elements, TypeError for data that
+    is not a str, sequence or tensor.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if not isinstance(data, (str, Sequence, torch.Tensor)):
@@ -199,7 +206,10 @@ def train_val_split(data, val_fraction: float = 0.1):
 
 
 class CharTokenizer:
-    """Character-level tokenizer: one id per distinct character of the text it was built from."""
+    """Character-level tokenizer: one id per distinct character of the text it was built from.
+
+    Raises ValueError unless chars are distinct single characters.
+    """
 
     def __init__(self, chars: Sequence[str]):
         if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
@@ -209,6 +219,7 @@ class CharTokenizer:
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
+        """Raises TypeError unless text is a str, ValueError if it is empty."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
@@ -220,6 +231,7 @@ class CharTokenizer:
         return len(self.chars)
 
     def encode(self, text: str) -> list[int]:
+        """Raises TypeError unless text is a str, ValueError for a character not in the vocabulary."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         try:
@@ -228,6 +240,7 @@ class CharTokenizer:
             raise ValueError(f"text contains the character {e.args[0]!r}, not in the vocabulary") from None
 
     def decode(self, ids: Sequence[int]) -> str:
+        """Raises ValueError for an id outside [0, vocab_size)."""
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         for i in ids:
             if not 0 <= i < len(self.chars):
@@ -236,7 +249,10 @@ class CharTokenizer:
 
 
 def encode(text: str, tokenizer) -> torch.Tensor:
-    """Encode text with any tokenizer that has `.encode(str) -> list[int]`, as a 1-D long tensor."""
+    """Encode text with any tokenizer that has `.encode(str) -> list[int]`, as a 1-D long tensor.
+
+    Raises TypeError unless tokenizer has an encode method.
+    """
     if not hasattr(tokenizer, "encode"):
         raise TypeError(f"tokenizer must have an encode method, got {type(tokenizer).__name__}")
     return torch.tensor(tokenizer.encode(text), dtype=torch.long)
@@ -247,6 +263,8 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, *,
     """Random windows for next-token prediction: x = data[i : i+T], y = data[i+1 : i+T+1].
 
     Returns (x, y), both (batch_size, block_size) long tensors on `device`.
+    Raises TypeError unless data is a 1-D tensor of ids, ValueError for batch_size or block_size < 1 or
+    block_size >= len(data).
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 1:
         raise TypeError("data must be a 1-D tensor of token ids")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from llmlab.utils.checks import check_tensor
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -38,14 +40,20 @@ def _log_softmax_float32(logits: Tensor, dim: int) -> Tensor:
 
 
 def log_softmax(logits: Tensor, dim: int = -1) -> Tensor:
-    """log softmax along `dim`, shifted by the max (any shape; same dtype as `logits`)."""
-    _check_logits(logits)
+    """log softmax along `dim`, shifted by the max (any shape; same dtype as `logits`).
+
+    Raises TypeError unless logits is a floating-point tensor.
+    """
+    check_tensor("logits", logits, dtype="float")
     return _log_softmax_float32(logits, dim).to(logits.dtype)
 
 
 def softmax(logits: Tensor, dim: int = -1) -> Tensor:
-    """Probabilities along `dim`: exp(z - max) / sum exp(z - max) (any shape; same dtype as `logits`)."""
-    _check_logits(logits)
+    """Probabilities along `dim`: exp(z - max) / sum exp(z - max) (any shape; same dtype as `logits`).
+
+    Raises TypeError unless logits is a floating-point tensor.
+    """
+    check_tensor("logits", logits, dtype="float")
     x = _at_least_float32(logits)
     m = x.amax(dim=dim, keepdim=True).detach()
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
@@ -61,8 +69,11 @@ def cross_entropy(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,
     "sum": their sum; "none": the per-target loss (0 where ignored), shaped like `targets`.
     Equal to `F.cross_entropy(logits.reshape(-1, C), targets.reshape(-1))` (torch puts the classes
     of >2-D inputs in dim 1; here they are always last, as a language model's logits are).
+    Raises TypeError unless logits is a floating-point tensor, targets an integer tensor and ignore_index
+    an int; ValueError for logits without a class dimension, targets of the wrong shape or an unknown
+    reduction.
     """
-    _check_logits(logits)
+    check_tensor("logits", logits, dtype="float")
     if logits.ndim < 1 or logits.shape[-1] < 1:
         raise ValueError(f"logits must have a class dimension (last) of size >= 1, got shape "
                          f"{tuple(logits.shape)}")
@@ -91,8 +102,3 @@ def cross_entropy(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,
     return (total / counted.sum()).to(logits.dtype)  # 0 / 0 = nan when nothing counts, as torch
 
 
-def _check_logits(logits) -> None:
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}")

@@ -28,11 +28,12 @@ bit for bit on CPU (tests/test_00_utils.py proves it step by step).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor
+
+from llmlab.utils.checks import check_number
 
 
 class AdamW(torch.optim.Optimizer):
@@ -42,6 +43,8 @@ class AdamW(torch.optim.Optimizer):
     so a state dict moves between the two. No amsgrad, maximize or complex parameters.
     `decoupled_weight_decay=False` is the coupled variant for comparison, Adam + L2 (=
     `torch.optim.Adam(weight_decay=...)`): g_t <- g_t + wd * w_{t-1}, then the Adam step, no decay.
+    Raises ValueError for an lr, betas, eps or weight_decay out of range (a wrong type included, as
+    torch.optim.AdamW), TypeError unless decoupled_weight_decay is a bool.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -57,7 +60,10 @@ class AdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure() if given."""
+        """One update of every parameter that has a gradient; returns closure() if given.
+
+        Raises RuntimeError for sparse gradients.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -100,14 +106,13 @@ def clip_grad_norm(parameters: Tensor | Iterable[Tensor], max_norm: float, norm_
     The multiplication by min(1, ...) happens always (by exactly 1.0 below the max, which changes no
     bit), so nothing is read back from the device. Parameters without a gradient are skipped; with
     none at all the norm is 0. Same result as `torch.nn.utils.clip_grad_norm_`.
+    Raises ValueError unless max_norm and norm_type are numbers > 0 (math.inf allowed), as torch does.
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
-        raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
-    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
-        raise ValueError(f"norm_type must be a number > 0 (or math.inf), got {norm_type!r}")
+    check_number("max_norm", max_norm, low=0, low_open=True, finite=False, wrong_type=ValueError)
+    check_number("norm_type", norm_type, low=0, low_open=True, finite=False, wrong_type=ValueError)
     if not grads:
         return torch.tensor(0.0)
     norms = [torch.linalg.vector_norm(g, norm_type) for g in grads]  # one norm per parameter
@@ -119,14 +124,11 @@ def clip_grad_norm(parameters: Tensor | Iterable[Tensor], max_norm: float, norm_
 
 
 def _check_hyperparameters(lr, betas, eps, weight_decay) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0 or math.isinf(lr):
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    """ValueError for every bad value, a wrong type included, as torch.optim raises."""
+    check_number("lr", lr, low=0, wrong_type=ValueError)
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     for name, beta in zip(("betas[0]", "betas[1]"), betas):
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+        check_number(name, beta, low=0.0, high=1.0, high_open=True, wrong_type=ValueError)
+    check_number("eps", eps, low=0, finite=False, wrong_type=ValueError)
+    check_number("weight_decay", weight_decay, low=0, finite=False, wrong_type=ValueError)

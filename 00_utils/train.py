@@ -115,6 +115,7 @@ def lr_at(step: int, config: TrainConfig) -> float:
     max(T_w - 1, 0), the step that gets the peak `lr`. The peak is held for one step only, and the
     last training step (T - 1) gets exactly lr * r (a 1-step run: the peak). Steps past the end stay
     at lr * r.
+    Raises ValueError unless step is an int >= 0, TypeError unless config is a TrainConfig.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be an int >= 0, got {step!r}")
@@ -187,6 +188,8 @@ def train(model: nn.Module, train_data: torch.Tensor | None, val_data: torch.Ten
     Checkpoints: with `checkpoint_path` and `checkpoint_interval` k, the state after every k-th step
     is written to `checkpoint_path` (model, optimizer, step, RNG states, history so far);
     `resume_from` loads such a file and continues from its step, exactly as the uninterrupted run.
+    Raises TypeError for a model, train_data or config of the wrong type, ValueError for a
+    checkpoint_interval that is not an int >= 1 or without checkpoint_path.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -304,6 +307,8 @@ def cached_training(key: dict, build: Callable[[], nn.Module], fit: Callable[[nn
     weights do not fit the model `build()` makes is an error (the key misses something that shapes
     the model). Only a file that cannot be read at all (truncated by a crash) is retrained, with a
     warning naming it.
+    Raises TypeError unless key is a dict, RuntimeError when the cached model does not fit the model that
+    build() returns.
     """
     if not isinstance(key, dict):
         raise TypeError(f"key must be a dict, got {type(key).__name__}")

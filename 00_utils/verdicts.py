@@ -61,6 +61,8 @@ def compare(a: float, b: float, noise: float | None, *, lower_is_better: bool = 
     estimate, and then nothing is decided ("inconclusive"), however large the gap. A NaN measurement
     (a run that failed) is "inconclusive" too; an infinite loss (a diverged run) loses.
     lower_is_better: True for losses and times, False for accuracies and speeds.
+    Raises TypeError for a, b or noise that are not real numbers or a non-bool lower_is_better, ValueError
+    for noise < 0.
     """
     a, b = _number("a", a), _number("b", b)
     if not isinstance(lower_is_better, bool):
@@ -88,7 +90,10 @@ def paired_effect(diffs: Sequence[float] | None, *, lower_is_better: bool = True
     """A difference variant - baseline measured at two or more seeds, each seed pairing both sides on the
     same data and initialisation: it counts ("better"/"worse") only when it has the same sign at every
     seed and each is larger than how much it moves across them, max(diffs) - min(diffs) (its noise);
-    otherwise "tie". None or a NaN difference (not measured) is "inconclusive"."""
+    otherwise "tie". None or a NaN difference (not measured) is "inconclusive".
+    Raises ValueError for fewer than two diffs, TypeError for values that are not real numbers or for
+    a non-bool lower_is_better.
+    """
     if diffs is None:
         return "inconclusive"
     if len(diffs) < 2:
@@ -120,7 +125,10 @@ def verdict_sentence(a_name: str, a: float, b_name: str, b: float, noise: float 
 
 
 def claim_mark(supported: bool | str | None) -> str:
-    """The tag printed before a curriculum claim: True, False, None (inconclusive) or "partly"."""
+    """The tag printed before a curriculum claim: True, False, None (inconclusive) or "partly".
+
+    Raises ValueError unless supported is True, False, None or 'partly'.
+    """
     if not (supported is True or supported is False or supported is None or supported == "partly"):
         raise ValueError(f"supported must be True, False, None or 'partly', got {supported!r}")
     return CLAIM_MARKS[supported]
@@ -129,7 +137,9 @@ def claim_mark(supported: bool | str | None) -> str:
 def load_verdict(max_share: float, n_experts: int) -> str:
     """Routing load from the busiest expert's share of the assignments (0..1) among n_experts:
     "collapsed" above (1 + 1/E) / 2 (more than halfway from fair to everything on one expert),
-    "balanced" up to 1.25 / E (within 25% of its fair share), "imbalanced" in between."""
+    "balanced" up to 1.25 / E (within 25% of its fair share), "imbalanced" in between.
+    Raises ValueError unless n_experts is an int >= 2 and max_share is in [1/n_experts, 1].
+    """
     if isinstance(n_experts, bool) or not isinstance(n_experts, int) or n_experts < 2:
         raise ValueError(f"n_experts must be an int >= 2, got {n_experts!r}")
     share = _number("max_share", max_share)

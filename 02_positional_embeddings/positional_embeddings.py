@@ -33,6 +33,8 @@ import numbers
 import torch
 from torch import Tensor, nn
 
+from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor, renamed_arguments
+
 __all__ = [
     "LearnedPositionalEmbedding",
     "RotaryEmbedding",
@@ -55,43 +57,10 @@ __all__ = [
 # argument checks (every public function validates its input and names the argument in the message)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {value!r} of type {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
-def _check_even_positive_int(name: str, value: object) -> int:
-    value = _check_positive_int(name, value)
-    if value % 2:
-        raise ValueError(f"{name} must be even (dimensions are used in pairs), got {value}")
-    return value
-
-
-def _check_base(base: object) -> float:
-    if isinstance(base, bool) or not isinstance(base, numbers.Real):
-        raise TypeError(f"base must be a positive number, got {base!r} of type {type(base).__name__}")
-    if not math.isfinite(base) or base <= 0:
-        raise ValueError(f"base must be a finite number > 0, got {base}")
-    return float(base)
-
-
-def _check_tensor(name: str, value: object, *, floating: bool = False, min_dim: int = 0) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if floating and not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-    if value.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(value.shape)}")
-    return value
-
-
 def _check_positions(positions: object, seq_len: int | None = None, *, integer: bool = True) -> Tensor:
     """positions: an int (meaning 0..positions-1) or a tensor of shape (T,) or (B, T)."""
     if isinstance(positions, numbers.Integral) and not isinstance(positions, bool):
-        _check_positive_int("positions", positions)
+        check_int("positions", positions, minimum=1)
         positions = torch.arange(int(positions))
     if not isinstance(positions, Tensor):
         raise TypeError(f"positions must be an int or a tensor of shape (T,) or (B, T), got {positions!r}")
@@ -119,10 +88,12 @@ def sinusoidal_embeddings(
 
     Returns PE of shape (seq_len, dim) with PE[pos, 2i] = sin(pos / base^(2i/dim)) and
     PE[pos, 2i+1] = cos(pos / base^(2i/dim)). dim must be even: every frequency is a (sin, cos) pair.
+    Raises TypeError/ValueError unless seq_len is an int >= 1, dim an even int >= 1 and base a finite
+    number > 0.
     """
-    seq_len = _check_positive_int("seq_len", seq_len)
-    dim = _check_even_positive_int("dim", dim)
-    base = _check_base(base)
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    dim = check_int("dim", dim, minimum=1, multiple_of=2)
+    base = check_number("base", base, low=0, low_open=True)
     # float64 for the angles: pos * freq is large for late positions, float32 would lose the phase
     positions = torch.arange(seq_len, dtype=torch.float64, device=device)  # (T,)
     inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)  # (dim/2,)
@@ -135,12 +106,13 @@ class LearnedPositionalEmbedding(nn.Module):
     """One trained vector per position (GPT-2's `wpe`): PE[pos] = weight[pos], weight (max_len, dim).
 
     It cannot extrapolate: position max_len has never been seen, so it raises instead of guessing.
+    Raises TypeError/ValueError unless max_len and dim are ints >= 1.
     """
 
     def __init__(self, max_len: int, dim: int) -> None:
         super().__init__()
-        self.max_len = _check_positive_int("max_len", max_len)
-        self.dim = _check_positive_int("dim", dim)
+        self.max_len = check_int("max_len", max_len, minimum=1)
+        self.dim = check_int("dim", dim, minimum=1)
         self.weight = nn.Parameter(torch.empty(self.max_len, self.dim))
         self.reset_parameters()
 
@@ -181,9 +153,10 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, *, device=None) -> Te
     """The rotation speeds theta_i = base^(-2i/head_dim), i = 0..head_dim/2-1, float32 of shape (head_dim/2,).
 
     Computed exactly as transformers' LlamaRotaryEmbedding does, so that the two agree to the last bit.
+    Raises TypeError/ValueError unless head_dim is an even int >= 1 and base a finite number > 0.
     """
-    head_dim = _check_even_positive_int("head_dim", head_dim)
-    base = _check_base(base)
+    head_dim = check_int("head_dim", head_dim, minimum=1, multiple_of=2)
+    base = check_number("base", base, low=0, low_open=True)
     return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=device) / head_dim))
 
 
@@ -195,6 +168,9 @@ def rope_cos_sin(
     positions: (T,) or (B, T), integer (or floating-point, e.g. for position interpolation). The
     angles are cat(freqs, freqs), as in transformers' LlamaRotaryEmbedding: dimension j and j + head_dim/2
     form a pair that turns by the same angle.
+    Raises TypeError/ValueError for a bad head_dim or base (as rope_frequencies), TypeError/ValueError for
+    positions that are not an int >= 1 or an integer tensor (T,) or (B, T) (float positions allowed),
+    TypeError for a non-floating dtype.
     """
     positions = _check_positions(positions, integer=False)
     if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
@@ -209,8 +185,10 @@ def rope_cos_sin(
 
 def rotate_half(x: Tensor) -> Tensor:
     """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of every pair
-    (x[j], x[j + D/2]), so that x*cos + rotate_half(x)*sin is the rotation by the angle."""
-    x = _check_tensor("x", x, min_dim=1)
+    (x[j], x[j + D/2]), so that x*cos + rotate_half(x)*sin is the rotation by the angle.
+    Raises TypeError unless x is a tensor, ValueError for a 0-d x or an odd last dimension.
+    """
+    x = check_tensor("x", x, min_ndim=1)
     if x.shape[-1] % 2:
         raise ValueError(f"x.shape[-1] must be even to rotate pairs, got {x.shape[-1]}")
     x1, x2 = x.chunk(2, dim=-1)  # (..., D/2) each
@@ -223,10 +201,12 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x: (..., T, head_dim), e.g. (B, H, T, head_dim). cos, sin: (T, head_dim), or (B, T, head_dim) with a
     4-D x of shape (B, H, T, head_dim) (one head axis is inserted). Computing cos/sin once per forward
     pass (RotaryEmbedding) and reusing them in every layer saves n_layer - 1 recomputations.
+    Raises TypeError unless x, cos and sin are floating-point tensors, ValueError for shapes that do not
+    match.
     """
-    x = _check_tensor("x", x, floating=True, min_dim=2)
-    cos = _check_tensor("cos", cos, floating=True, min_dim=2)
-    sin = _check_tensor("sin", sin, floating=True, min_dim=2)
+    x = check_tensor("x", x, min_ndim=2, dtype="float")
+    cos = check_tensor("cos", cos, min_ndim=2, dtype="float")
+    sin = check_tensor("sin", sin, min_ndim=2, dtype="float")
     if cos.shape != sin.shape:
         raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)}, {tuple(sin.shape)}")
     if cos.shape[-2:] != x.shape[-2:]:
@@ -251,9 +231,11 @@ def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
 
     x: (..., T, head_dim) queries or keys; positions: (T,) or (B, T) (B matching x's first axis).
     Returns a tensor like x. The angles are computed in float32 (float64 for a float64 x).
+    Raises TypeError unless x is a floating-point tensor (..., T, head_dim), ValueError for an odd
+    head_dim, positions without one entry per token or a base that is not a finite number > 0.
     """
-    x = _check_tensor("x", x, floating=True, min_dim=2)
-    head_dim = _check_even_positive_int("head_dim (x.shape[-1])", x.shape[-1])
+    x = check_tensor("x", x, min_ndim=2, dtype="float")
+    head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
     positions = _check_positions(positions, x.shape[-2], integer=False)
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     cos, sin = rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
@@ -269,9 +251,11 @@ def apply_rope_interleaved(x: Tensor, positions: Tensor, base: float = 10000.0) 
         apply_rope(x[..., perm], pos) == apply_rope_interleaved(x, pos)[..., perm]
 
     which is why converting a Meta Llama checkpoint to transformers permutes the rows of W_q and W_k.
+    Raises TypeError unless x is a floating-point tensor (..., T, head_dim), ValueError for an odd
+    head_dim, positions without one entry per token or a base that is not a finite number > 0.
     """
-    x = _check_tensor("x", x, floating=True, min_dim=2)
-    head_dim = _check_even_positive_int("head_dim (x.shape[-1])", x.shape[-1])
+    x = check_tensor("x", x, min_ndim=2, dtype="float")
+    head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
     positions = _check_positions(positions, x.shape[-2], integer=False)
     compute_dtype = torch.promote_types(x.dtype, torch.float32)
     cos, sin = rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
@@ -295,8 +279,9 @@ def rope_pairing_permutation(head_dim: int) -> Tensor:
 
     x[..., perm] moves the interleaved pair (x[2i], x[2i+1]) to (x'[i], x'[i + head_dim/2]), the pair
     that rotate-half turns by the same angle theta_i; the inverse is torch.argsort(perm).
+    Raises TypeError/ValueError unless head_dim is an even int >= 1.
     """
-    head_dim = _check_even_positive_int("head_dim", head_dim)
+    head_dim = check_int("head_dim", head_dim, minimum=1, multiple_of=2)
     return torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
 
 
@@ -308,13 +293,15 @@ class RotaryEmbedding(nn.Module):
     tables are non-persistent buffers: they follow .to(device), stay float32 under .half() or
     .to(torch.bfloat16), stay out of the state_dict, and grow on demand when a position beyond the
     cached length is asked for.
+    Raises TypeError/ValueError unless head_dim is an even int >= 1, base a finite number > 0 and
+    cache_len an int >= 1.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, *, cache_len: int = 1024) -> None:
         super().__init__()
-        self.head_dim = _check_even_positive_int("head_dim", head_dim)
-        self.base = _check_base(base)
-        cache_len = _check_positive_int("cache_len", cache_len)
+        self.head_dim = check_int("head_dim", head_dim, minimum=1, multiple_of=2)
+        self.base = check_number("base", base, low=0, low_open=True)
+        cache_len = check_int("cache_len", cache_len, minimum=1)
         self.register_buffer("cos_cached", torch.empty(0, self.head_dim), persistent=False)
         self.register_buffer("sin_cached", torch.empty(0, self.head_dim), persistent=False)
         self._build_cache(cache_len)
@@ -362,28 +349,31 @@ class RotaryEmbedding(nn.Module):
 # ALiBi: a per-head linear penalty on the query-key distance, added to the attention logits
 
 
-def alibi_slopes(n_heads: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
-    """The head slopes m_h of ALiBi, shape (n_heads,).
+@renamed_arguments(n_heads="n_head")
+def alibi_slopes(n_head: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """The head slopes m_h of ALiBi, shape (n_head,).
 
-    n_heads a power of two: m_h = 2^(-8h/n_heads), h = 1..n_heads (8 heads: 1/2, 1/4, ..., 1/256), a
+    n_head a power of two: m_h = 2^(-8h/n_head), h = 1..n_head (8 heads: 1/2, 1/4, ..., 1/256), a
     geometric sequence. Otherwise the paper's code: the slopes of the closest smaller power of two c,
-    then every other slope of 2c (2^(-8h/2c) for h = 1, 3, 5, ...) for the n_heads - c remaining heads,
+    then every other slope of 2c (2^(-8h/2c) for h = 1, 3, 5, ...) for the n_head - c remaining heads,
     so the extra heads fall between the existing ones. This is what transformers' Bloom uses.
+    Raises TypeError/ValueError unless n_head is an int >= 1.
     """
-    n_heads = _check_positive_int("n_heads", n_heads)
+    n_head = check_int("n_head", n_head, minimum=1)
 
     def power_of_two_slopes(n: int) -> list[float]:
         return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
 
-    closest = 2 ** math.floor(math.log2(n_heads))
+    closest = 2 ** math.floor(math.log2(n_head))
     slopes = power_of_two_slopes(closest)
-    if closest != n_heads:
-        slopes += power_of_two_slopes(2 * closest)[0::2][: n_heads - closest]
+    if closest != n_head:
+        slopes += power_of_two_slopes(2 * closest)[0::2][: n_head - closest]
     return torch.tensor(slopes, dtype=dtype, device=device)
 
 
+@renamed_arguments(n_heads="n_head")
 def alibi_bias(
-    n_heads: int,
+    n_head: int,
     seq_len: int,
     *,
     query_len: int | None = None,
@@ -391,7 +381,7 @@ def alibi_bias(
     dtype: torch.dtype = torch.float32,
     device=None,
 ) -> Tensor:
-    """The ALiBi bias to add to the attention logits, shape (n_heads, query_len, seq_len).
+    """The ALiBi bias to add to the attention logits, shape (n_head, query_len, seq_len).
 
     bias[h, i, j] = -m_h * (p_i - j), where the keys sit at positions j = 0..seq_len-1 and the queries
     are the last query_len of them, p_i = seq_len - query_len + i (query_len defaults to seq_len; a KV
@@ -402,15 +392,16 @@ def alibi_bias(
     causal=True (the default) those entries are -inf, so the result is the bias and the causal mask in
     one; with causal=False they are left as -m_h * (p_i - j) > 0 and the caller must apply its own
     causal mask (for a bidirectional encoder, use -m_h * |p_i - j| instead, which is not this function).
+    Raises TypeError/ValueError unless n_head, seq_len and query_len are ints >= 1 with query_len <=
+    seq_len, TypeError unless causal is a bool.
     """
-    n_heads = _check_positive_int("n_heads", n_heads)
-    seq_len = _check_positive_int("seq_len", seq_len)
-    query_len = seq_len if query_len is None else _check_positive_int("query_len", query_len)
+    n_head = check_int("n_head", n_head, minimum=1)
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    query_len = seq_len if query_len is None else check_int("query_len", query_len, minimum=1)
     if query_len > seq_len:
         raise ValueError(f"query_len must be <= seq_len={seq_len} (queries = last keys), got {query_len}")
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {causal!r}")
-    slopes = alibi_slopes(n_heads, dtype=torch.float32, device=device)  # (H,)
+    check_bool("causal", causal)
+    slopes = alibi_slopes(n_head, dtype=torch.float32, device=device)  # (H,)
     query_pos = torch.arange(seq_len - query_len, seq_len, device=device)  # (Tq,)
     key_pos = torch.arange(seq_len, device=device)  # (Tk,)
     distance = query_pos[:, None] - key_pos[None, :]  # (Tq, Tk), integer: how far back key j is
@@ -432,19 +423,16 @@ def similarity_vs_distance(table: Tensor, *, cosine: bool = False, max_distance:
     s[k] = mean over m of table[m] . table[m + k] (the cosine similarity when cosine=True), for
     k = 0..max_distance (default T - 1). For the sinusoidal table the dot product does not depend on m
     at all: PE[m] . PE[m + k] = sum_i cos(k omega_i), the same for every m.
+    Raises TypeError unless table is a floating-point tensor and cosine a bool, ValueError unless table is
+    (T, dim), TypeError/ValueError unless max_distance is an int in [0, T - 1].
     """
-    table = _check_tensor("table", table, floating=True)
+    table = check_tensor("table", table, dtype="float")
     if table.dim() != 2:
         raise ValueError(f"table must have shape (T, dim), got shape {tuple(table.shape)}")
-    if not isinstance(cosine, bool):
-        raise TypeError(f"cosine must be a bool, got {cosine!r}")
+    check_bool("cosine", cosine)
     T = table.shape[0]
-    if max_distance is None:
-        max_distance = T - 1
-    elif isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Integral):
-        raise TypeError(f"max_distance must be an int in [0, T-1], got {max_distance!r}")
-    if not 0 <= max_distance <= T - 1:
-        raise ValueError(f"max_distance must be in [0, T-1] = [0, {T - 1}], got {max_distance}")
+    max_distance = T - 1 if max_distance is None else check_int("max_distance", max_distance, minimum=0,
+                                                                  maximum=T - 1)
     vectors = table.detach().double()
     if cosine:
         vectors = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-300)
@@ -461,8 +449,10 @@ def offset_spread(scores: Tensor) -> Tensor:
     offsets k = m - n = 0..T-1 (the only ones a decoder uses). All zeros <=> the matrix is constant
     along its diagonals (Toeplitz) on and below the main one: the score is a function of m - n only, as
     with RoPE and ALiBi. Absolute encodings (sinusoidal, learned) added to the tokens give spreads > 0.
+    Raises TypeError unless scores is a floating-point tensor, ValueError unless it ends in a square (T,
+    T).
     """
-    scores = _check_tensor("scores", scores, floating=True, min_dim=2)
+    scores = check_tensor("scores", scores, min_ndim=2, dtype="float")
     if scores.shape[-1] != scores.shape[-2]:
         raise ValueError(f"scores must end in a square (T, T), got shape {tuple(scores.shape)}")
     T = scores.shape[-1]

@@ -22,11 +22,14 @@ concatenated outputs with one more linear layer.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# lesson 05 (a later lesson): the one entropy of the lab, of softmax(logits) in nats
+from llmlab.sampling import entropy
+from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor, renamed_arguments
 
 __all__ = [
     "MultiHeadAttention",
@@ -42,27 +45,11 @@ __all__ = [
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _check_tensor(name: str, x: object, ndim: int | None = None, min_ndim: int | None = None) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
-    if min_ndim is not None and x.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
-    return x
-
-
 def _resolve_scale(scale: float | None, head_dim: int) -> float:
     if scale is None:
         # scale by 1/sqrt(d): keeps the scores' variance at 1, so softmax does not saturate
         return 1.0 / math.sqrt(head_dim)
-    if isinstance(scale, bool) or not isinstance(scale, Real):
-        raise TypeError(f"scale must be a positive number or None, got {type(scale).__name__}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a finite number > 0, got {scale}")
-    return float(scale)
+    return check_number("scale", scale, low=0, low_open=True)
 
 
 def single_query_attention(
@@ -72,10 +59,12 @@ def single_query_attention(
 
     q: (D,) the query, k: (T, D) one key per token, v: (T, Dv) one value per token.
     Returns (out (Dv,), weights (T,)), with weights >= 0 summing to 1 and out = sum_t weights[t] * v[t].
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype, ValueError for wrong
+    dimensions or sizes, or a scale that is not a finite number > 0.
     """
-    _check_tensor("q", q, ndim=1)
-    _check_tensor("k", k, ndim=2)
-    _check_tensor("v", v, ndim=2)
+    check_tensor("q", q, ndim=1, dtype="float")
+    check_tensor("k", k, ndim=2, dtype="float")
+    check_tensor("v", v, ndim=2, dtype="float")
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(
             f"k must have the same last dimension as q ({q.shape[-1]}), got shape {tuple(k.shape)}"
@@ -108,17 +97,11 @@ def causal_mask(
     `causal=True`). When the queries are the LAST Tq of Tk tokens (a KV cache: one new query against
     T cached keys) use the *bottom-right* alignment offset = Tk - Tq, so that query i sits at
     position Tk - Tq + i.
+    Raises TypeError/ValueError unless Tq and Tk are ints >= 0, TypeError unless offset is an int.
     """
-    for name, value in (("Tq", Tq), ("Tk", Tk)):
-        if value is None and name == "Tk":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise TypeError(f"offset must be an int, got {type(offset).__name__}")
-    Tk = Tq if Tk is None else Tk
+    Tq = check_int("Tq", Tq, minimum=0)
+    Tk = Tq if Tk is None else check_int("Tk", Tk, minimum=0)
+    offset = check_int("offset", offset)
     return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
@@ -147,9 +130,12 @@ def scaled_dot_product_attention(
     the NaN (0/0) of a plain softmax. Recent torch (2.5+) defines the same zeros in its math SDPA;
     older torch versions returned NaN there.
     Half-precision inputs: scores and softmax are computed in float32, then cast back.
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype, causal a bool and mask a bool
+    or float tensor; ValueError for shapes that do not fit or broadcast, a scale that is not a finite
+    number > 0 or dropout_p outside [0, 1).
     """
     for name, x in (("q", q), ("k", k), ("v", v)):
-        _check_tensor(name, x, min_ndim=2)
+        check_tensor(name, x, min_ndim=2, dtype="float")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k and v must share one dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}")
     Tq, D = q.shape[-2:]
@@ -167,10 +153,8 @@ def scaled_dot_product_attention(
             f"q, k and v leading (batch) dims must broadcast, "
             f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         ) from err
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, Real) or not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be a number in [0, 1), got {dropout_p!r}")
+    check_bool("causal", causal)
+    dropout_p = check_number("dropout_p", dropout_p, low=0.0, high=1.0, high_open=True)
     scale = _resolve_scale(scale, D)
     scores_shape = (*batch, Tq, Tk)
     if mask is not None:
@@ -216,7 +200,7 @@ def _check_weights(name: str, weights: object, min_ndim: int = 1) -> Tensor:
 
     A row of zeros (a query that may attend nothing, see scaled_dot_product_attention) is allowed.
     """
-    _check_tensor(name, weights, min_ndim=min_ndim)
+    check_tensor(name, weights, min_ndim=min_ndim, dtype="float")
     if weights.numel() == 0 or weights.shape[-1] == 0:
         raise ValueError(f"{name} must have at least one key per row, got shape {tuple(weights.shape)}")
     if (weights < 0).any() or not torch.isfinite(weights).all():
@@ -231,28 +215,23 @@ def _check_weights(name: str, weights: object, min_ndim: int = 1) -> Tensor:
     return weights
 
 
-def _check_base(base: object) -> float:
-    if isinstance(base, bool) or not isinstance(base, Real):
-        raise TypeError(f"base must be a number > 1, got {type(base).__name__}")
-    if not (math.isfinite(base) and base > 1):
-        raise ValueError(f"base must be a finite number > 1, got {base}")
-    return float(base)
-
-
 def attention_entropy(weights: Tensor, *, base: float = math.e) -> Tensor:
     """The entropy H(w) = -sum_j w_j log w_j of each row of attention weights: (..., Tq, Tk) -> (..., Tq).
 
     0 when a query looks at one key only (one-hot: the softmax is saturated), log(n) when it spreads
     evenly over n keys (a causal query at position i can reach at most log(i + 1)). In nats by default;
     base=2 gives bits. 0 log 0 = 0, so masked keys and fully masked rows count as nothing.
+    Raises TypeError unless weights is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0), ValueError for base <= 1.
     """
     _check_weights("weights", weights)
-    return _entropy(weights, _check_base(base))
+    return _entropy(weights, check_number("base", base, low=1, low_open=True))
 
 
 def _entropy(weights: Tensor, base: float) -> Tensor:
     w = weights.float() if weights.dtype in _LOW_PRECISION else weights
-    return -torch.special.xlogy(w, w).sum(-1) / math.log(base)  # (..., Tq)  xlogy: 0 log 0 = 0
+    # softmax(log w) = w: the log-weights are logits of the row itself; log 0 = -inf counts as 0 (0 log 0 = 0)
+    return entropy(w.log()) / math.log(base)  # (..., Tq), nats / log(base)
 
 
 def jensen_shannon(p: Tensor, q: Tensor, *, base: float = math.e) -> Tensor:
@@ -262,12 +241,14 @@ def jensen_shannon(p: Tensor, q: Tensor, *, base: float = math.e) -> Tensor:
 
     Symmetric, 0 only when p == q, at most log(2) (1 bit with base=2) for disjoint supports, and, unlike
     KL, finite when one pattern puts zero weight where the other does not (masked keys).
+    Raises TypeError unless p and q is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0) or have different shapes, ValueError for base <= 1.
     """
     _check_weights("p", p)
     _check_weights("q", q)
     if p.shape != q.shape:
         raise ValueError(f"q must have the shape of p {tuple(p.shape)}, got {tuple(q.shape)}")
-    base = _check_base(base)
+    base = check_number("base", base, low=1, low_open=True)
     mixture = (p + q) / 2  # (..., Tk)
     h = attention_entropy  # clamp: rounding can leave -1e-17 where p == q
     return (h(mixture, base=base) - (h(p, base=base) + h(q, base=base)) / 2).clamp_min(0.0)
@@ -279,11 +260,13 @@ def head_divergence(weights: Tensor, *, base: float = math.e) -> Tensor:
     Entry (a, b) is JSD(head a's row, head b's row) averaged over the batch and the query rows, i.e. over
     the same inputs, so it measures the heads and not the data. The diagonal is 0. Stack the maps of
     several layers along dim 1 (torch.cat(maps, dim=1)) to compare every head of a model.
+    Raises TypeError unless weights is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0) or of shape (B, H, Tq, Tk), ValueError for base <= 1.
     """
     _check_weights("weights", weights, min_ndim=4)
     if weights.ndim != 4:
         raise ValueError(f"weights must have shape (B, H, Tq, Tk), got {tuple(weights.shape)}")
-    base = _check_base(base)
+    base = check_number("base", base, low=1, low_open=True)
     H = weights.shape[1]
     rows = weights.transpose(0, 1).reshape(H, -1, weights.shape[-1])  # (H, B*Tq, Tk)
     entropy = _entropy(rows, base)  # (H, B*Tq): each head's H(p), computed once
@@ -301,6 +284,8 @@ def attention_distance(weights: Tensor) -> Tensor:
     The queries are the last Tq of the Tk positions (pos_i = Tk - Tq + i), as in self-attention (Tq = Tk)
     and with a KV cache. Small = local heads (previous token), large = heads that reach far back
     (Dosovitskiy et al. 2021 use the same measure for vision transformers, their Fig. 7).
+    Raises TypeError unless weights is a floating-point tensor, ValueError unless its rows are
+    probabilities (>= 0, summing to 1 or 0) with at least 2 dimensions.
     """
     _check_weights("weights", weights, min_ndim=2)
     Tq, Tk = weights.shape[-2:]
@@ -317,25 +302,18 @@ class MultiHeadAttention(nn.Module):
     Weights are laid out like nn.MultiheadAttention(batch_first=True) with separate q/k/v projections.
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+    @renamed_arguments(n_heads="n_head")
+    def __init__(self, d_model: int, n_head: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        """Raises TypeError/ValueError unless d_model and n_head are ints >= 1 with n_head dividing
+        d_model, bias is a bool and dropout is in [0, 1)."""
         super().__init__()
-        for name, value in (("d_model", d_model), ("n_heads", n_heads)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if d_model % n_heads != 0:
-            raise ValueError(
-                f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads}"
-            )
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
-        if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.dropout = float(dropout)
+        self.d_model = check_int("d_model", d_model, minimum=1)
+        self.n_head = check_int("n_head", n_head, minimum=1)
+        if d_model % n_head != 0:
+            raise ValueError(f"d_model must be divisible by n_head, got d_model={d_model}, n_head={n_head}")
+        check_bool("bias", bias)
+        self.dropout = check_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        self.head_dim = d_model // n_head
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -344,7 +322,7 @@ class MultiHeadAttention(nn.Module):
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, H, T, D): each head gets its own D = C / H wide slice of the channels."""
         B, T, _ = x.shape
-        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
     def merge_heads(self, x: Tensor) -> Tensor:
         """(B, H, T, D) -> (B, T, C): concatenate the heads' outputs side by side again."""
@@ -352,7 +330,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2).contiguous().view(B, T, self.d_model)  # (B, T, C)
 
     def _check_input(self, name: str, x: object) -> Tensor:
-        x = _check_tensor(name, x, ndim=3)
+        x = check_tensor(name, x, ndim=3, dtype="float")
         if x.shape[-1] != self.d_model:
             raise ValueError(
                 f"{name} must have last dimension d_model={self.d_model}, got shape {tuple(x.shape)}"
@@ -374,6 +352,8 @@ class MultiHeadAttention(nn.Module):
             or additive float, broadcastable to (B, H, Tq, Tk). causal: see scaled_dot_product_attention.
         Returns (out (B, Tq, C), weights (B, H, Tq, Tk) per head if need_weights else None);
         weights.mean(1) is what nn.MultiheadAttention returns with average_attn_weights=True.
+        Raises TypeError unless x (and kv) are floating-point tensors, ValueError unless they are (B, T,
+        d_model) with one batch size, and as scaled_dot_product_attention does for a bad mask.
         """
         self._check_input("x", x)
         if kv is None:

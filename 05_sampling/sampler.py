@@ -27,11 +27,10 @@ token, on any device.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
+
+from llmlab.utils.checks import check_int, check_number, check_tensor
 
 # The curriculum's guidelines. "creative" takes the low end of its 1.5-2.0 temperature range: with
 # top_p = 0.99 cutting only the last 1% of the mass, top_k = 100 is the main guard against the tail,
@@ -48,11 +47,9 @@ PRESETS: dict[str, dict[str, float | int]] = {
 
 
 def _check_logits(logits: object) -> Tensor:
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a torch.Tensor of shape (..., vocab), got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    if logits.dim() == 0 or logits.shape[-1] == 0:
+    """logits (..., vocab), vocab >= 1, floating point -> logits in float32 (float64 stays float64)."""
+    check_tensor("logits", logits, min_ndim=1, dtype="float")
+    if logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (..., vocab) with vocab >= 1, got {tuple(logits.shape)}")
     # float16 overflows at 65504: logits / 1e-4 or the exp of a softmax would turn into inf and nan.
     # Every filter computes in float32 (float64 stays float64), as transformers casts scores before
@@ -60,32 +57,23 @@ def _check_logits(logits: object) -> Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+# The knobs raise ValueError for any bad value, a wrong type included, as transformers' warpers do.
 
 
 def _check_temperature(temperature: object) -> float:
-    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = argmax), got {temperature!r}")
-    return float(temperature)
+    return check_number("temperature", temperature, low=0, wrong_type=ValueError)  # 0 = argmax
 
 
 def _check_top_k(top_k: object) -> int:
-    if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1:
-        raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
-    return int(top_k)
+    return check_int("top_k", top_k, minimum=1, wrong_type=ValueError)
 
 
 def _check_top_p(top_p: object) -> float:
-    if not _is_real(top_p) or not (0 < top_p <= 1):  # NaN fails the comparison too
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    return float(top_p)
+    return check_number("top_p", top_p, low=0, high=1, low_open=True, wrong_type=ValueError)
 
 
 def _check_min_p(min_p: object) -> float:
-    if not _is_real(min_p) or not (0 <= min_p <= 1):
-        raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
-    return float(min_p)
+    return check_number("min_p", min_p, low=0, high=1, wrong_type=ValueError)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,6 +85,8 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
 
     T = 0 is the limit T -> 0: all the mass on the argmax, so every other token becomes -inf (the
     first maximum wins a tie, as `torch.argmax` does).
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    temperature is not a finite number >= 0.
     """
     logits, temperature = _check_logits(logits), _check_temperature(temperature)
     if temperature == 0:
@@ -108,7 +98,10 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
 
 def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
     """Keep the top_k largest logits. A tie with the k-th value is kept too (like transformers), so
-    ties can leave more than k tokens; top_k >= vocab keeps everything."""
+    ties can leave more than k tokens; top_k >= vocab keeps everything.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    top_k is not an int >= 1.
+    """
     logits, top_k = _check_logits(logits), _check_top_k(top_k)
     k = min(top_k, logits.shape[-1])
     kth_value = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest logit
@@ -122,6 +115,8 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     the least likely tokens, and drop every token whose accumulated tail mass is still <= 1 - top_p
     (the tail is summed small numbers first, so no mass is lost to rounding). The most likely token
     always stays. top_p = 1 only drops tokens whose probability is exactly 0.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    top_p is not a number in (0, 1].
     """
     logits, top_p = _check_logits(logits), _check_top_p(top_p)
     sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=False)  # (..., vocab), ascending
@@ -134,7 +129,10 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
 
 def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
     """Keep the tokens with p_i >= min_p · max_j p_j: the cut scales with the model's confidence
-    (a peaked distribution keeps few tokens, a flat one many). min_p = 0 keeps everything."""
+    (a peaked distribution keeps few tokens, a flat one many). min_p = 0 keeps everything.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    min_p is not a number in [0, 1].
+    """
     logits, min_p = _check_logits(logits), _check_min_p(min_p)
     probs = logits.softmax(dim=-1)  # (..., vocab)
     threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (..., 1)
@@ -151,6 +149,8 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     The order matters: top-p and min-p see the distribution *after* temperature and after top-k
     (renormalised over the survivors), so top-k then top-p can keep fewer tokens than either alone.
     As in `generate`, top_p = 1 is skipped (it could only remove tokens of probability exactly 0).
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    a knob is out of range (ValueError for every bad knob, its type included, as transformers).
     """
     logits = _check_logits(logits)
     temperature = _check_temperature(temperature)
@@ -175,6 +175,8 @@ def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None
     temperature = 0 is greedy decoding: the argmax, no randomness (the other filters cannot change
     the argmax, so they are only checked). Otherwise: `filter_logits`, softmax, one multinomial draw
     from `generator` (which must live on the logits' device; None = torch's global RNG).
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    a knob is out of range (ValueError for every bad knob, its type included, as transformers).
     """
     logits = _check_logits(logits)
     if _check_temperature(temperature) == 0:
@@ -197,21 +199,32 @@ def entropy(logits: Tensor) -> Tensor:
     """H = -Σ p_i log p_i in nats of softmax(logits), (..., vocab) -> (...,).
 
     exp(H) is the "effective number of choices": 1 for a certainty, vocab for a uniform distribution.
-    Filtered (-inf) tokens contribute 0 (the limit p log p -> 0).
+    Filtered (-inf) tokens contribute 0 (the limit p log p -> 0); a row of only -inf has entropy 0.
+    Computed in float32 (half precision is upcast), float64 stays float64. The one entropy of the lab:
+    for probabilities p (attention weights, lesson 03) pass their logs, entropy(p.log()) - log 0 = -inf.
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension.
     """
-    logits = _check_logits(logits).float()
+    logits = _check_logits(logits)
     log_probs = logits.log_softmax(dim=-1)  # (..., vocab)
     p_log_p = torch.where(log_probs > float("-inf"), log_probs.exp() * log_probs, 0.0)
     return 0.0 - p_log_p.sum(dim=-1)  # 0 - x, not -x: a certainty gives +0.0, not -0.0
 
 
 def n_kept(filtered_logits: Tensor) -> Tensor:
-    """How many tokens a filter left (logit > -inf), (..., vocab) -> (...,) int64. Sparsity = 1 - n/vocab."""
+    """How many tokens a filter left (logit > -inf), (..., vocab) -> (...,) int64. Sparsity = 1 - n/vocab.
+
+    Raises TypeError unless filtered_logits is a floating-point tensor, ValueError if it has no vocab
+    dimension.
+    """
     return (_check_logits(filtered_logits) > float("-inf")).sum(dim=-1)
 
 
 def kept_mass(logits: Tensor, filtered_logits: Tensor) -> Tensor:
-    """The probability mass, under softmax(logits), of the tokens that survived the filter: (...,)."""
+    """The probability mass, under softmax(logits), of the tokens that survived the filter: (...,).
+
+    Raises TypeError unless logits is a floating-point tensor, ValueError if it has no vocab dimension or
+    filtered_logits has another shape.
+    """
     logits, filtered_logits = _check_logits(logits), _check_logits(filtered_logits)
     if logits.shape != filtered_logits.shape:
         raise ValueError(f"filtered_logits must have the shape of logits {tuple(logits.shape)}, "

@@ -47,7 +47,10 @@ def hf_runner(hf_model, attn: str):
 
 
 def benchmark(preset: str, batch_size: int, n_new: int, repeats: int, prompt_len: int = 16) -> dict:
-    """Median tokens/s of each contender over `repeats` interleaved runs, and the ratios to ours."""
+    """Median tokens/s of each contender over `repeats` interleaved runs, and the ratios to ours.
+
+    Raises KeyError for an unknown preset, RuntimeError when a contender's tokens differ from ours.
+    """
     model = build(preset)
     hf = to_hf(model)
     contenders = {

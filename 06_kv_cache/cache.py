@@ -34,7 +34,6 @@ Three caches, all with the `update(layer_idx, k, v) -> (k_all, v_all)` that less
 
 from __future__ import annotations
 
-import numbers
 import time
 
 import torch
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 # lesson 05: temperature / top-k / top-p / min-p; temperature 0 = argmax
 from llmlab.sampling import filter_logits, sample
 from llmlab.transformer_block import GPT, GPTConfig
+from llmlab.utils.checks import check_bool, check_int
 
 __all__ = [
     "Int8KVCache",
@@ -58,14 +58,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------------
 # argument checks: every message names the argument, the value and what is allowed
-
-
-def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_config(config: object) -> GPTConfig:
@@ -90,9 +82,12 @@ def kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
 
     The 2 is K and V. Nothing here depends on n_head or d_ff: grouped/multi-query attention (lesson 09)
     shrinks the cache by n_head / n_kv_head, a wider MLP does not grow it.
+    Raises TypeError for a config that is not a GPTConfig, a dtype that is not a torch.dtype or non-int
+    sizes, ValueError for seq_len or batch_size < 1.
     """
     config = _check_config(config)
-    seq_len, batch_size = _check_int("seq_len", seq_len), _check_int("batch_size", batch_size)
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
     element_size = torch.empty((), dtype=dtype).element_size()
@@ -109,6 +104,7 @@ def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
     scale = max_i |x_i| / 127 and q = round(x / scale), so q·scale differs from x by at most scale / 2 =
     absmax / 254 per element. One scale per row follows the outliers of that row only: a key with one large
     channel does not flatten the resolution of every other token.
+    Raises TypeError unless x is a floating-point tensor.
     """
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() == 0:
         raise TypeError(f"x must be a floating-point tensor (..., D), got {x!r}")
@@ -119,7 +115,10 @@ def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def dequantize_int8(q: Tensor, scale: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """q (..., D) int8, scale (..., 1) -> q · scale in `dtype`."""
+    """q (..., D) int8, scale (..., 1) -> q · scale in `dtype`.
+
+    Raises TypeError unless q is an int8 tensor, ValueError unless scale has shape (..., 1) matching q.
+    """
     if not isinstance(q, Tensor) or q.dtype != torch.int8:
         raise TypeError(f"q must be an int8 tensor, got {q!r}")
     if not isinstance(scale, Tensor) or scale.shape != (*q.shape[:-1], 1):
@@ -139,13 +138,15 @@ class KVCache:
     ones already in that layer and returns views of everything cached so far, (B, n_kv_head, T_all,
     head_dim). Every layer keeps its own length, so a forward pass advances all of them by T_new.
     `device="meta"` builds a cache without memory: its `nbytes` still counts what the tensors would take.
+    Raises TypeError for a config that is not a GPTConfig, a non-floating dtype or non-int sizes,
+    ValueError for batch_size or max_len < 1.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
         self.config = _check_config(config)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.max_len = config.block_size if max_len is None else _check_int("max_len", max_len)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
         self.dtype = _check_dtype(dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
@@ -176,9 +177,7 @@ class KVCache:
 
     def _check_update(self, layer_idx: object, k: object, v: object) -> int:
         """Validate an update; returns T_new."""
-        if isinstance(layer_idx, bool) or not isinstance(layer_idx, numbers.Integral) \
-                or not 0 <= layer_idx < self.config.n_layer:
-            raise ValueError(f"layer_idx must be an int in [0, {self.config.n_layer}), got {layer_idx!r}")
+        check_int("layer_idx", layer_idx, minimum=0, maximum=self.config.n_layer - 1, wrong_type=ValueError)
         expected = (self.batch_size, self.config.kv_heads, self.config.head_dim)
         for name, t in (("k", k), ("v", v)):
             if not isinstance(t, Tensor) or t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != expected:
@@ -191,6 +190,11 @@ class KVCache:
         return k.shape[2]
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write layer `layer_idx`'s new keys and values k, v (B, H_kv, T_new, D) after the cached ones ->
+        (keys, values) (B, H_kv, end, D), views of every cached token of that layer. Raises ValueError
+        for a layer_idx outside [0, n_layer), k or v of the wrong shape, or when the cache is full
+        (more than max_len tokens).
+        """
         T_new = self._check_update(layer_idx, k, v)
         start = self.lengths[layer_idx]
         end = start + T_new
@@ -214,6 +218,8 @@ class SlidingWindowKVCache(KVCache):
     of keys is irrelevant to softmax attention, only the mask cares, and one query's mask is all ones.
     A chunk that would let a query see more than `window` tokens raises instead of silently mixing rules.
     `window` counts the query's own token (Mistral's convention, lesson 07's sliding_window_mask).
+    Raises TypeError/ValueError as KVCache does (window: an int >= 1), ValueError for a config with
+    pos='alibi'.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, window: int | None = None, *,
@@ -223,7 +229,7 @@ class SlidingWindowKVCache(KVCache):
             raise ValueError("config.pos='alibi' cannot use SlidingWindowKVCache: ALiBi's bias is computed "
                              "from the order of the keys, which a ring buffer rotates; allowed: learned, "
                              "sinusoidal, rope, none")
-        window = config.block_size if window is None else _check_int("window", window)
+        window = config.block_size if window is None else check_int("window", window, minimum=1)
         super().__init__(config, batch_size, window, dtype=dtype, device=device)
         self.window = window
 
@@ -237,6 +243,10 @@ class SlidingWindowKVCache(KVCache):
         return self.length
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append k, v (B, H_kv, T_new, D) while the ring fills, then overwrite the oldest slot -> (keys,
+        values) (B, H_kv, min(seen, window), D) in ring order once full. Raises ValueError as
+        KVCache.update does, and for T_new > 1 once the window is full (feed one token at a time).
+        """
         T_new = self._check_update(layer_idx, k, v)
         seen = self.lengths[layer_idx]
         if seen + T_new <= self.window:  # still filling: append in order
@@ -258,13 +268,14 @@ class Int8KVCache(KVCache):
 
     Per element the stored value is off by at most absmax(row) / 254 (see quantize_int8). The bytes per
     cached (token, head) drop from head_dim · element_size to head_dim + element_size.
+    Raises TypeError/ValueError as KVCache does.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
         self.config = _check_config(config)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.max_len = config.block_size if max_len is None else _check_int("max_len", max_len)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
         self.dtype = _check_dtype(dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
         scale_shape = (*shape[:-1], 1)  # (B, H_kv, max_len, 1)
@@ -279,6 +290,10 @@ class Int8KVCache(KVCache):
         return [*self.keys, *self.values, *self.key_scales, *self.value_scales]
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Quantize and store k, v (B, H_kv, T_new, D) -> every cached (keys, values) of that layer,
+        dequantized to k's dtype. Raises ValueError as KVCache.update does (bad layer_idx or shape,
+        cache full).
+        """
         T_new = self._check_update(layer_idx, k, v)
         start = self.lengths[layer_idx]
         end = start + T_new
@@ -367,10 +382,9 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
         what = f"{prompt_ids.dtype} {tuple(prompt_ids.shape)}" if isinstance(prompt_ids, Tensor) \
             else type(prompt_ids).__name__
         raise ValueError(f"prompt_ids must be an integer tensor (B, T) with T >= 1, got {what}")
-    max_new_tokens = _check_int("max_new_tokens", max_new_tokens, minimum=0)
-    for name, flag in (("use_cache", use_cache), ("return_logits", return_logits)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=0)
+    check_bool("use_cache", use_cache)
+    check_bool("return_logits", return_logits)
     if step_times is not None and not isinstance(step_times, list):
         raise TypeError(f"step_times must be a list or None, got {type(step_times).__name__}")
     if cache is not None and not use_cache:
@@ -441,7 +455,11 @@ def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: 
 
 def cache_for(model: nn.Module, kind: str = "full", *, batch_size: int = 1, max_len: int | None = None,
               window: int | None = None) -> KVCache:
-    """A cache of `kind` ("full", "sliding", "int8") matching `model`'s shape, dtype and device."""
+    """A cache of `kind` ("full", "sliding", "int8") matching `model`'s shape, dtype and device.
+
+    Raises TypeError unless model is a lab GPT, ValueError for an unknown kind, TypeError/ValueError for
+    bad sizes as the cache classes do.
+    """
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a lab GPT, got {type(model).__name__}")
     param = next(model.parameters())

@@ -35,7 +35,6 @@ import dataclasses
 import math
 import weakref
 from collections.abc import Iterator
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +44,7 @@ from torch.utils._pytree import tree_flatten
 
 from llmlab.attention_basics import causal_mask, scaled_dot_product_attention
 from llmlab.transformer_block import GPT
+from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor
 
 __all__ = [
     "PeakMemory",
@@ -62,33 +62,16 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 # argument checks
 
 
-def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
-
-
 def _check_scale(scale: object, head_dim: int) -> float:
     if scale is None:
         return 1.0 / math.sqrt(head_dim)  # keeps the scores' variance at 1 (lesson 03)
-    if isinstance(scale, bool) or not isinstance(scale, Real):
-        raise TypeError(f"scale must be a positive number or None, got {type(scale).__name__}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a finite number > 0, got {scale}")
-    return float(scale)
+    return check_number("scale", scale, low=0, low_open=True)
 
 
 def _check_qkv(q: object, k: object, v: object) -> tuple[int, ...]:
     """q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) with broadcastable leading dims -> those dims."""
     for name, x in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
-        if x.ndim < 2:
-            raise ValueError(f"{name} must have shape (..., T, D), got shape {tuple(x.shape)}")
+        check_tensor(name, x, min_ndim=2, dtype="float")  # (..., T, D)
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k and v must share one dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}")
     if k.shape[-1] != q.shape[-1]:
@@ -113,9 +96,10 @@ def sliding_window_mask(T: int, window: int, *, device: torch.device | str | Non
     """Boolean (T, T) mask, True where query i may attend key j, i.e. where i - window < j <= i.
 
     A band of width `window` on and below the diagonal; window >= T gives lesson 03's causal_mask(T).
+    Raises TypeError/ValueError unless T and window are ints >= 1.
     """
-    _check_int("T", T)
-    _check_int("window", window)
+    check_int("T", T, minimum=1)
+    check_int("window", window, minimum=1)
     position = torch.arange(T, device=device)
     distance = position[:, None] - position[None, :]  # (T, T): how far key j lies behind query i
     return (distance >= 0) & (distance < window)
@@ -133,9 +117,11 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, *,
     .. i, and since a block is as long as the window (or holds the whole sequence), those keys lie in the
     query's own block or the one before. So each block of c queries attends a (c, 2c) tile of scores,
     masked to the band: n_blocks · c · 2c ~ 2 T c scores instead of T².
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype, ValueError for mismatched
+    shapes (k must have q's length), a window < 1 or a scale that is not a finite number > 0.
     """
     _check_qkv(q, k, v)
-    _check_int("window", window)
+    check_int("window", window, minimum=1)
     T = q.shape[-2]
     if k.shape[-2] != T:
         raise ValueError(f"k must have the sequence length of q ({T}) for sliding-window self-attention, "
@@ -178,13 +164,13 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True, c
     and whenever a chunk raises a query's max, what was accumulated so far is rescaled by e^(m - m').
     rescale=False skips that correction: the demo's --no-rescale break flag (the output is then wrong
     whenever a later chunk holds a larger score).
+    Raises TypeError unless q, k, v are floating-point tensors of one dtype and causal, rescale are bools,
+    ValueError for mismatched shapes, chunk_size < 1 or a scale that is not a finite number > 0.
     """
     batch = _check_qkv(q, k, v)
-    _check_int("chunk_size", chunk_size)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {causal!r}")
-    if not isinstance(rescale, bool):
-        raise TypeError(f"rescale must be a bool, got {rescale!r}")
+    check_int("chunk_size", chunk_size, minimum=1)
+    check_bool("causal", causal)
+    check_bool("rescale", rescale)
     Tq, Tk = q.shape[-2], k.shape[-2]
     scale = _check_scale(scale, q.shape[-1])
     dtype = torch.float32 if q.dtype in _LOW_PRECISION else q.dtype  # exp overflows float16 quickly
@@ -296,14 +282,16 @@ def loss_per_position(model: nn.Module, data: Tensor, length: int, n_windows: in
     data: 1-D token ids; the windows start at evenly spaced offsets (deterministic, no RNG).
     Returns (length,) in nats: entry t is the loss of predicting token t + 1 from tokens 0..t;
     reduce=False returns every window's losses, (n_windows, length), for error bars.
+    Raises TypeError unless model is an nn.Module and data a 1-D tensor of ids, reduce a bool,
+    TypeError/ValueError for sizes < 1, ValueError for length >= len(data).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(data, Tensor) or data.ndim != 1 or data.is_floating_point():
         raise TypeError(f"data must be a 1-D tensor of token ids, got {data!r:.60}")
-    _check_int("length", length)
-    _check_int("n_windows", n_windows)
-    _check_int("batch_size", batch_size)
+    check_int("length", length, minimum=1)
+    check_int("n_windows", n_windows, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     if data.numel() < length + 1:
         raise ValueError(f"length must be < len(data) = {data.numel()} (a window holds length + 1 tokens), "
                          f"got {length}")
@@ -312,8 +300,7 @@ def loss_per_position(model: nn.Module, data: Tensor, length: int, n_windows: in
     longer = {"allow_longer": True} if block_size is not None and length > block_size else {}
     starts = torch.linspace(0, data.numel() - length - 1, n_windows).long()  # (n_windows,)
     offsets = torch.arange(length + 1)  # (length + 1,)
-    if not isinstance(reduce, bool):
-        raise TypeError(f"reduce must be a bool, got {reduce!r}")
+    check_bool("reduce", reduce)
     was_training = model.training
     model.eval()
     per_window = []
@@ -338,6 +325,8 @@ def windowed_attention(model: nn.Module, window: int | None) -> Iterator[nn.Modu
     still computes the masked T x T scores, so this changes *what* the model sees, not its memory:
     `sliding_window_attention` is the memory-saving computation of the same numbers (the tests prove the
     two agree). window=None changes nothing. Raises TypeError/ValueError for a bad model or window.
+    Raises TypeError unless model is an nn.Module, ValueError unless it is a lab GPT, TypeError/ValueError
+    for a window that is not an int >= 1 (or None).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -347,7 +336,7 @@ def windowed_attention(model: nn.Module, window: int | None) -> Iterator[nn.Modu
     if window is None:
         yield model
         return
-    _check_int("window", window)
+    check_int("window", window, minimum=1)
     saved = model.config
     model.config = dataclasses.replace(saved, sliding_window=window)
     try:

@@ -39,7 +39,6 @@ k distinct experts per token) never drops. With capacity_factor=None nothing is 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.normalization import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward  # lesson 10: the experts
+from llmlab.sampling import entropy  # lesson 05: the one entropy of the lab, of softmax(logits) in nats
+from llmlab.utils.checks import check_bool, check_int, check_number
 
 __all__ = [
     "MoECost",
@@ -66,29 +67,13 @@ __all__ = [
 # argument checks
 
 
-def _check_int(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-
-
-def _check_top_k(top_k: object, n_experts: int) -> None:
-    _check_int("top_k", top_k)
-    if top_k > n_experts:
-        raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
-
-
 def _check_capacity_factor(capacity_factor: object) -> None:
     if capacity_factor is None:
         return
-    if isinstance(capacity_factor, bool) or not isinstance(capacity_factor, numbers.Real):
-        raise TypeError(f"capacity_factor must be a number > 0 or None, got {capacity_factor!r}")
-    if not (math.isfinite(capacity_factor) and capacity_factor > 0):
-        raise ValueError(f"capacity_factor must be a finite number > 0 or None, got {capacity_factor}")
+    check_number("capacity_factor", capacity_factor, low=0, low_open=True)
 
 
-def _check_logits(router_logits: object) -> Tensor:
+def _check_router_logits(router_logits: object) -> Tensor:
     if not isinstance(router_logits, Tensor) or not router_logits.is_floating_point():
         raise TypeError(f"router_logits must be a float tensor (..., n_experts), got {router_logits!r:.80}")
     if router_logits.dim() < 1 or router_logits.shape[-1] == 0 or router_logits.numel() == 0:
@@ -112,13 +97,15 @@ def load_balancing_loss(router_logits: Tensor | list[Tensor] | tuple[Tensor, ...
     the gradient lowers the probability of the experts that already get more than their share.
     Perfect balance (f_i = k/E, P_i = 1/E) gives exactly top_k; with top_k=1, every token on one expert
     with certainty (f = P = 1 there) gives the maximum, E.
+    Raises TypeError unless router_logits are float tensors, ValueError for an empty list or tensor, a
+    column count other than n_experts, n_experts < 1 or top_k outside [1, n_experts].
     """
-    _check_int("n_experts", n_experts)
-    _check_top_k(top_k, n_experts)
+    check_int("n_experts", n_experts, minimum=1)
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)
     layers = list(router_logits) if isinstance(router_logits, (list, tuple)) else [router_logits]
     if not layers:
         raise ValueError("router_logits must not be an empty list")
-    flat = [_check_logits(logits) for logits in layers]
+    flat = [_check_router_logits(logits) for logits in layers]
     for logits in flat:
         if logits.shape[-1] != n_experts:
             raise ValueError(f"router_logits must have n_experts={n_experts} columns, got {logits.shape[-1]}")
@@ -136,8 +123,9 @@ def router_z_loss(router_logits: Tensor) -> Tensor:
 
     Large router logits make the softmax saturate and round badly in low precision; this penalises their
     overall size without caring which expert wins. router_logits: (..., E) -> scalar.
+    Raises TypeError unless router_logits is a float tensor, ValueError if it is empty.
     """
-    logits = _check_logits(router_logits)  # (N, E)
+    logits = _check_router_logits(router_logits)  # (N, E)
     return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
 
 
@@ -146,10 +134,12 @@ def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: 
     n_experts).
 
     capacity_factor 1.0 is exactly a fair share; > 1 leaves slack for imbalance; None = unlimited (None).
+    Raises TypeError/ValueError for n_tokens < 0, n_experts < 1, top_k outside [1, n_experts] or a
+    capacity_factor that is not a finite number > 0 (or None).
     """
-    _check_int("n_tokens", n_tokens, minimum=0)
-    _check_int("n_experts", n_experts)
-    _check_top_k(top_k, n_experts)
+    check_int("n_tokens", n_tokens, minimum=0)
+    check_int("n_experts", n_experts, minimum=1)
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)
     _check_capacity_factor(capacity_factor)
     if capacity_factor is None:
         return None
@@ -173,9 +163,12 @@ class MoECost:
 
 
 def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu") -> int:
-    """Forward FLOPs of one FeedForward per token: 2 · (number of weight matrices) · d_model · d_ff."""
-    _check_int("d_model", d_model)
-    _check_int("d_ff", d_ff)
+    """Forward FLOPs of one FeedForward per token: 2 · (number of weight matrices) · d_model · d_ff.
+
+    Raises TypeError/ValueError for d_model or d_ff < 1, ValueError for an unknown activation.
+    """
+    check_int("d_model", d_model, minimum=1)
+    check_int("d_ff", d_ff, minimum=1)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     n_matrices = 3 if activation in GATED_ACTIVATIONS else 2
@@ -184,9 +177,12 @@ def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu
 
 def moe_cost(d_model: int, d_ff: int, n_experts: int, top_k: int, *, activation: str = "swiglu",
              bias: bool = False) -> MoECost:
-    """Total vs active parameters and FLOPs per token of MoELayer(d_model, d_ff, n_experts, top_k)."""
-    _check_int("n_experts", n_experts)
-    _check_top_k(top_k, n_experts)
+    """Total vs active parameters and FLOPs per token of MoELayer(d_model, d_ff, n_experts, top_k).
+
+    Raises TypeError/ValueError for sizes < 1, top_k outside [1, n_experts] or an unknown activation.
+    """
+    check_int("n_experts", n_experts, minimum=1)
+    check_int("top_k", top_k, minimum=1, maximum=n_experts)
     dense_flops = dense_ffn_flops_per_token(d_model, d_ff, activation)
     n_matrices = 3 if activation in GATED_ACTIVATIONS else 2
     expert_params = n_matrices * d_model * d_ff
@@ -228,16 +224,17 @@ class TopKRouter(nn.Module):
     noisy=True: Shazeer et al. 2017's noisy top-k gating: in training, each logit gets Gaussian noise of
     a learned, per-token scale softplus(x W_noise); the noise explores experts that would otherwise
     never be tried. In eval mode the noise is off.
+    Raises TypeError/ValueError for d_model or n_experts < 1, top_k outside [1, n_experts], and TypeError
+    unless noisy is a bool and renormalize a bool or None.
     """
 
     def __init__(self, d_model: int, n_experts: int, top_k: int = 2, *, noisy: bool = False,
                  renormalize: bool | None = None) -> None:
         super().__init__()
-        _check_int("d_model", d_model)
-        _check_int("n_experts", n_experts)
-        _check_top_k(top_k, n_experts)
-        if not isinstance(noisy, bool):
-            raise TypeError(f"noisy must be a bool, got {noisy!r}")
+        check_int("d_model", d_model, minimum=1)
+        check_int("n_experts", n_experts, minimum=1)
+        check_int("top_k", top_k, minimum=1, maximum=n_experts)
+        check_bool("noisy", noisy)
         if renormalize is not None and not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool or None, got {renormalize!r}")
         self.d_model, self.n_experts, self.top_k = d_model, n_experts, top_k
@@ -246,6 +243,7 @@ class TopKRouter(nn.Module):
         self.noise = nn.Linear(d_model, n_experts, bias=False) if noisy else None
 
     def forward(self, x: Tensor) -> RouterOutput:
+        """x (N, d_model) -> RouterOutput. Raises ValueError unless x is a tensor of shape (N, d_model)."""
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.d_model:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (N, d_model={self.d_model}), got {shape}")
@@ -297,6 +295,8 @@ class MoELayer(nn.Module):
     lab GPT adds them to its loss, see GPTConfig.moe_aux_loss_coef). Each expert is lesson 10's
     FeedForward(d_model, d_ff, activation, bias=bias) with Llama/Mixtral's names gate_proj (w1),
     up_proj (w3), down_proj (w2).
+    Raises TypeError/ValueError for sizes < 1, top_k outside [1, n_experts], a capacity_factor that is not
+    a finite number > 0 (or None), a non-bool bias or noisy, ValueError for an unknown activation.
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, *,
@@ -304,13 +304,12 @@ class MoELayer(nn.Module):
                  dropout: float = 0.0, noisy: bool = False, renormalize: bool | None = None,
                  fused: bool = False) -> None:
         super().__init__()
-        _check_int("d_model", d_model)
-        _check_int("d_ff", d_ff)
-        _check_int("n_experts", n_experts)
-        _check_top_k(top_k, n_experts)
+        check_int("d_model", d_model, minimum=1)
+        check_int("d_ff", d_ff, minimum=1)
+        check_int("n_experts", n_experts, minimum=1)
+        check_int("top_k", top_k, minimum=1, maximum=n_experts)
         _check_capacity_factor(capacity_factor)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {bias!r}")
+        check_bool("bias", bias)
         self.d_model, self.d_ff, self.n_experts, self.top_k = d_model, d_ff, n_experts, top_k
         self.capacity_factor, self.activation, self.bias = capacity_factor, activation, bias
         self.router = TopKRouter(d_model, n_experts, top_k, noisy=noisy, renormalize=renormalize)
@@ -323,6 +322,11 @@ class MoELayer(nn.Module):
         self.last_z_loss: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (..., d_model) -> (..., d_model): each token through its top_k experts, weighted by the
+        router; sets last_stats, last_aux_loss and last_z_loss. Raises TypeError unless x is a
+        floating-point tensor, ValueError unless its shape is (..., d_model) with at least 2
+        dimensions.
+        """
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a float tensor (..., d_model), got {type(x).__name__}")
         if x.dim() < 2 or x.shape[-1] != self.d_model:
@@ -362,12 +366,11 @@ class MoELayer(nn.Module):
 
         n_dropped = int((~kept).sum())
         tokens_dropped = int((~kept).view(N, k).all(dim=1).sum()) if n_dropped else 0
-        probs = route.probs.detach()  # (N, E)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+        router_entropy = entropy(route.logits.detach()).mean()  # of probs = softmax(logits), per token
         self.last_stats = MoEStats(
             router_logits=route.logits, tokens_per_expert=(counts.float() / (N * k)).detach(),
             expert_counts=counts.detach(), capacity=capacity, n_assignments=N * k, n_dropped=n_dropped,
-            n_tokens_dropped=tokens_dropped, router_entropy=float(entropy),
+            n_tokens_dropped=tokens_dropped, router_entropy=float(router_entropy),
         )
         self.last_aux_loss = load_balancing_loss(route.logits, E, k)
         self.last_z_loss = router_z_loss(route.logits)
@@ -401,6 +404,7 @@ class MoELayer(nn.Module):
         block.gate.weight (E, d_model). Mixtral's optional training-time input jitter
         (router_jitter_noise, 0 by default) has no counterpart here: conversion is for inference.
         No capacity limit (Mixtral never drops tokens).
+        Raises TypeError unless block is a transformers MixtralSparseMoeBlock.
         """
         gate = getattr(block, "gate", None)
         experts = getattr(block, "experts", None)

@@ -38,11 +38,12 @@ which is why the lab GPT trains with them by default.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from llmlab.utils.checks import check_bool, check_choice, check_int, check_number, check_tensor
 
 NORMS = ("layernorm", "rmsnorm", "none")
 ELEMENTWISE_ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
@@ -54,53 +55,19 @@ GELU_APPROXIMATIONS = ("none", "tanh")
 # --------------------------------------------------------------------------- argument checks
 
 
-def _check_tensor(name: str, x: object, *, floating: bool = True) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if floating and not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() < 1:
-        raise ValueError(f"{name} must have at least 1 dimension, got a 0-d tensor")
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-
-
-def _check_eps(eps: object) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, Real):
-        raise TypeError(f"eps must be a positive float, got {type(eps).__name__} {eps!r}")
-    if not (eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"eps must be a positive finite float, got {eps}")
-
-
 def _check_affine(name: str, p: torch.Tensor | None, dim: int) -> None:
     if p is None:
         return
-    _check_tensor(name, p)
+    check_tensor(name, p, min_ndim=1, dtype="float")
     if p.shape != (dim,):
         raise ValueError(f"{name} must have shape ({dim},) to match x's last dimension, got {tuple(p.shape)}")
 
 
 def _check_gate_up(gate: object, up: object) -> None:
-    _check_tensor("gate", gate)
-    _check_tensor("up", up)
+    check_tensor("gate", gate, min_ndim=1, dtype="float")
+    check_tensor("up", up, min_ndim=1, dtype="float")
     if gate.shape != up.shape:
         raise ValueError(f"gate and up must have one shape, got {tuple(gate.shape)} and {tuple(up.shape)}")
-
-
-def _check_fused(fused: object) -> bool:
-    if not isinstance(fused, bool):
-        raise TypeError(f"fused must be a bool, got {type(fused).__name__} {fused!r}")
-    return fused
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
 # --------------------------------------------------------------------------- normalization maths
@@ -112,11 +79,15 @@ def layer_norm(
     bias: torch.Tensor | None = None,
     eps: float = 1e-5,
 ) -> torch.Tensor:
-    """LayerNorm over the last dimension. x: (..., d); weight, bias: (d,) or None -> (..., d)."""
-    _check_tensor("x", x)
+    """LayerNorm over the last dimension. x: (..., d); weight, bias: (d,) or None -> (..., d).
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d),
+    ValueError for a weight or bias not of shape (x.shape[-1],) or an eps that is not a finite number > 0.
+    """
+    check_tensor("x", x, min_ndim=1, dtype="float")
     _check_affine("weight", weight, x.shape[-1])
     _check_affine("bias", bias, x.shape[-1])
-    _check_eps(eps)
+    check_number("eps", eps, low=0, low_open=True)
     # statistics in float32 at least: a sum of squares in float16 overflows above |x| ~ 256
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     mean = xf.mean(dim=-1, keepdim=True)  # (..., 1)
@@ -131,10 +102,14 @@ def layer_norm(
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
-    """RMSNorm over the last dimension. x: (..., d); weight: (d,) or None -> (..., d)."""
-    _check_tensor("x", x)
+    """RMSNorm over the last dimension. x: (..., d); weight: (d,) or None -> (..., d).
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d),
+    ValueError for a weight not of shape (x.shape[-1],) or an eps that is not a finite number > 0.
+    """
+    check_tensor("x", x, min_ndim=1, dtype="float")
     _check_affine("weight", weight, x.shape[-1])
-    _check_eps(eps)
+    check_number("eps", eps, low=0, low_open=True)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     # no mean subtraction: Zhang & Sennrich found re-centring adds cost but not quality
     mean_square = xf.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
@@ -147,9 +122,13 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """GELU = x * Phi(x), Phi the standard normal CDF; approximate="tanh" is GPT-2's formula."""
-    _check_tensor("x", x)
-    _check_choice("approximate", approximate, GELU_APPROXIMATIONS)
+    """GELU = x * Phi(x), Phi the standard normal CDF; approximate="tanh" is GPT-2's formula.
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d),
+    ValueError for an approximate other than 'none' or 'tanh'.
+    """
+    check_tensor("x", x, min_ndim=1, dtype="float")
+    check_choice("approximate", approximate, GELU_APPROXIMATIONS)
     if approximate == "tanh":
         # the tanh curve matched Phi to ~1e-3 when erf was slow on accelerators; GPT-2 used it
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))
@@ -158,25 +137,38 @@ def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 
 
 def silu(x: torch.Tensor) -> torch.Tensor:
-    """SiLU (a.k.a. swish) = x * sigmoid(x): smooth, non-monotonic just below 0, ~ReLU far away."""
-    _check_tensor("x", x)
+    """SiLU (a.k.a. swish) = x * sigmoid(x): smooth, non-monotonic just below 0, ~ReLU far away.
+
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d).
+    """
+    check_tensor("x", x, min_ndim=1, dtype="float")
     return x * torch.sigmoid(x)
 
 
 def relu(x: torch.Tensor) -> torch.Tensor:
-    """ReLU = max(x, 0)."""
-    _check_tensor("x", x, floating=False)
+    """ReLU = max(x, 0).
+
+    Raises TypeError unless x is a tensor, ValueError for a 0-d tensor.
+    """
+    check_tensor("x", x, min_ndim=1)
     return x.clamp_min(0)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """The SwiGLU gate: silu(gate) * up, gate = x W1 and up = x W3, both (..., hidden)."""
+    """The SwiGLU gate: silu(gate) * up, gate = x W1 and up = x W3, both (..., hidden).
+
+    Raises TypeError unless gate and up are floating-point tensors, ValueError unless they have one shape.
+    """
     _check_gate_up(gate, up)
     return silu(gate) * up
 
 
 def geglu(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """The GeGLU gate: gelu(gate) * up, gate = x W1 and up = x W3, both (..., hidden)."""
+    """The GeGLU gate: gelu(gate) * up, gate = x W1 and up = x W3, both (..., hidden).
+
+    Raises TypeError unless gate and up are floating-point tensors, ValueError unless they have one shape
+    or for an unknown approximate.
+    """
     _check_gate_up(gate, up)
     return gelu(gate, approximate) * up
 
@@ -189,10 +181,12 @@ def ffn_hidden_size(d_ff: int, activation: str, *, multiple_of: int = 8) -> int:
 
     Plain activations keep d_ff. Gated ones (three matrices instead of two) get int(2·d_ff/3),
     rounded up to a multiple of `multiple_of` (hardware-friendly shapes; Llama's rule).
+    Raises TypeError/ValueError unless d_ff and multiple_of are ints >= 1, ValueError for an unknown
+    activation.
     """
-    _check_positive_int("d_ff", d_ff)
-    _check_choice("activation", activation, ACTIVATIONS)
-    _check_positive_int("multiple_of", multiple_of)
+    check_int("d_ff", d_ff, minimum=1)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_int("multiple_of", multiple_of, minimum=1)
     if activation not in GATED_ACTIVATIONS:
         return d_ff
     hidden = max(1, int(2 * d_ff / 3))
@@ -200,7 +194,10 @@ def ffn_hidden_size(d_ff: int, activation: str, *, multiple_of: int = 8) -> int:
 
 
 def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (shared/tied tensors counted once)."""
+    """Number of scalar parameters (shared/tied tensors counted once).
+
+    Raises TypeError unless module is an nn.Module.
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
@@ -215,8 +212,9 @@ def token_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     std is the biased one (divide by d), the statistic LayerNorm divides by, so rms^2 = mean^2 + std^2
     exactly: RMSNorm rescales by the rms, LayerNorm removes the mean and rescales by the std, and the
     two agree when a token's mean is small next to its rms. Computed in float32 at least.
+    Raises TypeError unless x is a floating-point tensor with at least 1 dimension (ValueError for 0-d).
     """
-    _check_tensor("x", x)
+    check_tensor("x", x, min_ndim=1, dtype="float")
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     mean = xf.mean(dim=-1)  # (...)
     std = (xf - mean.unsqueeze(-1)).pow(2).mean(dim=-1).sqrt()  # (...)
@@ -228,13 +226,17 @@ def token_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with a learnable gain `weight` (ones) and shift `bias` (zeros), over the last dim."""
+    """LayerNorm with a learnable gain `weight` (ones) and shift `bias` (zeros), over the last dim.
+
+    Raises TypeError/ValueError unless dim is an int >= 1 and eps a finite number > 0, TypeError unless
+    fused is a bool.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, *, fused: bool = False) -> None:
         super().__init__()
-        _check_positive_int("dim", dim)
-        _check_eps(eps)
-        self.dim, self.eps, self.fused = dim, eps, _check_fused(fused)
+        check_int("dim", dim, minimum=1)
+        check_number("eps", eps, low=0, low_open=True)
+        self.dim, self.eps, self.fused = dim, eps, check_bool("fused", fused)
         self.weight = nn.Parameter(torch.ones(dim))
         # bias=None (not a zero tensor) when disabled, like nn.LayerNorm(bias=False)
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
@@ -249,13 +251,17 @@ class LayerNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with a learnable gain `weight` (ones), over the last dim; no bias, no centring."""
+    """RMSNorm with a learnable gain `weight` (ones), over the last dim; no bias, no centring.
+
+    Raises TypeError/ValueError unless dim is an int >= 1 and eps a finite number > 0, TypeError unless
+    fused is a bool.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-6, *, fused: bool = False) -> None:
         super().__init__()
-        _check_positive_int("dim", dim)
-        _check_eps(eps)
-        self.dim, self.eps, self.fused = dim, eps, _check_fused(fused)
+        check_int("dim", dim, minimum=1)
+        check_number("eps", eps, low=0, low_open=True)
+        self.dim, self.eps, self.fused = dim, eps, check_bool("fused", fused)
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., dim) -> (..., dim)
@@ -268,10 +274,11 @@ class RMSNorm(nn.Module):
 
 
 class GELU(nn.Module):
+    """Raises ValueError for an approximate other than 'none' or 'tanh', TypeError unless fused is a bool."""
     def __init__(self, approximate: str = "none", *, fused: bool = False) -> None:
         super().__init__()
-        _check_choice("approximate", approximate, GELU_APPROXIMATIONS)
-        self.approximate, self.fused = approximate, _check_fused(fused)
+        check_choice("approximate", approximate, GELU_APPROXIMATIONS)
+        self.approximate, self.fused = approximate, check_bool("fused", fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
@@ -283,32 +290,38 @@ class GELU(nn.Module):
 
 
 class SiLU(nn.Module):
+    """Raises TypeError unless fused is a bool."""
     def __init__(self, *, fused: bool = False) -> None:
         super().__init__()
-        self.fused = _check_fused(fused)
+        self.fused = check_bool("fused", fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.silu(x) if self.fused else silu(x)
 
 
 class ReLU(nn.Module):
+    """Raises TypeError unless fused is a bool."""
     def __init__(self, *, fused: bool = False) -> None:
         super().__init__()
-        self.fused = _check_fused(fused)
+        self.fused = check_bool("fused", fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x) if self.fused else relu(x)
 
 
 def make_activation(name: str, *, fused: bool = False) -> nn.Module:
-    """Element-wise activation module by name: "gelu", "gelu_tanh", "relu" or "silu"."""
+    """Element-wise activation module by name: "gelu", "gelu_tanh", "relu" or "silu".
+
+    Raises ValueError for an unknown name or a gated one (use FeedForward), TypeError unless fused is a
+    bool.
+    """
     if name in GATED_ACTIVATIONS:
         raise ValueError(
             f"name {name!r} is a gated feed-forward unit, not an element-wise activation: use "
             f"FeedForward(d_model, d_ff, {name!r}); "
             f"element-wise names are {', '.join(ELEMENTWISE_ACTIVATIONS)}"
         )
-    _check_choice("name", name, ELEMENTWISE_ACTIVATIONS)
+    check_choice("name", name, ELEMENTWISE_ACTIVATIONS)
     if name == "gelu":
         return GELU("none", fused=fused)
     if name == "gelu_tanh":
@@ -322,11 +335,13 @@ def make_norm(kind: str, dim: int, *, eps: float | None = None, bias: bool = Tru
 
     eps=None takes the class default (1e-5 LayerNorm, 1e-6 RMSNorm); bias applies to LayerNorm only.
     fused=True computes the same maths with torch's kernel (faster; see `LayerNorm`).
+    Raises ValueError for an unknown kind, TypeError/ValueError unless dim is an int >= 1 and eps (when
+    given) a finite number > 0.
     """
-    _check_choice("kind", kind, NORMS)
-    _check_positive_int("dim", dim)
+    check_choice("kind", kind, NORMS)
+    check_int("dim", dim, minimum=1)
     if eps is not None:
-        _check_eps(eps)
+        check_number("eps", eps, low=0, low_open=True)
     if kind == "layernorm":
         return LayerNorm(dim, eps=1e-5 if eps is None else eps, bias=bias, fused=fused)
     if kind == "rmsnorm":
@@ -343,6 +358,8 @@ class FeedForward(nn.Module):
     d_ff is the hidden width as given: for equal parameter counts across activations pass
     `ffn_hidden_size(d_ff, activation)`. The gated form's names and maths are Llama's MLP, so its
     state dict copies directly (bias=False matches Llama). Dropout acts on the output.
+    Raises TypeError/ValueError unless d_model and d_ff are ints >= 1 and dropout a number in [0, 1),
+    ValueError for an unknown activation.
     """
 
     def __init__(
@@ -350,11 +367,10 @@ class FeedForward(nn.Module):
         fused: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("d_model", d_model)
-        _check_positive_int("d_ff", d_ff)
-        _check_choice("activation", activation, ACTIVATIONS)
-        if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        check_int("d_model", d_model, minimum=1)
+        check_int("d_ff", d_ff, minimum=1)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
         self.gated = activation in GATED_ACTIVATIONS
         if self.gated:
@@ -368,7 +384,10 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_tensor("x", x)
+        """x (..., d_model) -> (..., d_model). Raises TypeError unless x is a floating-point tensor with
+        at least 1 dimension (ValueError for 0-d), ValueError unless x's last dimension is d_model.
+        """
+        check_tensor("x", x, min_ndim=1, dtype="float")
         if x.shape[-1] != self.d_model:
             raise ValueError(f"x's last dimension must be d_model={self.d_model}, got {tuple(x.shape)}")
         if self.gated:

@@ -990,3 +990,107 @@ def test_quick_mode_figures_say_so_in_their_title_and_full_runs_do_not(tmp_path,
     ax.set_title("loss (quick mode: barely trained)")
     plotting.mark_quick_mode(said)
     assert said.get_suptitle() == ""
+
+
+# ----------------------------------------------------------------------------------------------------
+# llmlab.utils.checks: one function per kind of argument check, one meaning per name
+
+
+def test_check_int_returns_the_int_and_names_argument_value_and_range():
+    from llmlab.utils.checks import check_int
+
+    assert check_int("n_head", np.int64(4), minimum=1) == 4 and type(check_int("n", 3)) is int
+    with pytest.raises(ValueError, match=r"^n_head must be an int >= 1, got 0$"):
+        check_int("n_head", 0, minimum=1)
+    with pytest.raises(ValueError, match=r"^k must be an int in \[1, 3\], got 4$"):
+        check_int("k", 4, minimum=1, maximum=3)
+    with pytest.raises(ValueError, match=r"^dim must be an int >= 1 and even, got 5$"):
+        check_int("dim", 5, minimum=1, multiple_of=2)
+    assert check_int("d_ff", 12, minimum=1, multiple_of=4) == 12
+    with pytest.raises(ValueError, match=r"^d_ff must be an int >= 1 and a multiple of 4, got 10$"):
+        check_int("d_ff", 10, minimum=1, multiple_of=4)
+    for bad in (True, 2.0, "2", None):
+        with pytest.raises(TypeError, match=r"^n_head must be an int"):
+            check_int("n_head", bad, minimum=1)
+
+
+def test_check_number_intervals_open_and_closed_ends_nan_and_infinity():
+    from llmlab.utils.checks import check_int, check_number
+
+    assert check_number("top_p", 1, low=0, high=1, low_open=True) == 1.0
+    with pytest.raises(ValueError, match=r"^top_p must be a number in \(0, 1\], got 1.5$"):
+        check_number("top_p", 1.5, low=0, high=1, low_open=True)
+    with pytest.raises(ValueError, match=r"^top_p must be a number in \(0, 1\], got 0.0$"):
+        check_number("top_p", 0.0, low=0, high=1, low_open=True)
+    with pytest.raises(ValueError, match=r"^dropout must be a number in \[0.0, 1.0\), got 1.0$"):
+        check_number("dropout", 1.0, low=0.0, high=1.0, high_open=True)
+    with pytest.raises(ValueError, match=r"^base must be a finite number > 1, got 1.0$"):
+        check_number("base", 1.0, low=1, low_open=True)
+    with pytest.raises(ValueError, match="^eps must be a finite number"):
+        check_number("eps", float("inf"), low=0, low_open=True)
+    assert check_number("limit", float("inf"), low=0, finite=False) == float("inf")
+    with pytest.raises(ValueError, match="^limit"):
+        check_number("limit", float("nan"), finite=False)  # NaN is never a value
+    for bad in (True, "1", None, torch.tensor(1.0)):
+        with pytest.raises(TypeError, match="^x must be a finite number"):
+            check_number("x", bad)
+    with pytest.raises(ValueError, match=r"^top_k must be an int >= 1, got 2.5"):
+        check_int("top_k", 2.5, minimum=1, wrong_type=ValueError)  # an API that raises ValueError throughout
+    with pytest.raises(ValueError, match=r"^temperature must be a finite number >= 0, got True"):
+        check_number("temperature", True, low=0, wrong_type=ValueError)
+
+
+def test_check_bool_refuses_ints_and_none():
+    from llmlab.utils.checks import check_bool
+
+    assert check_bool("causal", True) is True and check_bool("causal", False) is False
+    for bad in (0, 1, None, "yes"):
+        with pytest.raises(TypeError, match=r"^causal must be a bool, got "):
+            check_bool("causal", bad)
+
+
+def test_check_choice_lists_the_allowed_values_and_compares_types():
+    from llmlab.utils.checks import check_choice
+
+    assert check_choice("norm", "rmsnorm", ("layernorm", "rmsnorm")) == "rmsnorm"
+    with pytest.raises(ValueError, match=r"^norm must be one of 'layernorm', 'rmsnorm', got 'batchnorm'$"):
+        check_choice("norm", "batchnorm", ("layernorm", "rmsnorm"))
+    with pytest.raises(ValueError, match="^bits"):
+        check_choice("bits", True, (1, 4, 8))  # True == 1, but it is not the int 1
+
+
+def test_check_tensor_type_dtype_and_dimensions():
+    from llmlab.utils.checks import check_tensor
+
+    x = torch.zeros(2, 3)
+    assert check_tensor("x", x, ndim=2, dtype="float") is x
+    assert check_tensor("ids", torch.zeros(2, dtype=torch.long), min_ndim=1, dtype="int") is not None
+    with pytest.raises(TypeError, match=r"^x must be a torch.Tensor, got list$"):
+        check_tensor("x", [1.0])
+    with pytest.raises(TypeError, match=r"^x must be a floating-point tensor, got dtype torch.int64$"):
+        check_tensor("x", torch.zeros(2, dtype=torch.long), dtype="float")
+    with pytest.raises(TypeError, match=r"^ids must be an integer tensor, got dtype torch.bool$"):
+        check_tensor("ids", torch.zeros(2, dtype=torch.bool), dtype="int")
+    with pytest.raises(ValueError, match=r"^x must have 3 dimension\(s\), got shape \(2, 3\)$"):
+        check_tensor("x", x, ndim=3)
+    with pytest.raises(ValueError, match=r"^x must have at least 3 dimension\(s\), got shape \(2, 3\)$"):
+        check_tensor("x", x, min_ndim=3)
+
+
+def test_renamed_arguments_warns_maps_the_old_keyword_and_refuses_both_spellings():
+    import warnings
+
+    from llmlab.utils.checks import renamed_arguments
+
+    @renamed_arguments(n_heads="n_head")
+    def heads(d_model, n_head=1):
+        return d_model, n_head
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spelling and positional calls never warn
+        assert heads(8, n_head=2) == (8, 2) and heads(8, 2) == (8, 2)
+    with pytest.warns(DeprecationWarning, match=r"n_heads= is deprecated, use n_head="):
+        assert heads(8, n_heads=4) == (8, 4)
+    with pytest.raises(TypeError, match=r"both n_heads= and n_head="):
+        heads(8, n_heads=4, n_head=4)
+    assert heads.__name__ == "heads"  # functools.wraps: the docs and the signature stay

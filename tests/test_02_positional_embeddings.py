@@ -378,10 +378,10 @@ def test_alibi_attention_equals_blooms_key_position_form_after_softmax():
         (lambda: rotate_half(torch.randn(3, 5)), ValueError, "x"),
         (lambda: apply_rotary(torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 2)), ValueError, "sin"),
         (lambda: apply_rotary(torch.randn(3, 4), torch.randn(2, 4), torch.randn(2, 4)), ValueError, "cos"),
-        (lambda: alibi_slopes(0), ValueError, "n_heads"),
-        (lambda: alibi_slopes(2.5), TypeError, "n_heads"),
+        (lambda: alibi_slopes(0), ValueError, "n_head"),
+        (lambda: alibi_slopes(2.5), TypeError, "n_head"),
         (lambda: alibi_bias(4, 0), ValueError, "seq_len"),
-        (lambda: alibi_bias(-4, 3), ValueError, "n_heads"),
+        (lambda: alibi_bias(-4, 3), ValueError, "n_head"),
         (lambda: alibi_bias(4, 3, query_len=5), ValueError, "query_len"),
         (lambda: alibi_bias(4, 3, causal="yes"), TypeError, "causal"),
     ],
@@ -389,6 +389,15 @@ def test_alibi_attention_equals_blooms_key_position_form_after_softmax():
 def test_bad_input_raises_an_error_that_names_the_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+def test_alibi_old_keyword_n_heads_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="n_heads= is deprecated, use n_head="):
+        slopes = alibi_slopes(n_heads=4)
+    with pytest.warns(DeprecationWarning, match="n_heads="):
+        bias = alibi_bias(n_heads=4, seq_len=3)
+    torch.testing.assert_close(slopes, alibi_slopes(n_head=4))
+    torch.testing.assert_close(bias, alibi_bias(n_head=4, seq_len=3))
 
 
 # ----------------------------------------------------------------------------------------------------

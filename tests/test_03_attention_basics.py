@@ -437,9 +437,9 @@ def test_causal_mask_rejects_bad_input():
 @pytest.mark.parametrize(
     "args, kwargs, error, name",
     [
-        ((10, 3), {}, ValueError, "n_heads"),
+        ((10, 3), {}, ValueError, "n_head"),
         ((0, 1), {}, ValueError, "d_model"),
-        ((8, 0), {}, ValueError, "n_heads"),
+        ((8, 0), {}, ValueError, "n_head"),
         ((8.0, 2), {}, TypeError, "d_model"),
         ((8, 2), dict(dropout=1.0), ValueError, "dropout"),
         ((8, 2), dict(dropout=-0.1), ValueError, "dropout"),
@@ -448,6 +448,12 @@ def test_causal_mask_rejects_bad_input():
 def test_multi_head_attention_rejects_bad_config(args, kwargs, error, name):
     with pytest.raises(error, match=name):
         MultiHeadAttention(*args, **kwargs)
+
+
+def test_multi_head_attention_old_keyword_n_heads_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="n_heads= is deprecated, use n_head="):
+        mha = MultiHeadAttention(8, n_heads=2)
+    assert mha.n_head == 2 and mha.head_dim == 4
 
 
 def test_multi_head_attention_rejects_bad_input():
@@ -555,3 +561,17 @@ def test_attention_distance_of_previous_token_and_first_token_heads():
 def test_analysis_helpers_reject_bad_input(call, error, name):
     with pytest.raises(error, match=rf"^{name}\b"):
         call()
+
+
+def test_attention_entropy_is_lesson_05s_entropy_of_the_log_weights_equal_to_sum_w_log_w():
+    # one entropy in the lab (llmlab.sampling.entropy, of softmax(logits)): attention weights go in as
+    # their logs; the result is the plain -sum w log w, masked keys and fully masked rows counting 0
+    torch.manual_seed(0)
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-12)):
+        scores = torch.randn(2, 3, 6, 6, dtype=dtype)
+        _, w = scaled_dot_product_attention(scores, scores, scores, causal=True)  # zeros above the diagonal
+        w = torch.cat([w, torch.zeros_like(w[..., :1, :])], dim=-2)  # plus a fully masked row
+        expected = -torch.special.xlogy(w, w).sum(-1)
+        torch.testing.assert_close(attention_entropy(w), expected, rtol=tol, atol=tol)
+        torch.testing.assert_close(attention_entropy(w, base=2), expected / math.log(2), rtol=tol, atol=tol)
+        assert attention_entropy(w).dtype == dtype and (attention_entropy(w)[..., -1] == 0).all()

@@ -413,3 +413,13 @@ def test_an_earlier_tokens_second_choice_is_served_before_a_later_tokens_first_c
     assert layer.last_stats.capacity == 1
     torch.testing.assert_close(out[0], expected)  # token 0 kept both choices
     torch.testing.assert_close(out[1], torch.zeros(4))  # token 1 came second: both its experts were full
+
+
+def test_router_entropy_is_the_mean_entropy_of_the_router_probabilities():
+    # lesson 05's entropy of the router logits == -sum p log p of the probabilities the router uses
+    torch.manual_seed(0)
+    layer = MoELayer(d_model=8, d_ff=16, n_experts=4, top_k=2)
+    layer(torch.randn(2, 5, 8))
+    probs = torch.softmax(layer.last_stats.router_logits.detach().float(), dim=-1)
+    expected = -(probs * probs.log()).sum(-1).mean()
+    assert layer.last_stats.router_entropy == pytest.approx(float(expected), rel=1e-6)
