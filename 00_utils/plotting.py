@@ -255,8 +255,8 @@ def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[fl
     """Several bars per label, one per series side by side (e.g. lab vs torch per operation), with a
     legend; `width` is the width of one label's group. fmt: annotate each bar with its value
     ("{:.2f}", or printf style "%.2f"); rotation: of the labels; headroom: the value axis reaches the
-    tallest bar times this, and the legend sits centred in that room (vertical bars). Returns the bar containers, one per series.
-    Raises ValueError for no series or a series without one value per label."""
+    tallest bar times this, and the legend sits centred in that room (vertical bars). Returns the bar
+    containers, one per series. Raises ValueError for no series or a series without one value per label."""
     if not series:
         raise ValueError("series must hold at least one name -> values")
     positions = np.arange(len(labels))
