@@ -266,3 +266,31 @@ def log_count_axis(ax, values: Sequence[float], *, labels: Sequence[str] | None 
     if invert:
         getattr(ax, f"invert_{axis}axis")()
     return ax
+
+
+def grouped_bar_plot(ax, labels: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str = "",
+                     xlabel: str = "", ylabel: str = "", fmt: str = "{:.3g}", width: float = 0.7,
+                     annotate: bool = True):
+    """Bars side by side: one group per label, one bar per series in each group (series label -> one
+    value per group), each annotated with its value; a legend names the series. Returns the x position
+    of each group's centre, for markers drawn on top."""
+    n = len(series)
+    if n == 0:
+        raise ValueError("series must hold at least one series, got none")
+    positions = np.arange(len(labels))
+    bar_width = width / n
+    for i, (name, values) in enumerate(series.items()):
+        values = _as_array(values)
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r}: expected {len(labels)} values (one per label), "
+                             f"got {len(values)}")
+        bars = ax.bar(positions + (i - (n - 1) / 2) * bar_width, values, bar_width, label=name,
+                      color=PALETTE[i % len(PALETTE)])
+        if annotate:
+            ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+    ax.set_xticks(positions, labels=list(labels))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return positions
