@@ -308,3 +308,24 @@ def loss_curve_plot(ax, history, *, label: str, color, window: int, val_fmt: str
     smooth = np.convolve(history.train_loss, np.ones(window) / window, mode="valid")
     ax.plot(list(history.steps)[window - 1:], smooth, color=color, label=label + train_label, **train_style)
     ax.plot(history.eval_steps, history.val_loss, val_fmt, color=color, ms=4, label=label + val_label)
+
+
+def log_count_axis(ax, values: Sequence[float], *, labels: Sequence[str] | None = None, base: float = 2,
+                   axis: str = "x", invert: bool = False):
+    """A log-scaled axis whose ticks are exactly `values` (counts that double or halve: experts, K/V heads,
+    cache fractions), labelled with them or with `labels`, without minor ticks in between; `invert` puts
+    the largest value first (e.g. from MHA's many K/V heads down to MQA's one)."""
+    from matplotlib.ticker import NullLocator
+
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    values = list(values)
+    labels = [f"{v:g}" for v in values] if labels is None else list(labels)
+    if len(labels) != len(values):
+        raise ValueError(f"labels and values differ in length: {len(labels)} vs {len(values)}")
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    getattr(ax, f"set_{axis}ticks")(values, labels=labels)
+    getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
+    if invert:
+        getattr(ax, f"invert_{axis}axis")()
+    return ax

@@ -36,48 +36,33 @@ from llmlab.utils.verdicts import COLLAPSE_RULE, compare, load_verdict
 # flags are parsed, so that `python demo.py --help` answers at once.
 if TYPE_CHECKING:
     import numpy as np
-    import torch
-    from torch import nn
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from llmlab.moe import MoELayer
-    from llmlab.transformer_block import GPT, llama_config
-    from llmlab.utils import (
-        CharTokenizer,
-        Demo,
-        TrainConfig,
-        encode,
-        estimate_loss,
-        load_corpus,
-        plotting,
-        train,
-        train_val_split,
+    from llmlab.moe.experiments import (
+        CAPACITY_FACTORS,
+        capacity_sweep,
+        imbalance,
+        load_data,
+        summary,
+        train_all,
     )
+    from llmlab.utils import Demo, plotting
 
 
 def load_libraries() -> None:
     """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
     as this module's globals: `main` calls this once the flags are parsed."""
-    global np, torch, nn, FlopCounterMode, MoELayer, GPT, llama_config, CharTokenizer, Demo, TrainConfig
-    global encode, estimate_loss, load_corpus, plotting, train, train_val_split
+    global np, CAPACITY_FACTORS, capacity_sweep, imbalance, load_data, summary, train_all, Demo, plotting
     import numpy as np
-    import torch
-    from torch import nn
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from llmlab.moe import MoELayer
-    from llmlab.transformer_block import GPT, llama_config
-    from llmlab.utils import (
-        CharTokenizer,
-        Demo,
-        TrainConfig,
-        encode,
-        estimate_loss,
-        load_corpus,
-        plotting,
-        train,
-        train_val_split,
+    from llmlab.moe.experiments import (
+        CAPACITY_FACTORS,
+        capacity_sweep,
+        imbalance,
+        load_data,
+        summary,
+        train_all,
     )
+    from llmlab.utils import Demo, plotting
 
 
 COLORS = {"dense": "tab:gray", "moe_top1": "tab:blue", "dense_wide": "black", "moe_top2": "tab:orange",
@@ -98,75 +83,8 @@ def settings(quick: bool, args) -> dict:
     return cfg
 
 
-def routing_recorder(model: GPT) -> nn.Module:
-    """Wraps a GPT for llmlab.utils.train and records, at every training step, what each MoE layer did:
-    the fraction of assignments per expert (n_layer, E), the router entropy and the dropped assignments.
-    (The class is defined in this function because torch is imported only once the flags are parsed.)"""
-
-    class RoutingRecorder(nn.Module):
-        def __init__(self, model: GPT) -> None:
-            super().__init__()
-            self.model = model
-            self.utilisation: list[np.ndarray] = []  # per step: (n_layer, E)
-            self.entropy: list[float] = []  # per step: mean over layers, nats
-            self.dropped: list[float] = []  # per step: fraction of assignments dropped
-
-        def forward(self, idx, targets=None):
-            out = self.model(idx, targets)
-            if self.training:
-                stats = [b.ffn.last_stats for b in self.model.blocks if isinstance(b.ffn, MoELayer)]
-                if stats:
-                    self.utilisation.append(np.stack([s.tokens_per_expert.cpu().numpy() for s in stats]))
-                    self.entropy.append(float(np.mean([s.router_entropy for s in stats])))
-                    self.dropped.append(sum(s.n_dropped for s in stats) / sum(s.n_assignments for s in stats))
-            return out
-
-    return RoutingRecorder(model)
-
-
-def load_data(cfg: dict, corpus: str, seed: int) -> dict:
-    text = load_corpus(corpus, cfg["corpus_chars"], seed=seed)
-    tokenizer = CharTokenizer.from_text(text)  # characters: the FFNs, not the vocabulary, dominate compute
-    train_ids, val_ids = train_val_split(encode(text, tokenizer), 0.1)
-    return dict(tokenizer=tokenizer, train=train_ids, val=val_ids, vocab_size=tokenizer.vocab_size)
-
-
-def flops_per_token(model: GPT, block_size: int, device) -> float:
-    """Forward FLOPs per token of the whole model, counted by torch's FlopCounterMode (matmuls only)."""
-    idx = torch.zeros(1, block_size, dtype=torch.long, device=device)
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(idx)
-    model.train(was_training)
-    return counter.get_total_flops() / block_size
-
-
-def train_run(demo: Demo, cfg: dict, data: dict, name: str, *, seed_offset: int = 0, **overrides) -> dict:
-    config = llama_config(vocab_size=data["vocab_size"], block_size=cfg["block_size"], n_layer=cfg["n_layer"],
-                          n_head=cfg["n_head"], d_model=cfg["d_model"], **overrides)
-    torch.manual_seed(demo.seed + seed_offset)
-    model = GPT(config)
-    recorder = routing_recorder(model)
-    tc = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], block_size=cfg["block_size"],
-                     lr=3e-3, warmup_steps=max(1, cfg["steps"] // 10),
-                     eval_interval=max(1, cfg["steps"] // cfg["n_evals"]), eval_iters=cfg["eval_iters"])
-    history = train(recorder, data["train"], data["val"], tc, device=demo.device,
-                    seed=demo.seed + seed_offset, progress=True, desc=name)
-    moe = model.blocks[0].ffn if config.n_experts else None
-    ffn_params = sum(p.numel() for b in model.blocks for p in b.ffn.parameters())
-    active_ffn = sum(b.ffn.cost().active_params for b in model.blocks) if moe is not None else ffn_params
-    return dict(
-        name=name, model=model, config=config, history=history, recorder=recorder, train_config=tc,
-        final_val_loss=history.final_val_loss, ms_per_step=1000 * history.mean_step_time_s,
-        flops_per_token=flops_per_token(model, cfg["block_size"], demo.device),
-        total_params=model.num_parameters(), ffn_params=ffn_params, active_ffn_params=active_ffn,
-    )
-
-
-def summary(run: dict) -> dict:
-    return {k: run[k] for k in ("final_val_loss", "ms_per_step", "flops_per_token", "total_params",
-                                "ffn_params", "active_ffn_params")}
+# ----------------------------------------------------------------------------------------------------
+# verdict sentences, shared by the figures' titles and the key insights
 
 
 def with_balancing(aux_coef: float) -> str:
@@ -204,197 +122,53 @@ def load_balance_sentence(a: float, b: float, n_experts: int, aux_coef: float) -
             f"not shown at this scale/length)")
 
 
-def imbalance(run: dict, last_fraction: float = 0.25) -> float:
-    """max over layers and experts of (fraction of assignments) x E, averaged over the last quarter of the
-    steps: 1.0 = perfectly balanced, E = every token on one expert."""
-    util = np.stack(run["recorder"].utilisation)  # (steps, n_layer, E)
-    tail = util[-max(1, int(len(util) * last_fraction)):].mean(axis=0)  # (n_layer, E)
-    return float(tail.max() * util.shape[-1])
-
-
 # ----------------------------------------------------------------------------------------------------
-# experiments
-
-
-def train_all(demo: Demo, cfg: dict, data: dict) -> dict:
-    """Every training run the experiments need, once."""
-    E, cf = cfg["n_experts"], cfg["capacity_factor"]
-    moe = dict(n_experts=E, moe_capacity_factor=cf, moe_aux_loss_coef=cfg["aux_coef"],
-               moe_z_loss_coef=cfg["z_coef"])
-    ffn_dim = llama_config(d_model=cfg["d_model"]).ffn_dim
-    no_aux = "" if cfg["aux_coef"] > 0 else ", aux-coef 0"  # the names follow the flag
-    runs = {
-        "dense": train_run(demo, cfg, data, "dense"),
-        "moe_top1": train_run(demo, cfg, data, f"MoE {E}x top-1{no_aux}", moe_top_k=1, **moe),
-        "dense_wide": train_run(demo, cfg, data, f"dense d_ff x{E}", d_ff=E * ffn_dim),
-        "moe_top2": train_run(demo, cfg, data, f"MoE {E}x top-2{no_aux}", moe_top_k=min(2, E), **moe),
-        "moe_no_aux": train_run(demo, cfg, data, f"MoE {E}x top-1, no balance loss", moe_top_k=1,
-                                **(moe | dict(moe_aux_loss_coef=0.0))),
-    }
-    for n in cfg["expert_sweep"]:
-        if n != E:
-            runs[f"moe_e{n}"] = train_run(demo, cfg, data, f"MoE {n}x top-1", moe_top_k=1,
-                                          **(moe | dict(n_experts=n)))
-    if cfg["noise_run"]:  # the seed-to-seed noise of a final val loss: the dense model with another seed
-        runs["dense_seed2"] = train_run(demo, cfg, data, "dense (seed + 1)", seed_offset=1)
-    return runs
+# 1. Dense vs MoE at equal FLOPs per token, and at equal total parameters: dense_vs_moe.png
 
 
 def dense_vs_moe(demo: Demo, cfg: dict, runs: dict) -> dict:
     E = cfg["n_experts"]
     keys = ["dense", "moe_top1", "dense_wide", "moe_top2"]
+    names = {runs[k]["name"]: k for k in keys}
     fig, axes = plotting.new_figure(1, 3, figsize=(17, 5))
-    for key in keys:
-        h = runs[key]["history"]
-        axes[0].plot(h.eval_steps, h.val_loss, "o-", color=COLORS[key], label=runs[key]["name"])
-        axes[1].scatter(runs[key]["flops_per_token"] / 1e6, runs[key]["final_val_loss"], s=80,
-                        color=COLORS[key], label=runs[key]["name"])
-        axes[2].scatter(runs[key]["ms_per_step"], runs[key]["final_val_loss"], s=80, color=COLORS[key],
-                        label=runs[key]["name"])
-    axes[0].set(xlabel="training step", ylabel="val loss (nats/char)", title="val loss during training")
-    axes[1].set(xlabel="forward FLOPs per token (M, FlopCounterMode)", ylabel="final val loss (nats/char)",
-                title="loss vs compute per token")
-    axes[2].set(xlabel="time per training step (ms, this CPU)", ylabel="final val loss (nats/char)",
-                title="loss vs wall time per step")
+    plotting.line_plot(axes[0], {n: runs[k]["history"].eval_steps for n, k in names.items()},
+                       {n: runs[k]["history"].val_loss for n, k in names.items()},
+                       styles={n: dict(color=COLORS[k], markersize=6) for n, k in names.items()},
+                       xlabel="training step", ylabel="val loss (nats/char)",
+                       title="val loss during training")
+    for ax, metric, scale, xlabel, title in (
+            (axes[1], "flops_per_token", 1e-6, "forward FLOPs per token (M, FlopCounterMode)",
+             "loss vs compute per token"),
+            (axes[2], "ms_per_step", 1, "time per training step (ms, this CPU)",
+             "loss vs wall time per step")):
+        for key in keys:
+            ax.scatter(runs[key][metric] * scale, runs[key]["final_val_loss"], s=80, color=COLORS[key],
+                       label=runs[key]["name"])
+        ax.set(xlabel=xlabel, ylabel="final val loss (nats/char)", title=title)
     for ax in axes:
         ax.legend(fontsize=8)
     d, m, w = (runs[k]["final_val_loss"] for k in ("dense", "moe_top1", "dense_wide"))
     fig.suptitle(f"Equal FLOPs/token: MoE {E}x top-1 val loss {m:.3f} vs dense {d:.3f} ({m - d:+.3f}); "
                  f"dense with {E}x FFN params: {w:.3f}")
     demo.save_figure(fig, "dense_vs_moe.png")
+    demo.say("\n== Dense vs MoE (final val loss, FLOPs/token measured by FlopCounterMode, ms/step)")
+    for key in keys:
+        r = runs[key]
+        demo.say(f"  {r['name']:<28} loss {r['final_val_loss']:.3f}  {r['flops_per_token'] / 1e6:.3f} "
+                 f"MFLOP/tok  {r['ms_per_step']:.1f} ms/step  FFN params {r['ffn_params']:,} "
+                 f"(active {r['active_ffn_params']:,})")
     return {key: summary(runs[key]) for key in keys}
 
 
-def utilisation(demo: Demo, cfg: dict, runs: dict) -> dict:
+def dense_vs_moe_verdicts(demo: Demo, cfg: dict, runs: dict, margin: float) -> dict:
+    """Sparse activation, 'FLOP savings with maintained capacity', the capacity gap, the wall time."""
     E = cfg["n_experts"]
-    pair = ("moe_top1", "moe_no_aux")
-    fig = plotting.new_figure(1, 3, figsize=(17, 4.8))[0]
-    axes = fig.axes
-    results = {}
-    for ax, key in zip(axes[:2], pair):
-        util = np.stack(runs[key]["recorder"].utilisation)[:, 0, :]  # (steps, E): layer 0
-        im = ax.imshow(util.T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-        ax.set(xlabel="training step", ylabel="expert (layer 0)", yticks=range(E),
-               title=f"{runs[key]['name']}\nimbalance (max share x E, last 25%): {imbalance(runs[key]):.2f}, "
-                     f"{load_state(imbalance(runs[key]), E)}")
-        fig.colorbar(im, ax=ax, label="fraction of tokens")
-        results[key] = dict(imbalance=imbalance(runs[key]),
-                            final_entropy=float(np.mean(runs[key]["recorder"].entropy[-5:])),
-                            final_val_loss=runs[key]["final_val_loss"])
-    for key in pair:
-        axes[2].plot(runs[key]["recorder"].entropy, color=COLORS[key], label=runs[key]["name"])
-    axes[2].axhline(math.log(E), ls="--", color="gray", label=f"ln {E} (undecided router)")
-    axes[2].set(xlabel="training step", ylabel="router entropy (nats, mean over tokens, layers)",
-                title="how sure the router is", ylim=(0, math.log(E) * 1.1))
-    axes[2].legend(fontsize=8)
-    a, b = results["moe_top1"]["imbalance"], results["moe_no_aux"]["imbalance"]
-    fig.suptitle(f"Load balancing: busiest expert gets {a:.2f}x its fair share "
-                 f"{with_balancing(cfg['aux_coef'])}, {b:.2f}x without (1 = even, {E} = all on one expert)")
-    demo.save_figure(fig, "utilisation.png")
-    return results
-
-
-def experts_topk(demo: Demo, cfg: dict, runs: dict) -> dict:
-    E = cfg["n_experts"]
-    sweep = {n: runs["moe_top1" if n == E else f"moe_e{n}"] for n in cfg["expert_sweep"]}
-    fig, axes = plotting.new_figure(1, 2, figsize=(13, 4.8))
-    ns = list(sweep)
-    axes[0].plot(ns, [sweep[n]["final_val_loss"] for n in ns], "o-", color="tab:blue", label="MoE top-1")
-    axes[0].axhline(runs["dense"]["final_val_loss"], color="gray", ls="--", label="dense (same FLOPs/token)")
-    for n in ns:
-        axes[0].annotate(f"{sweep[n]['total_params'] / 1e3:.0f}k params", (n, sweep[n]["final_val_loss"]),
-                         textcoords="offset points", xytext=(4, 6), fontsize=8)
-    axes[0].set(xscale="log", xticks=ns, xticklabels=[str(n) for n in ns], xlabel="number of experts (log)",
-                ylabel="final val loss (nats/char)", title="more experts, same FLOPs per token")
-    axes[0].minorticks_off()  # no "3 x 10^0" labels between the expert counts
-    axes[0].legend(fontsize=8)
-    keys = ["dense", "moe_top1", "moe_top2"]
-    labels = [runs[k]["name"] for k in keys]
-    losses = [runs[k]["final_val_loss"] for k in keys]
-    bars = axes[1].bar(labels, losses, color=[COLORS[k] for k in keys])
-    for bar, k in zip(bars, keys):
-        axes[1].annotate(f"{runs[k]['flops_per_token'] / 1e6:.2f} MFLOP/tok",
-                         (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
-                         fontsize=8)
-    lo = min(losses)
-    axes[1].set(ylim=(lo - 0.15, max(losses) + 0.1), ylabel="final val loss (nats/char)",
-                title="top-1 vs top-2 routing")
-    d1 = runs["moe_top2"]["final_val_loss"] - runs["moe_top1"]["final_val_loss"]
-    fig.suptitle(f"Experts {ns[0]}->{ns[-1]} (top-1): val loss {sweep[ns[0]]['final_val_loss']:.3f} -> "
-                 f"{sweep[ns[-1]]['final_val_loss']:.3f}; top-2 vs top-1: {d1:+.3f}")
-    demo.save_figure(fig, "experts_topk.png")
-    return dict(by_n_experts={n: summary(sweep[n]) for n in ns}, top2_minus_top1=d1)
-
-
-def capacity(demo: Demo, cfg: dict, data: dict, runs: dict) -> dict:
-    factors = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, None]
-    tc = TrainConfig(steps=1, batch_size=cfg["batch_size"], block_size=cfg["block_size"],
-                     eval_iters=cfg["eval_iters"])
-    results = {}
-    fig, axes = plotting.new_figure(1, 2, figsize=(13, 4.8))
-    xs = [f if f is not None else 3.0 for f in factors]
-    for key in ("moe_top1", "moe_no_aux"):
-        model = runs[key]["model"]
-        layers = [b.ffn for b in model.blocks]
-        saved = [layer.capacity_factor for layer in layers]
-        dropped, losses = [], []
-        counts = {"dropped": 0, "assignments": 0}
-
-        def record(layer, inputs, output, counts=counts):  # every forward of every layer, every batch
-            counts["dropped"] += layer.last_stats.n_dropped
-            counts["assignments"] += layer.last_stats.n_assignments
-
-        hooks = [layer.register_forward_hook(record) for layer in layers]
-        for f in factors:
-            for layer in layers:
-                layer.capacity_factor = f
-            counts.update(dropped=0, assignments=0)
-            losses.append(estimate_loss(model, data["val"], tc, device=demo.device))
-            dropped.append(counts["dropped"] / counts["assignments"])  # over the same batches as the loss
-        for hook in hooks:
-            hook.remove()
-        for layer, f in zip(layers, saved):
-            layer.capacity_factor = f
-        results[key] = dict(capacity_factor=[str(f) for f in factors], dropped_fraction=dropped,
-                            val_loss=losses)
-        axes[0].plot(xs, [100 * d for d in dropped], "o-", color=COLORS[key], label=runs[key]["name"])
-        axes[1].plot(xs, losses, "o-", color=COLORS[key], label=runs[key]["name"])
-    for ax in axes:
-        ax.set_xticks(xs, [str(f) if f is not None else "none" for f in factors])
-        ax.set_xlabel("capacity factor (evaluation only; 'none' = unlimited)")
-        ax.legend(fontsize=8)
-    axes[0].set(ylabel="assignments dropped (%)", title="tokens over capacity are dropped")
-    axes[1].set(ylabel="val loss (nats/char)", title="what dropping costs")
-    bal = dict(zip(factors, results["moe_top1"]["dropped_fraction"]))
-    unb = dict(zip(factors, results["moe_no_aux"]["dropped_fraction"]))
-    fig.suptitle(f"Capacity factor 1.0 drops {100 * bal[1.0]:.1f}% of assignments "
-                 f"{with_balancing(cfg['aux_coef'])}, {100 * unb[1.0]:.1f}% without")
-    demo.save_figure(fig, "capacity.png")
-    return results
-
-
-# ----------------------------------------------------------------------------------------------------
-# the summary: each claim of the curriculum, checked against this run's numbers
-
-
-def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
-    E = cfg["n_experts"]
-    d, m, w, m2 = (runs[k]["final_val_loss"] for k in ("dense", "moe_top1", "dense_wide", "moe_top2"))
-    if "dense_seed2" in runs:
-        noise = abs(runs["dense_seed2"]["final_val_loss"] - d)
-        noise_text = f"seed-to-seed noise (dense, 2 seeds): {noise:.3f}"
-    else:
-        noise = float("inf")
-        noise_text = ("quick mode: no noise estimate, the models are barely trained; "
-                      "differences are not evidence")
-    margin = max(2 * noise, 0.01)
+    d, m, w = (runs[k]["final_val_loss"] for k in ("dense", "moe_top1", "dense_wide"))
     gain = d - m
     flops_ratio = runs["moe_top1"]["flops_per_token"] / runs["dense"]["flops_per_token"]
     time_ratio = runs["moe_top1"]["ms_per_step"] / runs["dense"]["ms_per_step"]
     param_ratio = runs["moe_top1"]["ffn_params"] / runs["dense"]["ffn_params"]
     say = demo.say
-    say("\n== Key insights, measured")
-    say(f"  ({noise_text})")
     say(f"- Sparse activation: MoE {E}x top-1 holds {param_ratio:.1f}x the dense FFN parameters "
         f"({runs['moe_top1']['ffn_params']:,} vs {runs['dense']['ffn_params']:,}) at {flops_ratio:.3f}x its "
         f"forward FLOPs per token (the extra is the router).")
@@ -426,30 +200,160 @@ def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
         f"({runs['moe_top1']['ms_per_step']:.1f} vs {runs['dense']['ms_per_step']:.1f} ms) — "
         + ("the FLOP saving does not become a time saving here (a Python loop over experts, small matmuls)."
            if time_ratio > 1.05 else "about the same as its FLOPs suggest."))
-    a, b = results["utilisation"]["moe_top1"]["imbalance"], results["utilisation"]["moe_no_aux"]["imbalance"]
-    say(f"- Load balancing: {load_balance_sentence(a, b, E, cfg['aux_coef'])}.")
-    say(f"  ({COLLAPSE_RULE}: above {(E + 1) / 2:.1f}x the fair share for E = {E})")
-    say(f"- Top-2 vs top-1 (2x expert FLOPs): val loss {m2:.3f} vs {m:.3f} ({m2 - m:+.3f}).")
-    sweep = results["experts_topk"]["by_n_experts"]
+    return dict(equal_flops_gain=gain, flops_ratio=flops_ratio, time_ratio=time_ratio,
+                ffn_param_ratio=param_ratio)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. Expert utilisation with and without the load-balancing loss: utilisation.png
+
+
+def utilisation(demo: Demo, cfg: dict, runs: dict) -> dict:
+    E = cfg["n_experts"]
+    pair = ("moe_top1", "moe_no_aux")
+    results = {key: dict(imbalance=imbalance(runs[key]),
+                         final_entropy=float(np.mean(runs[key]["recorder"].entropy[-5:])),
+                         final_val_loss=runs[key]["final_val_loss"]) for key in pair}
+    fig, axes = plotting.new_figure(1, 3, figsize=(17, 4.8))
+    for ax, key in zip(axes[:2], pair):
+        util = np.stack(runs[key]["recorder"].utilisation)[:, 0, :]  # (steps, E): layer 0
+        load = results[key]["imbalance"]
+        plotting.heatmap(ax, util.T, row_labels=[str(e) for e in range(E)], vmin=0, vmax=1,
+                         cbar_label="fraction of tokens", xlabel="training step", ylabel="expert (layer 0)",
+                         title=f"{runs[key]['name']}\nimbalance (max share x E, last 25%): {load:.2f}, "
+                               f"{load_state(load, E)}")
+    entropy = {runs[k]["name"]: runs[k]["recorder"].entropy for k in pair}
+    plotting.line_plot(axes[2], {n: np.arange(len(e)) for n, e in entropy.items()}, entropy,
+                       markers=False, styles={runs[k]["name"]: dict(color=COLORS[k]) for k in pair},
+                       xlabel="training step", ylabel="router entropy (nats, mean over tokens, layers)",
+                       title="how sure the router is")
+    axes[2].axhline(math.log(E), ls="--", color="gray", label=f"ln {E} (undecided router)")
+    axes[2].set_ylim(0, math.log(E) * 1.1)
+    axes[2].legend(fontsize=8)
+    a, b = results["moe_top1"]["imbalance"], results["moe_no_aux"]["imbalance"]
+    fig.suptitle(f"Load balancing: busiest expert gets {a:.2f}x its fair share "
+                 f"{with_balancing(cfg['aux_coef'])}, {b:.2f}x without (1 = even, {E} = all on one expert)")
+    demo.save_figure(fig, "utilisation.png")
+    return results
+
+
+def utilisation_verdict(demo: Demo, cfg: dict, results: dict) -> None:
+    E = cfg["n_experts"]
+    a, b = results["moe_top1"]["imbalance"], results["moe_no_aux"]["imbalance"]
+    demo.say(f"- Load balancing: {load_balance_sentence(a, b, E, cfg['aux_coef'])}.")
+    demo.say(f"  ({COLLAPSE_RULE}: above {(E + 1) / 2:.1f}x the fair share for E = {E})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. More experts at equal FLOPs, and top-1 vs top-2 routing: experts_topk.png
+
+
+def experts_topk(demo: Demo, cfg: dict, runs: dict) -> dict:
+    E = cfg["n_experts"]
+    sweep = {n: runs["moe_top1" if n == E else f"moe_e{n}"] for n in cfg["expert_sweep"]}
+    ns = list(sweep)
+    fig, axes = plotting.new_figure(1, 2, figsize=(13, 4.8))
+    plotting.line_plot(axes[0], ns, {"MoE top-1": [sweep[n]["final_val_loss"] for n in ns]},
+                       styles={"MoE top-1": dict(color="tab:blue", markersize=6)},
+                       xlabel="number of experts (log)", ylabel="final val loss (nats/char)",
+                       title="more experts, same FLOPs per token")
+    axes[0].axhline(runs["dense"]["final_val_loss"], color="gray", ls="--", label="dense (same FLOPs/token)")
+    for n in ns:
+        axes[0].annotate(f"{sweep[n]['total_params'] / 1e3:.0f}k params", (n, sweep[n]["final_val_loss"]),
+                         textcoords="offset points", xytext=(4, 6), fontsize=8)
+    plotting.log_count_axis(axes[0], ns)
+    axes[0].legend(fontsize=8)
+    keys = ["dense", "moe_top1", "moe_top2"]
+    losses = [runs[k]["final_val_loss"] for k in keys]
+    bars = plotting.bar_plot(axes[1], [runs[k]["name"] for k in keys], losses, annotate=False,
+                             colors=[COLORS[k] for k in keys], ylabel="final val loss (nats/char)",
+                             title="top-1 vs top-2 routing")
+    axes[1].bar_label(bars, labels=[f"{runs[k]['flops_per_token'] / 1e6:.2f} MFLOP/tok" for k in keys],
+                      fontsize=8)
+    axes[1].set_ylim(min(losses) - 0.15, max(losses) + 0.1)
+    d1 = runs["moe_top2"]["final_val_loss"] - runs["moe_top1"]["final_val_loss"]
+    fig.suptitle(f"Experts {ns[0]}->{ns[-1]} (top-1): val loss {sweep[ns[0]]['final_val_loss']:.3f} -> "
+                 f"{sweep[ns[-1]]['final_val_loss']:.3f}; top-2 vs top-1: {d1:+.3f}")
+    demo.save_figure(fig, "experts_topk.png")
+    return dict(by_n_experts={n: summary(sweep[n]) for n in ns}, top2_minus_top1=d1)
+
+
+def experts_topk_verdicts(demo: Demo, runs: dict, results: dict, margin: float) -> None:
+    m, m2 = runs["moe_top1"]["final_val_loss"], runs["moe_top2"]["final_val_loss"]
+    demo.say(f"- Top-2 vs top-1 (2x expert FLOPs): val loss {m2:.3f} vs {m:.3f} ({m2 - m:+.3f}).")
+    sweep = results["by_n_experts"]
     ns = sorted(sweep)
-    steps = [compare(sweep[b_]["final_val_loss"], sweep[a_]["final_val_loss"], margin)
-             for a_, b_ in zip(ns, ns[1:])]  # "a": more experts measurably better
-    say("- More experts at equal FLOPs ('much larger models with the same compute'): "
-        + ", ".join(f"{n} experts {sweep[n]['final_val_loss']:.3f}" for n in ns)
-        + (" — inconclusive: no noise estimate." if "inconclusive" in steps
-           else " — each step improves beyond the noise." if all(o == "a" for o in steps)
-           else " — a step is measurably worse: not monotone in this run." if "b" in steps
-           else f" — some steps show no measurable difference (margin {margin:.3f})."))
-    cap = results["capacity"]
-    say(f"- Capacity factor 1.0 drops {100 * cap['moe_top1']['dropped_fraction'][2]:.1f}% "
-        f"({with_balancing(cfg['aux_coef'])}) vs {100 * cap['moe_no_aux']['dropped_fraction'][2]:.1f}% "
-        f"(without) of the assignments; "
-        f"at 0.5: {100 * cap['moe_top1']['dropped_fraction'][0]:.1f}%, val loss "
-        f"{cap['moe_top1']['val_loss'][0]:.3f} vs {cap['moe_top1']['val_loss'][-1]:.3f} unlimited.")
+    steps = [compare(sweep[b]["final_val_loss"], sweep[a]["final_val_loss"], margin)
+             for a, b in zip(ns, ns[1:])]  # "a": more experts measurably better
+    demo.say("- More experts at equal FLOPs ('much larger models with the same compute'): "
+             + ", ".join(f"{n} experts {sweep[n]['final_val_loss']:.3f}" for n in ns)
+             + (" — inconclusive: no noise estimate." if "inconclusive" in steps
+                else " — each step improves beyond the noise." if all(o == "a" for o in steps)
+                else " — a step is measurably worse: not monotone in this run." if "b" in steps
+                else f" — some steps show no measurable difference (margin {margin:.3f})."))
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4. Capacity factor vs dropped assignments and val loss (evaluation only): capacity.png
+
+
+def capacity(demo: Demo, cfg: dict, data: dict, runs: dict) -> dict:
+    pair = ("moe_top1", "moe_no_aux")
+    results = {key: capacity_sweep(runs[key], data["val"], cfg, demo.device) for key in pair}
+    factors = CAPACITY_FACTORS
+    xs = [f if f is not None else 3.0 for f in factors]
+    styles = {runs[k]["name"]: dict(color=COLORS[k], markersize=6) for k in pair}
+    fig, axes = plotting.new_figure(1, 2, figsize=(13, 4.8))
+    plotting.line_plot(axes[0], xs, {runs[k]["name"]: [100 * d for d in results[k]["dropped_fraction"]]
+                                     for k in pair},
+                       styles=styles, ylabel="assignments dropped (%)",
+                       title="tokens over capacity are dropped")
+    plotting.line_plot(axes[1], xs, {runs[k]["name"]: results[k]["val_loss"] for k in pair}, styles=styles,
+                       ylabel="val loss (nats/char)", title="what dropping costs")
+    for ax in axes:
+        ax.set_xticks(xs, [str(f) if f is not None else "none" for f in factors])
+        ax.set_xlabel("capacity factor (evaluation only; 'none' = unlimited)")
+        ax.legend(fontsize=8)
+    bal = dict(zip(factors, results["moe_top1"]["dropped_fraction"]))
+    unb = dict(zip(factors, results["moe_no_aux"]["dropped_fraction"]))
+    fig.suptitle(f"Capacity factor 1.0 drops {100 * bal[1.0]:.1f}% of assignments "
+                 f"{with_balancing(cfg['aux_coef'])}, {100 * unb[1.0]:.1f}% without")
+    demo.save_figure(fig, "capacity.png")
+    return results
+
+
+def capacity_verdict(demo: Demo, cfg: dict, results: dict) -> None:
+    bal, unb = results["moe_top1"], results["moe_no_aux"]
+    demo.say(f"- Capacity factor 1.0 drops {100 * bal['dropped_fraction'][2]:.1f}% "
+             f"({with_balancing(cfg['aux_coef'])}) vs {100 * unb['dropped_fraction'][2]:.1f}% "
+             f"(without) of the assignments; "
+             f"at 0.5: {100 * bal['dropped_fraction'][0]:.1f}%, val loss "
+             f"{bal['val_loss'][0]:.3f} vs {bal['val_loss'][-1]:.3f} unlimited.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the summary: each claim of the curriculum, checked against this run's numbers, experiment by experiment
+
+
+def key_insights(demo: Demo, cfg: dict, runs: dict, results: dict) -> dict:
+    d = runs["dense"]["final_val_loss"]
+    if "dense_seed2" in runs:
+        noise = abs(runs["dense_seed2"]["final_val_loss"] - d)
+        noise_text = f"seed-to-seed noise (dense, 2 seeds): {noise:.3f}"
+    else:
+        noise = float("inf")
+        noise_text = ("quick mode: no noise estimate, the models are barely trained; "
+                      "differences are not evidence")
+    margin = max(2 * noise, 0.01)
+    demo.say("\n== Key insights, measured")
+    demo.say(f"  ({noise_text})")
+    numbers = dense_vs_moe_verdicts(demo, cfg, runs, margin)
+    utilisation_verdict(demo, cfg, results["utilisation"])
+    experts_topk_verdicts(demo, runs, results["experts_topk"], margin)
+    capacity_verdict(demo, cfg, results["capacity"])
     if demo.quick:
-        say("  (quick mode: a few dozen steps; run without --quick for the real comparison)")
-    return dict(noise=noise if math.isfinite(noise) else None, equal_flops_gain=gain,
-                flops_ratio=flops_ratio, time_ratio=time_ratio, ffn_param_ratio=param_ratio)
+        demo.say("  (quick mode: a few dozen steps; run without --quick for the real comparison)")
+    return dict(noise=noise if math.isfinite(noise) else None, **numbers)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -474,22 +378,16 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_data(cfg, args.corpus, demo.seed)
     demo.say(f"{args.corpus} corpus: {cfg['corpus_chars']:,} chars, {data['vocab_size']} character tokens; "
              f"{cfg['steps']} steps of {cfg['batch_size']}x{cfg['block_size']} tokens per run")
-    runs = train_all(demo, cfg, data)
-    results = {"settings": {k: v for k, v in cfg.items()}}
-    results["dense_vs_moe"] = dense_vs_moe(demo, cfg, runs)
-    demo.say("\n== Dense vs MoE (final val loss, FLOPs/token measured by FlopCounterMode, ms/step)")
-    for key in ("dense", "moe_top1", "dense_wide", "moe_top2"):
-        r = runs[key]
-        demo.say(f"  {r['name']:<28} loss {r['final_val_loss']:.3f}  {r['flops_per_token'] / 1e6:.3f} "
-                 f"MFLOP/tok  {r['ms_per_step']:.1f} ms/step  FFN params {r['ffn_params']:,} "
-                 f"(active {r['active_ffn_params']:,})")
-    results["utilisation"] = utilisation(demo, cfg, runs)
-    results["experts_topk"] = experts_topk(demo, cfg, runs)
-    results["capacity"] = capacity(demo, cfg, data, runs)
+    results = demo.results
+    results["settings"] = dict(cfg)
+    runs = demo.timed("train_all", train_all, cfg, data, seed=demo.seed, device=demo.device)
+    results["dense_vs_moe"] = demo.timed("dense_vs_moe", dense_vs_moe, demo, cfg, runs)
+    results["utilisation"] = demo.timed("utilisation", utilisation, demo, cfg, runs)
+    results["experts_topk"] = demo.timed("experts_topk", experts_topk, demo, cfg, runs)
+    results["capacity"] = demo.timed("capacity", capacity, demo, cfg, data, runs)
     if "dense_seed2" in runs:
         results["dense_seed2"] = summary(runs["dense_seed2"])
     results["key_insights"] = key_insights(demo, cfg, runs, results)
-    demo.results.update(results)
     demo.finish()
     return results
 
