@@ -1094,3 +1094,19 @@ def test_renamed_arguments_warns_maps_the_old_keyword_and_refuses_both_spellings
     with pytest.raises(TypeError, match=r"both n_heads= and n_head="):
         heads(8, n_heads=4, n_head=4)
     assert heads.__name__ == "heads"  # functools.wraps: the docs and the signature stay
+
+
+def test_band_plot_and_plain_log_axis_draw_what_they_say():
+    fig, (a, b) = plotting.new_figure(1, 2)
+    x = [0.1, 0.5, 0.9]
+    quantiles = [[1, 2, 3, 4, 5], [2, 3, 4, 5, 6], [3, 4, 5, 6, 7]]  # P10, P25, P50, P75, P90 at each x
+    (median,) = plotting.band_plot(a, x, quantiles, band_labels=["10-90th", "IQR"])
+    assert list(median.get_ydata()) == [3, 4, 5] and len(a.collections) == 2  # a line inside two bands
+    plotting.plain_log_axis(a.yaxis)
+    plotting.plain_log_axis(a.xaxis, scale="logit")
+    assert a.get_yscale() == "log" and a.get_xscale() == "logit"
+    assert a.yaxis.get_major_formatter()(100.0, 0) == "100"  # a plain number, not 10^2
+    with pytest.raises(ValueError, match="quantiles"):
+        plotting.band_plot(b, x, quantiles, band_labels=["IQR"])  # 5 columns need two band labels
+    with pytest.raises(ValueError, match="scale"):
+        plotting.plain_log_axis(b.xaxis, scale="symlog")

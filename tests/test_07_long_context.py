@@ -490,7 +490,7 @@ def test_context_helpers_reject_bad_input():
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux's /proc/self/clear_refs only")
 def test_the_demos_os_memory_probe_runs_in_a_fresh_process():
     # the demo measures the OS's peak memory in a subprocess that imports only rss_probe
-    code = "from llmlab.long_context.demo import rss_probe; rss_probe(256, 2, 16, 64, 64)"
+    code = "from llmlab.long_context.experiments import rss_probe; rss_probe(256, 2, 16, 64, 64)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     growth = json.loads(proc.stdout.strip().splitlines()[-1])
