@@ -36,7 +36,6 @@ from llmlab.attention_basics import causal_mask
 
 # lesson 09: the attention layer (K/V heads shared by groups of query heads) and its conversion
 from llmlab.gqa import GroupedQueryAttention, mha_to_gqa
-from llmlab.gqa.gqa import renamed_arguments  # until llmlab.utils.checks has it
 from llmlab.moe import MoELayer  # lesson 08: the mixture-of-experts FFN (it does not import this module)
 from llmlab.normalization import FeedForward, make_norm  # lesson 10: norms and feed-forward blocks
 from llmlab.positional_embeddings import (
@@ -46,6 +45,7 @@ from llmlab.positional_embeddings import (
     sinusoidal_embeddings,
 )
 from llmlab.transformer_block.config import GPTConfig, _check_bool, _check_int
+from llmlab.utils.checks import renamed_arguments
 from llmlab.utils.losses import cross_entropy as lab_cross_entropy  # 00_utils: the loss from scratch
 
 __all__ = ["GPT", "CausalSelfAttention", "GPTTrace", "TransformerBlock", "build_attention_mask",

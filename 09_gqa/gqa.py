@@ -24,15 +24,13 @@ MQA, to which the model passes the mask, the rotary angles and the KV cache expl
 
 from __future__ import annotations
 
-import functools
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.attention_basics import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from llmlab.positional_embeddings import apply_rotary  # lesson 02: RoPE on queries and keys
+from llmlab.utils.checks import renamed_arguments  # one name per quantity: n_head, n_kv_head
 
 __all__ = [
     "KERNELS",
@@ -46,30 +44,6 @@ __all__ = [
 
 POOLING_METHODS = ("mean", "first")
 KERNELS = ("lab", "torch")
-
-
-def renamed_arguments(**old_to_new: str):
-    """Decorator: accept a keyword under its old name (n_heads, n_kv_heads) with a DeprecationWarning.
-
-    A local stand-in for llmlab.utils.checks.renamed_arguments (same signature): one name per quantity
-    across the lessons, n_head / n_kv_head as in GPTConfig. Passing both spellings is a TypeError.
-    """
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            for old, new in old_to_new.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise TypeError(f"{fn.__qualname__}() got both {old}= and {new}=; pass {new}= only")
-                    warnings.warn(f"{fn.__qualname__}: {old}= is deprecated, use {new}=", DeprecationWarning,
-                                  stacklevel=2)
-                    kwargs[new] = kwargs.pop(old)
-            return fn(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 def _check_positive_int(name: str, value: object) -> int:
