@@ -83,8 +83,6 @@ def mark_L(ax, L: int) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # 1. the encodings as pictures
-
-
 def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases: list[float]) -> dict:
     L, d_model, head_dim = cfg["train_len"], cfg["d_model"], cfg["d_model"] // cfg["n_head"]
     t = experiments.encoding_tables(cfg, models, n_positions, rope_bases)
@@ -115,8 +113,6 @@ def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases:
     plotting.heatmap(ax4, t["alibi"], cmap="viridis", xlabel="key position j", ylabel="query position i",
                      cbar_label="bias added to the logit",
                      title=f"ALiBi bias, head 1 (slope {t['alibi_slopes'][0]:.3g}): -slope * (i - j)")
-    for ax in axes.flat:
-        ax.grid(False)
     fig.suptitle("The four encodings (dashed line: the training length L)", fontweight="bold")
     demo.save_figure(fig, "encodings.png")
     counts = " and ".join(f"{n} (base {base:g})" for base, n in unseen_by_base.items())
@@ -128,15 +124,12 @@ def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases:
 
 # ------------------------------------------------------------------------------------------------
 # 2. how alike are two positions k apart?
-
-
 def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases: list[float]) -> dict:
     L = cfg["train_len"]
     curves = experiments.similarity_curves(cfg, models, n_positions, rope_bases, seed=demo.seed)
     r = experiments.similarity_stats(curves, L)
-    sin_curve = curves[f"sinusoidal ({cfg['d_model']} dims)"]
-    rope_curve = next(c for label, c in curves.items() if label.startswith("RoPE"))
-    fixed_floor = min(sin_curve[L:].mean(), rope_curve[L:].mean())
+    f = experiments.fixed_curves(curves, cfg["d_model"], L)
+    sin_curve, rope_curve, fixed_floor, rising = f["sin"], f["rope"], f["floor"], f["rising"]
     title = (f"Fixed encodings {'never decay to 0' if fixed_floor > 0.1 else 'decay towards 0'}: "
              f"sinusoidal {sin_curve[L]:.2f}, RoPE {rope_curve[L]:.2f} at distance L={L}")
     if "learned_cos_neighbour" in r:
@@ -156,7 +149,6 @@ def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases
     ax.legend(loc="upper right")
     demo.save_figure(fig, "similarity.png")
 
-    rising = int(np.sum(np.diff(sin_curve[: L + 1]) > 0))
     demo.say(f"2. Cosine similarity of two positions k apart: sinusoidal {sin_curve[1]:.3f} at k=1, "
              f"{sin_curve[L]:.3f} at k=L={L}, below 0.5 from k={experiments.first_below(sin_curve, 0.5)}; "
              f"RoPE (same q at both positions) {rope_curve[1]:.3f} at k=1, {rope_curve[L]:.3f} at k=L.")
@@ -164,8 +156,8 @@ def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases
              f"steps (sums of cosines oscillate), so similarity alone does not separate near from far.")
     if "learned_cos_neighbour" in r:
         trained, init = r["learned_cos_neighbour"], r["learned_init_cos_neighbour"]
-        smooth = trained > 0.5  # neighbours clearly alike (a random table gives ~0)
-        learned_says = ("learned a smooth order by itself (neighbours alike)" if smooth
+        # above 0.5: neighbours clearly alike (a random table gives ~0)
+        learned_says = ("learned a smooth order by itself (neighbours alike)" if trained > 0.5
                         else "has not (yet) learned that neighbours are alike")
         demo.say(f"   The trained learned table {learned_says}: neighbour cosine {trained:.3f} vs {init:.3f} "
                  f"at init; lowest {r['learned_cos_min']:.3f} at distance {r['learned_cos_argmin']}.")
@@ -174,8 +166,6 @@ def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases
 
 # ------------------------------------------------------------------------------------------------
 # 3. relative vs absolute: layer-0 attention logits of the trained models
-
-
 def relative(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
     L = cfg["train_len"]
     r = experiments.relative_spreads(cfg, models, n_positions, seed=demo.seed)
@@ -223,8 +213,6 @@ def relative(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # 4. ALiBi: one penalty per head
-
-
 def alibi(demo: Demo, cfg: dict, n_positions: int) -> dict:
     L, n_head = cfg["train_len"], cfg["n_head"]
     r = experiments.alibi_reach(n_head, n_positions)
@@ -256,8 +244,6 @@ def alibi(demo: Demo, cfg: dict, n_positions: int) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # 5. extrapolation: loss per position up to K * L
-
-
 def extrapolation_title(results: dict, labels: list[str]) -> str:
     """The bar chart's title: the lowest ratio is named best only when it is lower than the runner-up's by
     more than their two 95% intervals together (the error bars drawn); else no measurable difference."""
@@ -277,17 +263,13 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
     results, curves, refused = experiments.extrapolation(cfg, data, models, K, device=demo.device)
 
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(13, 4.8))
-    binned = {label: experiments.log_bins(curve, split=L) for label, curve in curves.items()}
-    # the y range of the losses inside L (+ margin): a curve that blows up past L leaves the plot, and its
+    # a curve that blows up past L leaves the plot (its y range is that of the losses inside L), and its
     # legend entry says where it went
-    bottom = min(float(y.min()) for _, y in binned.values()) - 0.05
-    inside_top = max(float(curve[:L].max()) for curve in curves.values())
-    ymax = inside_top + 0.3 * (inside_top - bottom)
+    binned, bottom, ymax = experiments.binned_curves(curves, L)
     for label, (x, y) in binned.items():
         color = COLORS.get(label, EXTRA_COLOR)
-        text = label
-        if y.max() > ymax:
-            text += f" (off the plot: {curves[label][-L:].mean():.2f} at {T - L}..{T - 1})"
+        text = label + (f" (off the plot: {curves[label][-L:].mean():.2f} at {T - L}..{T - 1})"
+                        if y.max() > ymax else "")
         ax1.plot(x, y, color=color, lw=1.6, marker="o", ms=2.5, label=text)
         if models[label]["model"].config.pos == "learned":
             ax1.plot([x[-1]], [y[-1]], marker="X", ms=11, color=color, ls="none")
@@ -302,16 +284,13 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
     ax1.set_xlabel("tokens of context = position + 1 (characters, log scale)")
     ax1.set_xscale("log", base=2)
     ax1.set_ylabel("validation loss (nats/char, log-spaced bins)")
-    groups = {verdict: [label for label, row in results.items() if row.get("verdict") == verdict]
-              for verdict in ("degrades", "holds", "unclear")}
+    groups = experiments.verdict_groups(results)
     verbs = {"degrades": "degrade", "holds": "hold", "unclear": "change within noise"}
     summary = "; ".join(f"{', '.join(names)}: {verbs[verdict]}" for verdict, names in groups.items() if names)
     ax1.set_title(f"Past L={L}: {summary}\n"
                   f"(loss per position, mean of {cfg['n_windows']} windows of {T} chars)")
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-    labels = [label for label in results if "ratio" in results[label]]
-    ratios = [results[label]["ratio"] for label in labels]
-    errors = [results[label]["excess_ci95"] / results[label]["inside_late"] for label in labels]
+    labels, ratios, errors = experiments.ratio_bars(results)
     plotting.bar_plot(ax2, labels, ratios, errors=errors, fmt="{:.2f}x",
                       colors=[COLORS.get(label, EXTRA_COLOR) for label in labels],
                       ylabel=f"loss at positions L..{K}L / loss at L/2..L")
@@ -337,9 +316,7 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
                      f"{VERDICTS[row['verdict']]}")
         else:
             demo.say(f"   {label:<16} inside {row['inside_late']:.3f}, beyond: cannot run ({refused})")
-    for name, (claim, literature) in CLAIMS.items():
-        if name not in results:
-            continue
+    for name, (claim, literature) in ((name, c) for name, c in CLAIMS.items() if name in results):
         row = results[name]
         if name == "learned":
             said = ("confirmed, and stronger: it cannot be evaluated past L at all" if refused
@@ -372,18 +349,13 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
         demo.say("   Ranked by loss past L (lower = better): " +
                  " < ".join(f"{label} {results[label]['beyond_mean']:.3f}" for label in order))
     scale = experiments.embedding_scale(models)
-    worse = (results["sinusoidal"]["inside_late"] - results["learned"]["inside_late"]
-             if scale and "learned" in results else 0.0)
-    if worse > 0.05:
+    if (worse := experiments.sinusoidal_gap(results, scale)) > 0.05:
         demo.say(f"   Note: inside L the sinusoidal model is {worse:.2f} nats worse than the learned one. "
                  f"Its fixed table (row norm {scale['pe_norm']:.2f}) is {scale['ratio']:.1f}x the trained "
                  f"token vectors (row norm {scale['token_norm']:.2f}, the embeddings times "
                  f"{scale['embedding_scale']:.1f} = sqrt(d_model), as Vaswani et al. scale them).")
     return {"train_len": L, "eval_len": T, "n_windows": cfg["n_windows"], "learned_error": refused,
             "models": results, "sinusoidal_scale": scale}
-
-
-# ------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -415,21 +387,13 @@ def _run(args) -> dict:
     load_libraries()
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
-    if args.train_len is not None:
-        cfg["train_len"] = args.train_len
-    if args.steps is not None:
-        cfg["steps"] = args.steps
+    cfg.update({k: v for k, v in (("train_len", args.train_len), ("steps", args.steps)) if v is not None})
     K, L = args.extrapolate, cfg["train_len"]
     results = demo.results
     results["settings"] = dict(cfg, extrapolate=K, corpus=args.corpus, rope_base=args.rope_base)
 
-    def training():
-        data = experiments.load_data(cfg, args.corpus, demo.seed)
-        specs = experiments.model_specs(list(dict.fromkeys(args.encodings)), args.rope_base)
-        models = experiments.train_models(cfg, data, specs, args.corpus, seed=demo.seed, device=demo.device)
-        return data, models
-
-    data, models = demo.timed("training", training)
+    data, models = demo.timed("training", experiments.load_and_train, cfg, args.corpus, args.encodings,
+                              args.rope_base, seed=demo.seed, device=demo.device)
     hits, seconds = sum(entry["cache_hit"] for entry in models.values()), results["experiment_seconds"]
     demo.say(f"Trained {len(models)} char-level GPTs (vocab {data['tokenizer'].vocab_size}, L={L}, "
              f"{cfg['steps']} steps of {cfg['batch_size']}x{L}) in {seconds['training']:.1f} s "

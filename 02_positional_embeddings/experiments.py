@@ -69,6 +69,14 @@ def model_specs(encodings: list[str], rope_base: float | None) -> dict[str, dict
     return specs
 
 
+def load_and_train(cfg: dict, corpus: str, encodings: list[str], rope_base: float | None, *, seed: int,
+                   device) -> tuple[dict, dict]:
+    """The corpus (`load_data`) and one trained model per encoding (+ RoPE with `rope_base` if given)."""
+    data = load_data(cfg, corpus, seed)
+    specs = model_specs(list(dict.fromkeys(encodings)), rope_base)
+    return data, train_models(cfg, data, specs, corpus, seed=seed, device=device)
+
+
 def load_data(cfg: dict, corpus: str, seed: int) -> dict:
     text = load_corpus(corpus, cfg["n_chars"], seed=seed)
     tokenizer = CharTokenizer.from_text(text)  # one token per character: "position" = character offset
@@ -180,6 +188,15 @@ def similarity_stats(curves: dict[str, np.ndarray], L: int) -> dict:
                      learned_cos_min=float(curves["learned, trained"].min()),
                      learned_cos_argmin=int(curves["learned, trained"].argmin()))
     return stats
+
+
+def fixed_curves(curves: dict[str, np.ndarray], d_model: int, L: int) -> dict:
+    """The fixed encodings' similarity curves (sinusoidal, RoPE), their lower mean past distance L, and in
+    how many of its first L steps the sinusoidal curve rises again."""
+    sin_curve = curves[f"sinusoidal ({d_model} dims)"]
+    rope_curve = next(c for label, c in curves.items() if label.startswith("RoPE"))
+    return dict(sin=sin_curve, rope=rope_curve, floor=min(sin_curve[L:].mean(), rope_curve[L:].mean()),
+                rising=int(np.sum(np.diff(sin_curve[: L + 1]) > 0)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -336,6 +353,35 @@ def extrapolation(cfg: dict, data: dict, models: dict, K: int, *, device) -> tup
                 row["verdict"] = "unclear"
         results[label] = row
     return results, curves, refused
+
+
+def binned_curves(curves: dict[str, np.ndarray], L: int) -> tuple[dict, float, float]:
+    """The loss curves in log-spaced bins (`log_bins`), and a y range for them: the losses inside L plus a
+    margin, so that a curve that blows up past L leaves the plot instead of squashing the others."""
+    binned = {label: log_bins(curve, split=L) for label, curve in curves.items()}
+    bottom = min(float(y.min()) for _, y in binned.values()) - 0.05
+    inside_top = max(float(curve[:L].max()) for curve in curves.values())
+    return binned, bottom, inside_top + 0.3 * (inside_top - bottom)
+
+
+def verdict_groups(results: dict) -> dict[str, list[str]]:
+    """The models of each extrapolation verdict (degrades, holds, unclear)."""
+    return {verdict: [label for label, row in results.items() if row.get("verdict") == verdict]
+            for verdict in ("degrades", "holds", "unclear")}
+
+
+def ratio_bars(results: dict) -> tuple[list[str], list[float], list[float]]:
+    """The models that ran past L, their ratios (loss past L / loss inside) and each ratio's 95% interval
+    half-width (the loss excess's interval relative to the loss inside)."""
+    labels = [label for label in results if "ratio" in results[label]]
+    return (labels, [results[label]["ratio"] for label in labels],
+            [results[label]["excess_ci95"] / results[label]["inside_late"] for label in labels])
+
+
+def sinusoidal_gap(results: dict, scale: dict | None) -> float:
+    """How much worse (nats) the sinusoidal model is than the learned one inside L (0 if either is absent)."""
+    return (results["sinusoidal"]["inside_late"] - results["learned"]["inside_late"]
+            if scale and "learned" in results else 0.0)
 
 
 def embedding_scale(models: dict) -> dict | None:

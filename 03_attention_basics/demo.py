@@ -35,11 +35,8 @@ from llmlab.utils.cli import demo_parser
 # Editors and type checkers read the imports here; at run time `load_libraries` imports them once the
 # flags are parsed, so that `python demo.py --help` answers at once.
 if TYPE_CHECKING:
+    import matplotlib as mpl  # mpl.colors, mpl.patches, mpl.ticker: loaded by pyplot
     import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.colors import PowerNorm
-    from matplotlib.patches import Rectangle
-    from matplotlib.ticker import FuncFormatter
 
     from llmlab.attention_basics import experiments as ex
     from llmlab.transformer_block.pretrained import LabModel, lab_model
@@ -49,16 +46,17 @@ if TYPE_CHECKING:
 def load_libraries() -> None:
     """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
     as this module's globals: `main` calls this once the flags are parsed."""
-    global plt, np, PowerNorm, Rectangle, FuncFormatter, ex, LabModel, lab_model, Demo, plotting
+    global mpl, plt, ex, LabModel, lab_model, Demo, plotting
+    import matplotlib as mpl  # mpl.colors, mpl.patches, mpl.ticker: loaded by pyplot
     import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.colors import PowerNorm
-    from matplotlib.patches import Rectangle
-    from matplotlib.ticker import FuncFormatter
 
     from llmlab.attention_basics import experiments as ex
     from llmlab.transformer_block.pretrained import LabModel, lab_model
     from llmlab.utils import Demo, plotting
+
+
+def panel_title(ax, text: str) -> None:
+    ax.set_title(text, fontsize=10)
 
 
 QUICK_NOTE = "quick mode: the lab model trained for a few seconds only; run without --quick to judge"
@@ -76,11 +74,10 @@ def settings(quick: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # 1. attention maps of the trained model on one passage
-
-
 def attention_maps_experiment(demo: Demo, lab: LabModel) -> dict:
     m = ex.link_weights(lab, demo.device)
     ids, links, maps, tokens, entropy = m["ids"], m["links"], m["maps"], m["tokens"], m["entropy"]
+    sqrt_norm = lambda: mpl.colors.PowerNorm(0.5, vmin=0, vmax=1)  # small weights stay visible by large ones
     fig = plt.figure(figsize=(19, 14))
     grid = fig.add_gridspec(2, 1, height_ratios=[1.45, 1])
     top = grid[0].subgridspec(1, 3)
@@ -89,19 +86,19 @@ def attention_maps_experiment(demo: Demo, lab: LabModel) -> dict:
         im = plotting.heatmap(ax, maps[link["best_index"]], row_labels=tokens, col_labels=tokens,
                               cbar_label="attention weight (square-root colour scale)",
                               xlabel="key (attended-to token)", ylabel="query (attending token)")
-        im.set_norm(PowerNorm(0.5, vmin=0, vmax=1))  # small weights stay visible next to the large ones
+        im.set_norm(sqrt_norm())
         ax.tick_params(labelsize=5.5)
         for k in link["keys"]:
-            ax.add_patch(Rectangle((k - 0.5, link["query"] - 0.5), 1, 1, fill=False, ec="red", lw=1.6))
-        ax.set_title(f"{link['best_head']}: {link['name']}\nweight {link['best_weight']:.2f} "
-                     f"(uniform {link['uniform']:.2f}, mean of all heads {link['mean_over_heads']:.2f})",
-                     fontsize=10)
+            ax.add_patch(mpl.patches.Rectangle((k - 0.5, link["query"] - 0.5), 1, 1, fill=False, ec="red",
+                                               lw=1.6))
+        panel_title(ax, f"{link['best_head']}: {link['name']}\nweight {link['best_weight']:.2f} "
+                        f"(uniform {link['uniform']:.2f}, mean of all heads {link['mean_over_heads']:.2f})")
     n_heads = maps.shape[0]
     ncols = math.ceil(n_heads / 2)
     bottom = grid[1].subgridspec(2, ncols)
     for index in range(n_heads):
         ax = fig.add_subplot(bottom[index // ncols, index % ncols])
-        ax.imshow(maps[index], cmap="viridis", norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest")
+        ax.imshow(maps[index], cmap="viridis", norm=sqrt_norm(), interpolation="nearest")
         ax.set(xticks=[], yticks=[])
         ax.grid(False)
         ax.set_title(f"{ex.head_name(index, lab.config.n_head)}  H={entropy[index]:.2f} nats", fontsize=8)
@@ -120,25 +117,12 @@ def attention_maps_experiment(demo: Demo, lab: LabModel) -> dict:
         demo.say(f"   {link['name']}: head {link['best_head']} puts {link['best_weight']:.2f} of the "
                  f"attention of {link['query_token']!r} on {link['key_tokens']} ({ratio:.1f}x uniform "
                  f"attention {link['uniform']:.2f}; the mean head gives {link['mean_over_heads']:.2f}).")
-    keep = ("name", "query", "keys", "query_token", "key_tokens", "best_head", "best_weight", "uniform",
-            "mean_over_heads")
-    return {"passage": ex.PASSAGE, "n_tokens": len(ids),
-            "links": [{k: link[k] for k in keep} for link in links], "head_entropy_on_passage_nats": entropy}
+    return {"passage": ex.PASSAGE, "n_tokens": len(ids), "links": m["summary"],
+            "head_entropy_on_passage_nats": entropy}
 
 
 # ------------------------------------------------------------------------------------------------
 # 2. the same links over many fresh stories
-
-
-def link_verdict(weight: float, uniform: float) -> str:
-    ratio = weight / uniform
-    if ratio > 3 and weight > 0.2:
-        return "a head follows this link"
-    if ratio > 1.5:
-        return "only a weak preference, no head that clearly follows this link"
-    return "no head follows this link more than uniform attention would"
-
-
 def reference_heads_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
     results = ex.reference_head_weights(lab, cfg["n_stories"], demo.seed, demo.device)
     n_layer, n_head = lab.config.n_layer, lab.config.n_head
@@ -149,8 +133,8 @@ def reference_heads_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
                          row_labels=[f"layer {i}" for i in range(n_layer)],
                          col_labels=[f"head {i}" for i in range(n_head)],
                          cbar_label="mean attention weight on the referent")
-        ax.set_title(f"{what} ({r['n_links']} links)\nbest {r['best_head']}: "
-                     f"{r['best_weight']:.2f}; uniform attention would give {r['uniform']:.2f}", fontsize=10)
+        panel_title(ax, f"{what} ({r['n_links']} links)\nbest {r['best_head']}: "
+                        f"{r['best_weight']:.2f}; uniform attention would give {r['uniform']:.2f}")
     fig.suptitle(f"Which head looks back at the referent? {results['n_stories']} fresh stories, trained lab "
                  "GPT", fontweight="bold")
     demo.save_figure(fig, "reference_heads.png")
@@ -158,7 +142,7 @@ def reference_heads_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
     demo.say(f"2. The same links over {results['n_stories']} fresh stories (not from the training text):")
     for kind, what in ex.LINKS.items():
         r = results[kind]
-        r["verdict"] = link_verdict(r["best_weight"], r["uniform"])
+        r["verdict"] = ex.link_verdict(r["best_weight"], r["uniform"])
         demo.say(f"   {what}: best head {r['best_head']} puts {r['best_weight']:.2f} on the referent, "
                  f"{r['best_weight'] / r['uniform']:.1f}x uniform attention ({r['uniform']:.2f}; "
                  f"{r['n_links']} links) -> {r['verdict']}.")
@@ -169,13 +153,14 @@ def reference_heads_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # 3. head diversity: entropy and Jensen-Shannon divergence between heads, trained vs untrained
-
-
 def head_diversity_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
     d = ex.head_diversity(lab, cfg["diversity_windows"], demo.seed, demo.device)
     trained, untrained, names, roles, T = d["trained"], d["untrained"], d["names"], d["roles"], d["T"]
     jsd, (a, b), n_head, n_heads = trained["jsd"], d["closest"], lab.config.n_head, len(d["names"])
     ent, ent0, uniform_entropy = trained["entropy"], untrained["entropy"], d["uniform_entropy"]
+    mean_jsd, mean_jsd_init, near_duplicates, ratio, punct_u, one_key_u = (d[k] for k in (
+        "mean_jsd", "mean_jsd_init", "near_duplicates", "jsd_ratio", "punctuation_uniform",
+        "one_key_uniform"))
     fig, axes = plotting.new_figure(1, 3, figsize=(19, 5.6))
     plotting.grouped_bar_plot(axes[0], names, {"trained": ent, "untrained (init)": ent0}, rotation=90)
     axes[0].axhline(uniform_entropy, color="gray", ls="--",
@@ -183,40 +168,35 @@ def head_diversity_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
     axes[0].set(xlabel="head", ylabel="mean entropy of a query's attention (nats)",
                 ylim=(0, uniform_entropy * 1.3))
     axes[0].legend(loc="upper center", ncol=2)
-    axes[0].set_title(f"Entropy per head: {ent.min():.2f} to {ent.max():.2f} nats trained,\n"
-                      f"{ent0.min():.2f} to {ent0.max():.2f} untrained", fontsize=10)
+    panel_title(axes[0], f"Entropy per head: {ent.min():.2f} to {ent.max():.2f} nats trained,\n"
+                         f"{ent0.min():.2f} to {ent0.max():.2f} untrained")
     plotting.heatmap(axes[1], jsd, row_labels=names, col_labels=names, vmin=0, vmax=1, cmap="magma",
                      cbar_label="Jensen-Shannon divergence (bits, max 1)")
     for boundary in range(n_head, n_heads, n_head):
         axes[1].axhline(boundary - 0.5, color="white", lw=1)
         axes[1].axvline(boundary - 0.5, color="white", lw=1)
-    axes[1].set_title(f"Head vs head: mean JSD {d['mean_jsd']:.2f} bits trained vs {d['mean_jsd_init']:.3f} "
-                      f"untrained\nclosest pair {names[a]}/{names[b]} ({jsd[a, b]:.3f}); white lines "
-                      "separate layers", fontsize=10)
+    panel_title(axes[1], f"Head vs head: mean JSD {mean_jsd:.2f} bits trained vs {mean_jsd_init:.3f} "
+                         f"untrained\nclosest pair {names[a]}/{names[b]} ({jsd[a, b]:.3f}); white lines "
+                         "separate layers")
     plotting.heatmap(axes[2], roles, row_labels=names, annotate=True, vmin=0,
                      cbar_label="mean attention weight",
-                     col_labels=[f"previous token\n(uniform: {d['one_key_uniform']:.2f})", "itself",
-                                 "first token\nof the window",
-                                 f"punctuation\n(uniform: {d['punctuation_uniform']:.2f})"])
+                     col_labels=[f"previous token\n(uniform: {one_key_u:.2f})", "itself",
+                                 "first token\nof the window", f"punctuation\n(uniform: {punct_u:.2f})"])
     axes[2].tick_params(axis="x", rotation=0)
-    axes[2].set_title(f"What each head looks at (trained): weight on punctuation\n{roles[:, 3].min():.2f}.."
-                      f"{roles[:, 3].max():.2f} vs {d['punctuation_uniform']:.2f} for uniform attention",
-                      fontsize=10)
+    panel_title(axes[2], f"What each head looks at (trained): weight on punctuation\n{roles[:, 3].min():.2f}"
+                         f"..{roles[:, 3].max():.2f} vs {punct_u:.2f} for uniform attention")
     demo.save_figure(fig, "head_diversity.png")
 
-    mean_jsd, mean_jsd_init, near_duplicates = d["mean_jsd"], d["mean_jsd_init"], d["near_duplicates"]
-    ratio = mean_jsd / max(mean_jsd_init, 1e-12)
-    prev_head, sink_head, punct_head = (int(roles[:, i].argmax()) for i in (0, 2, 3))
-    broad_head = int(ent.argmax())
+    prev_head, sink_head, punct_head, broad_head = d["leaders"].values()
     demo.say(f"3. Head diversity over {cfg['diversity_windows']} validation windows of {T} tokens:")
     demo.say(f"   mean JSD between two heads {mean_jsd:.3f} bits trained vs {mean_jsd_init:.4f} untrained "
              f"({ratio:.0f}x); entropy per head {ent.min():.2f}..{ent.max():.2f} nats "
              f"(uniform over the past {uniform_entropy:.2f}); {near_duplicates} near-duplicate pairs "
              "(JSD < 0.05 bits).")
     demo.say(f"   roles: {names[prev_head]} puts {roles[prev_head, 0]:.2f} on the previous token (uniform "
-             f"attention: {d['one_key_uniform']:.2f}), {names[sink_head]} puts {roles[sink_head, 2]:.2f} "
+             f"attention: {one_key_u:.2f}), {names[sink_head]} puts {roles[sink_head, 2]:.2f} "
              f"on the first token, {names[punct_head]} puts {roles[punct_head, 3]:.2f} on punctuation "
-             f"(uniform attention: {d['punctuation_uniform']:.2f}), {names[broad_head]} is the broadest "
+             f"(uniform attention: {punct_u:.2f}), {names[broad_head]} is the broadest "
              f"(entropy {ent[broad_head]:.2f}).")
     if demo.quick:
         demo.say(f"   -> {QUICK_NOTE}.")
@@ -229,7 +209,7 @@ def head_diversity_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
                  f"heads differ {ratio:.1f}x more from each other than at init (the test asks for > 5x and "
                  "a mean JSD > 0.1 bits).")
     return {"windows": cfg["diversity_windows"], "heads": names, "uniform_entropy_nats": uniform_entropy,
-            "punctuation_uniform": d["punctuation_uniform"], "one_key_uniform": d["one_key_uniform"],
+            "punctuation_uniform": punct_u, "one_key_uniform": one_key_u,
             "trained": trained, "untrained": {k: v for k, v in untrained.items() if k != "jsd"},
             "mean_jsd_bits": mean_jsd, "mean_jsd_bits_untrained": mean_jsd_init,
             "closest_pair": [names[a], names[b], float(jsd[a, b])], "near_duplicate_pairs": near_duplicates}
@@ -237,32 +217,27 @@ def head_diversity_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # 4. causality: a changed token never changes the outputs before it
-
-
 def causality_experiment(demo: Demo, lab: LabModel) -> dict:
     c = ex.causality_curves(lab, demo.seed, demo.device)
-    p, q, lab_curves, gpt_curves = c["p"], c["q"], c["lab_curves"], c["gpt_curves"]
+    p, q, lab_curves, gpt_curves, before, gpt_before, causal_ok = (c[k] for k in (
+        "p", "q", "lab_curves", "gpt_curves", "before", "gpt_before", "causal_ok"))
     fig, axes = plotting.new_figure(1, 2, figsize=(13, 4.6))
     for ax, curves, pos, what in ((axes[0], lab_curves, p, "MultiHeadAttention output (float64)"),
                                   (axes[1], gpt_curves, q, "next-token logits")):
         for i, (label, ys) in enumerate(curves.items()):
-            ax.plot(np.arange(len(ys)), ys, marker="o", ms=3.5, label=label, color=plotting.PALETTE[i])
+            ax.plot(range(len(ys)), ys, marker="o", ms=3.5, label=label, color=plotting.PALETTE[i])
         ax.set(xlabel="position", ylabel=f"max |change| of the {what}")
         ax.axvline(pos, color="gray", ls="--")
         ax.set_yscale("symlog", linthresh=1e-12)  # linear around 0, so an exact 0 is drawn as 0
         ax.set_ylim(0, 10)
         ax.legend(loc="center left")
-    before = {k: float(v[:p].max()) for k, v in lab_curves.items()}
-    gpt_before = {k: float(v[:q].max()) for k, v in gpt_curves.items()}
-    axes[0].set_title(f"Lab attention, random input, position {p} changed:\nbefore it max |change| = "
-                      f"{before['causal mask']:.1g} with the mask, {before['no mask']:.2g} without",
-                      fontsize=10)
-    axes[1].set_title(f"Lab GPT on the passage, 'the ball' -> 'the dog' at position {q}:\n"
-                      f"before it max |change| = {gpt_before['trained GPT (causal)']:.1g} with the mask, "
-                      f"{gpt_before['same weights, mask removed']:.2g} without", fontsize=10)
+    panel_title(axes[0], f"Lab attention, random input, position {p} changed:\nbefore it max |change| = "
+                         f"{before['causal mask']:.1g} with the mask, {before['no mask']:.2g} without")
+    panel_title(axes[1], f"Lab GPT on the passage, 'the ball' -> 'the dog' at position {q}:\n"
+                         f"before it max |change| = {gpt_before['trained GPT (causal)']:.1g} with the mask, "
+                         f"{gpt_before['same weights, mask removed']:.2g} without")
     demo.save_figure(fig, "causality.png")
 
-    causal_ok = before["causal mask"] == 0 and gpt_before["trained GPT (causal)"] == 0
     demo.say(f"4. Causality: change one token, measure every position's output. Before the change: max "
              f"|change| {before['causal mask']:.1g} (lab attention) and "
              f"{gpt_before['trained GPT (causal)']:.1g} (trained GPT) with the mask; {before['no mask']:.2g} "
@@ -275,41 +250,37 @@ def causality_experiment(demo: Demo, lab: LabModel) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # 5. softmax saturation vs head_dim
-
-
 def saturation_experiment(demo: Demo, cfg: dict) -> dict:
     dims, n_keys = cfg["sat_dims"], cfg["sat_keys"]
     s = ex.saturation_series(dims, cfg["sat_rows"], n_keys, demo.seed)
-    sc, un, var_qk, slope = s["scaled"], s["unscaled"], s["var_qk"], s["slope"]
+    sc, un, var_qk, slope, per_d = s["scaled"], s["unscaled"], s["var_qk"], s["slope"], s["var_qk_scaled"]
     fig, axes = plotting.new_figure(1, 3, figsize=(16, 4.8))
-    plotting.line_plot(axes[0], dims, {"var(q.k)": var_qk, "var(q.k / sqrt(d))": np.array(var_qk) / dims},
+    plotting.line_plot(axes[0], dims, {"var(q.k)": var_qk, "var(q.k / sqrt(d))": per_d},
                        logx=True, logy=True, xlabel="head_dim d (log)", ylabel="variance of the score (log)")
     axes[0].plot(dims, dims, color="gray", ls=":", label="d (theory)")
     axes[0].legend()
-    axes[0].set_title(f"var(q.k) grows like d^{slope:.2f}:\nthe raw scores spread by sqrt(d)", fontsize=10)
+    panel_title(axes[0], f"var(q.k) grows like d^{slope:.2f}:\nthe raw scores spread by sqrt(d)")
     styles = {"without 1/sqrt(d)": {"ls": "--"}}
     plotting.line_plot(axes[1], dims, {"with 1/sqrt(d)": sc["entropy"], "without 1/sqrt(d)": un["entropy"]},
                        logx=True, xlabel="head_dim d (log)", ylabel="softmax entropy (nats)", styles=styles)
     axes[1].axhline(math.log(n_keys), color="gray", ls=":", label=f"uniform over {n_keys} keys")
     axes[1].legend()
-    axes[1].set_title(f"At d={dims[-1]}: entropy {sc['entropy'][-1]:.2f} nats with the scale,\n"
-                      f"{un['entropy'][-1]:.2f} without (mean largest weight {un['max_weight'][-1]:.2f})",
-                      fontsize=10)
+    panel_title(axes[1], f"At d={dims[-1]}: entropy {sc['entropy'][-1]:.2f} nats with the scale,\n"
+                         f"{un['entropy'][-1]:.2f} without (mean largest weight {un['max_weight'][-1]:.2f})")
     plotting.line_plot(axes[2], dims, {"with 1/sqrt(d)": sc["jacobian_norm"],
                                        "without 1/sqrt(d)": un["jacobian_norm"]},
                        logx=True, logy=True, xlabel="head_dim d (log)",
                        ylabel="||d softmax / d scores||_F per query (log)", styles=styles)
-    axes[2].set_title(f"Gradient through softmax at d={dims[-1]}: {100 * un['dead_fraction'][-1]:.0f}% of "
-                      f"queries\npass back almost none (||J|| < 0.01) without the scale, "
-                      f"{100 * sc['dead_fraction'][-1]:.0f}% with it", fontsize=10)
+    panel_title(axes[2], f"Gradient through softmax at d={dims[-1]}: {100 * un['dead_fraction'][-1]:.0f}% of "
+                         f"queries\npass back almost none (||J|| < 0.01) without the scale, "
+                         f"{100 * sc['dead_fraction'][-1]:.0f}% with it")
     fig.suptitle(f"Softmax saturation: {cfg['sat_rows']} random unit-variance queries x {n_keys} keys "
                  "per head_dim", fontweight="bold")
     demo.save_figure(fig, "saturation.png")
 
-    autograd_error = max(max(sc["autograd_vs_formula"]), max(un["autograd_vs_formula"]))
     demo.say(f"5. Softmax saturation ({n_keys} keys, random q, k with unit-variance entries): var(q.k) "
              f"grows like d^{slope:.2f} (theory: d^1); divided by sqrt(d) it stays "
-             f"{min(np.array(var_qk) / dims):.2f}..{max(np.array(var_qk) / dims):.2f}.")
+             f"{min(per_d):.2f}..{max(per_d):.2f}.")
     demo.say(f"   without 1/sqrt(d), d={dims[0]} -> {dims[-1]}: entropy {un['entropy'][0]:.2f} -> "
              f"{un['entropy'][-1]:.2f} nats, largest weight {un['max_weight'][0]:.2f} -> "
              f"{un['max_weight'][-1]:.2f}, mean ||J||_F "
@@ -317,29 +288,25 @@ def saturation_experiment(demo: Demo, cfg: dict) -> dict:
              f"{100 * un['dead_fraction'][0]:.0f}% -> {100 * un['dead_fraction'][-1]:.0f}%; with it: entropy "
              f"{min(sc['entropy']):.2f}..{max(sc['entropy']):.2f}, ||J||_F {min(sc['jacobian_norm']):.3f}.."
              f"{max(sc['jacobian_norm']):.3f} at every d.")
-    saturates = un["max_weight"][-1] > 0.8 and un["dead_fraction"][-1] > 0.5 > sc["dead_fraction"][-1]
     demo.say("   -> " + (f"the curriculum's 'scaling prevents saturation' holds: without the scale "
                          f"{100 * un['dead_fraction'][-1]:.0f}% of the queries at d={dims[-1]} get (almost) "
-                         "no gradient." if saturates
+                         "no gradient." if s["saturates"]
                          else "this run does not show saturation without the scale."))
-    demo.say(f"   (autograd's gradient = the formula w * (g - w.g) to {autograd_error:.1g})")
+    demo.say(f"   (autograd's gradient = the formula w * (g - w.g) to {s['autograd_error']:.1g})")
     return {"head_dims": dims, "n_keys": n_keys, "rows": cfg["sat_rows"], "var_qk": var_qk,
             "var_qk_slope": slope, "scaled": sc, "unscaled": un}
 
 
 # ------------------------------------------------------------------------------------------------
 # 6. breaking it: train without the scale and without the mask
-
-
 def break_training_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
     """Small GPTs on the stories: baseline, attn_scale=1.0 (no scale), causal=False (no mask); a break
     flag doubles the steps of all three, so that they stay comparable."""
     steps = cfg["break_steps"] * (2 if demo.args.no_scale or demo.args.no_mask else 1)
     r = ex.break_training(lab, cfg, steps=steps, seed=demo.seed, device=demo.device, quick=demo.quick)
-    stats, samples, histories = r["stats"], r["samples"], r["histories"]
-    real_nll, unigram = r["real_nll"], r["unigram"]
+    stats, samples, real_nll, unigram = r["stats"], r["samples"], r["real_nll"], r["unigram"]
     steps_of = {label: steps for label in ex.VARIANTS}
-    plot_break_training(demo, histories, stats, real_nll, unigram)
+    plot_break_training(demo, r)
 
     labels = list(ex.VARIANTS)
     bl, ns, nm = (stats[k] for k in labels)
@@ -355,7 +322,7 @@ def break_training_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
     demo.say(f"   (real validation text: {real_nll:.2f} nats/token under the lab GPT; unigram entropy "
              f"{unigram:.2f})")
     gain = bl["val_loss_teacher_forced"] - nm["val_loss_teacher_forced"]
-    if nm["val_loss_teacher_forced"] < bl["val_loss_teacher_forced"] < nm["val_loss_generation_time"]:
+    if r["cheat"]:
         evidence = []
         if nm["judge_nll"] > bl["judge_nll"] + 0.5:
             evidence.append(f"its samples cost {nm['judge_nll']:.2f} nats/token under the lab GPT vs "
@@ -386,12 +353,16 @@ def break_training_experiment(demo: Demo, lab: LabModel, cfg: dict) -> dict:
         for text in samples[label][: 3 if focus else 1]:
             demo.say(f"   sample {label:>9}: {ex.PROMPT + text!r}"[:400])
     return {"steps": steps_of, "stats": stats, "samples": samples, "real_text_judge_nll": real_nll,
-            "unigram_entropy": unigram, "histories": {k: {"eval_steps": h.eval_steps, "val_loss": h.val_loss}
-                                                      for k, h in histories.items()}}
+            "unigram_entropy": unigram, "histories": r["val_curves"]}
 
 
-def plot_break_training(demo: Demo, histories: dict, stats: dict, real_nll: float, unigram: float) -> None:
-    labels = list(ex.VARIANTS)
+def column(stats: dict, key: str, scale: float = 1) -> list[float]:
+    return [scale * stats[label][key] for label in ex.VARIANTS]
+
+
+def plot_break_training(demo: Demo, r: dict) -> None:
+    labels, stats, histories, real_nll, unigram = list(ex.VARIANTS), *(r[k] for k in (
+        "stats", "histories", "real_nll", "unigram"))
     bl, ns, nm = (stats[k] for k in labels)
     fig, axes = plotting.new_figure(2, 2, figsize=(13, 9.5))
     ax = axes[0, 0]
@@ -400,39 +371,34 @@ def plot_break_training(demo: Demo, histories: dict, stats: dict, real_nll: floa
                                  val_fmt="o--", lw=1.2)
     ax.set_yscale("log")
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-        axis(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.1, 0.2, ... not 10^-1, 2x10^-1
+        axis(mpl.ticker.FuncFormatter(lambda value, _: f"{value:g}"))  # 0.1, 0.2, ... not 10^-1, 2x10^-1
     ax.set(xlabel="training step", ylabel="loss (nats/token, log)")
     ax.legend(fontsize=8)
-    ax.set_title(f"Validation loss: baseline {bl['val_loss_teacher_forced']:.2f}, no scale "
-                 f"{ns['val_loss_teacher_forced']:.2f}, no mask {nm['val_loss_teacher_forced']:.2f}",
-                 fontsize=10)
+    panel_title(ax, f"Validation loss: baseline {bl['val_loss_teacher_forced']:.2f}, no scale "
+                    f"{ns['val_loss_teacher_forced']:.2f}, no mask {nm['val_loss_teacher_forced']:.2f}")
 
     ax = axes[0, 1]
-    forced = [stats[k]["val_loss_teacher_forced"] for k in labels]
-    honest = [stats[k]["val_loss_generation_time"] for k in labels]
+    forced, honest = column(stats, "val_loss_teacher_forced"), column(stats, "val_loss_generation_time")
     plotting.grouped_bar_plot(ax, labels, {"the whole window visible (training view)": forced,
                                            "only the past visible (generation)": honest}, fmt="%.2f")
     ax.axhline(unigram, color="gray", ls=":", label=f"token frequencies only ({unigram:.2f})")
     ax.set(ylabel="validation loss (nats/token)", ylim=(0, 1.35 * max(honest + forced + [unigram])))
     ax.legend(fontsize=8, loc="upper left")
-    cheat = nm["val_loss_teacher_forced"] < bl["val_loss_teacher_forced"] < nm["val_loss_generation_time"]
-    ax.set_title(("Without the mask the loss is a cheat: " if cheat else "No-mask loss: ")
+    ax.set_title(("Without the mask the loss is a cheat: " if r["cheat"] else "No-mask loss: ")
                  + f"{nm['val_loss_teacher_forced']:.2f} with the future visible,\n"
                  f"{nm['val_loss_generation_time']:.2f} with only the past (baseline "
                  f"{bl['val_loss_generation_time']:.2f})", fontsize=10)
 
     ax = axes[1, 0]
-    real = [100 * stats[k]["real_word_fraction"] for k in labels]
-    repeated = [100 * stats[k]["repeat_fraction"] for k in labels]
+    real, repeated = column(stats, "real_word_fraction", 100), column(stats, "repeat_fraction", 100)
     plotting.grouped_bar_plot(ax, labels, {"words of the corpus": real,
                                            "the same word as the one before": repeated}, fmt="%.0f%%")
     ax.set(ylabel="% of the generated words", ylim=(0, 125))
     ax.legend(fontsize=8, loc="upper left", ncol=2)
-    ax.set_title(f"Samples (temperature 0.8): corpus words {real[2]:.0f}% without the mask vs "
-                 f"{real[0]:.0f}%,\nrepeated words {repeated[2]:.0f}% vs {repeated[0]:.0f}%", fontsize=10)
+    panel_title(ax, f"Samples (temperature 0.8): corpus words {real[2]:.0f}% without the mask vs "
+                    f"{real[0]:.0f}%,\nrepeated words {repeated[2]:.0f}% vs {repeated[0]:.0f}%")
 
-    judged = [stats[k]["judge_nll"] for k in labels] + [real_nll]
-    plotting.bar_plot(axes[1, 1], labels + ["real text"], judged,
+    plotting.bar_plot(axes[1, 1], labels + ["real text"], column(stats, "judge_nll") + [real_nll],
                       ylabel="NLL under the trained lab GPT (nats/token)", fmt="{:.2f}")
     axes[1, 1].set_title(f"The lab GPT judges the samples: {nm['judge_nll']:.2f} nats/token without\n"
                          f"the mask, {bl['judge_nll']:.2f} for the baseline, {real_nll:.2f} for real text",

@@ -124,7 +124,10 @@ def link_weights(lab: LabModel, device) -> dict:
                     uniform=len(link["keys"]) / (link["query"] + 1),  # causal row q spreads over q + 1 keys
                     query_token=tokens[link["query"]], key_tokens=[tokens[k] for k in link["keys"]])
     entropy = attention_entropy(maps).mean(-1)  # (L*H,) nats, mean over the query rows
-    return dict(ids=ids, links=links, maps=maps, tokens=tokens, entropy=entropy)
+    keep = ("name", "query", "keys", "query_token", "key_tokens", "best_head", "best_weight", "uniform",
+            "mean_over_heads")  # what results.json keeps of each link
+    return dict(ids=ids, links=links, maps=maps, tokens=tokens, entropy=entropy,
+                summary=[{k: link[k] for k in keep} for link in links])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,6 +195,16 @@ def reference_head_weights(lab: LabModel, n_stories: int, seed: int, device) -> 
     return results
 
 
+def link_verdict(weight: float, uniform: float) -> str:
+    """Does a head follow a link? Its weight on the referent against what uniform attention would give."""
+    ratio = weight / uniform
+    if ratio > 3 and weight > 0.2:
+        return "a head follows this link"
+    if ratio > 1.5:
+        return "only a weak preference, no head that clearly follows this link"
+    return "no head follows this link more than uniform attention would"
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. head diversity: entropy and Jensen-Shannon divergence between heads, trained vs untrained
 
@@ -233,6 +246,7 @@ def head_diversity(lab: LabModel, n_windows: int, seed: int, device) -> dict:
     untrained_stats = head_statistics(stacked_maps(untrained, x).cpu(), is_punctuation)
     masked = jsd + torch.eye(n_heads) * 9  # ignore the diagonal when looking for the closest pair
     pairs = off_diagonal(jsd)
+    roles = torch.stack([trained[k] for k in ("previous", "self", "first", "punctuation")], 1)
     return dict(
         T=T, trained=trained, untrained=untrained_stats,
         names=[head_name(i, lab.config.n_head) for i in range(n_heads)],
@@ -243,7 +257,10 @@ def head_diversity(lab: LabModel, n_windows: int, seed: int, device) -> dict:
         uniform_entropy=float(torch.log(torch.arange(2, T + 1, dtype=torch.float64)).mean()),
         mean_jsd=float(pairs.mean()), mean_jsd_init=float(off_diagonal(untrained_stats["jsd"]).mean()),
         closest=divmod(int(masked.argmin()), n_heads), near_duplicates=int((pairs < 0.05).sum()) // 2,
-        roles=torch.stack([trained[k] for k in ("previous", "self", "first", "punctuation")], 1))
+        jsd_ratio=float(pairs.mean()) / max(float(off_diagonal(untrained_stats["jsd"]).mean()), 1e-12),
+        roles=roles, leaders=dict(  # the head that puts the most weight on each role, and the broadest head
+            previous=int(roles[:, 0].argmax()), first=int(roles[:, 2].argmax()),
+            punctuation=int(roles[:, 3].argmax()), broadest=int(trained["entropy"].argmax())))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,7 +298,10 @@ def causality_curves(lab: LabModel, seed: int, device) -> dict:
     with torch.no_grad():
         for label, model in (("trained GPT (causal)", lab.model), ("same weights, mask removed", no_mask)):
             gpt_curves[label] = max_change(model(idx)[0], model(other)[0])
-    return dict(p=p, lab_curves=lab_curves, q=q, gpt_curves=gpt_curves)
+    before = {k: float(v[:p].max()) for k, v in lab_curves.items()}  # the largest change before the change
+    gpt_before = {k: float(v[:q].max()) for k, v in gpt_curves.items()}
+    return dict(p=p, lab_curves=lab_curves, q=q, gpt_curves=gpt_curves, before=before, gpt_before=gpt_before,
+                causal_ok=before["causal mask"] == 0 and gpt_before["trained GPT (causal)"] == 0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,7 +346,12 @@ def saturation_series(dims: list[int], n_rows: int, n_keys: int, seed: int) -> d
     series = {label: {key: [r[label][key] for r in rows] for key in rows[0][label]}
               for label in ("scaled", "unscaled")}
     var_qk = [r["var_qk"] for r in rows]
+    autograd_error = max(max(series[label]["autograd_vs_formula"]) for label in ("scaled", "unscaled"))
+    sc, un = series["scaled"], series["unscaled"]  # saturation: at the largest d, without the scale only
+    saturates = un["max_weight"][-1] > 0.8 and un["dead_fraction"][-1] > 0.5 > sc["dead_fraction"][-1]
     return dict(var_qk=var_qk, slope=float(np.polyfit(np.log(dims), np.log(var_qk), 1)[0]),
+                var_qk_scaled=np.array(var_qk) / dims, autograd_error=autograd_error,
+                saturates=saturates,
                 scaled=series["scaled"], unscaled=series["unscaled"])
 
 
@@ -442,4 +467,9 @@ def break_training(lab: LabModel, cfg: dict, *, steps: int, seed: int, device, q
     counts = torch.bincount(lab.train_data, minlength=lab.config.vocab_size).double()
     freqs = counts[counts > 0] / counts.sum()
     unigram = float(-(freqs * freqs.log()).sum())  # the loss of a model that knows token frequencies only
-    return dict(stats=stats, samples=samples, histories=histories, real_nll=real_nll, unigram=unigram)
+    bl, nm = stats["baseline"], stats["no mask"]  # the no-mask cheat: a loss below the baseline's that only
+    cheat = nm["val_loss_teacher_forced"] < bl["val_loss_teacher_forced"] < nm["val_loss_generation_time"]
+    return dict(stats=stats, samples=samples, histories=histories, real_nll=real_nll, unigram=unigram,
+                cheat=cheat,  # reading the future buys (it gets worse than the baseline without it)
+                val_curves={k: {"eval_steps": h.eval_steps, "val_loss": h.val_loss}
+                            for k, h in histories.items()})
