@@ -316,7 +316,7 @@ def reconstruct(inputs, targets, sentinels):
 
 @pytest.mark.parametrize(("length", "density", "mean_span"),
                          [(100, 0.15, 3.0), (37, 0.15, 3.0), (64, 0.5, 2.0), (20, 0.3, 1.0), (2, 0.15, 3.0),
-                          (50, 0.9, 8.0)])
+                          (50, 0.9, 8.0), (100, 0.15, 4.0), (512, 0.15, 3.0)])  # 15/4, 77/3: round up
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_span_corruption_reconstructs_the_original_with_the_stated_counts(length, density, mean_span, seed):
     sentinels = list(range(1000, 1100))
