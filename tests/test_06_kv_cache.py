@@ -12,8 +12,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references import mistral_sliding_window_attention  # transformers' Mistral, shared with lesson 07
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from llmlab.attention_basics import scaled_dot_product_attention
+from llmlab.gqa import repeat_kv
 from llmlab.kv_cache import (
     Int8KVCache,
     KVCache,
@@ -24,7 +27,7 @@ from llmlab.kv_cache import (
     kv_cache_bytes,
     quantize_int8,
 )
-from llmlab.long_context import windowed_attention  # lesson 07: the sliding-window mask on a lab GPT
+from llmlab.long_context import sliding_window_mask, windowed_attention  # lesson 07
 from llmlab.transformer_block import GPT, GPTConfig, gpt2_config, llama_config, to_hf
 
 TINY = dict(vocab_size=61, block_size=32, n_layer=2, n_head=4, d_model=32)
@@ -445,34 +448,6 @@ def test_bad_arguments_raise_naming_the_argument():
 
 # ----------------------------------------------------------------------------------------------------
 # the ring buffer against transformers' Mistral `sliding_window`, at the attention level
-# (imports kept in this block: it is appended to a file that other changes also extend)
-
-from types import SimpleNamespace  # noqa: E402
-
-from transformers import MistralConfig  # noqa: E402
-from transformers.masking_utils import create_sliding_window_causal_mask  # noqa: E402
-from transformers.models.mistral.modeling_mistral import (  # noqa: E402
-    eager_attention_forward as mistral_eager_attention,
-)
-
-from llmlab.attention_basics import scaled_dot_product_attention  # noqa: E402
-from llmlab.gqa import repeat_kv  # noqa: E402
-from llmlab.long_context import sliding_window_mask  # noqa: E402
-
-
-def mistral_sliding_window_attention(q, k, v, window):
-    """transformers' Mistral with `sliding_window=window`, eager, over the whole sequence: its own mask (from
-    the config, by create_sliding_window_causal_mask) and its own attention (repeat_kv, float32 softmax).
-    q: (B, H, T, D), k, v: (B, H_kv, T, D) -> (B, H, T, D)."""
-    B, H, T, D = q.shape
-    config = MistralConfig(hidden_size=H * D, num_attention_heads=H, num_key_value_heads=k.shape[1],
-                           sliding_window=window, num_hidden_layers=1, attn_implementation="eager")
-    mask = create_sliding_window_causal_mask(config=config, inputs_embeds=q.new_zeros(B, T, H * D),
-                                             attention_mask=None, cache=None,
-                                             position_ids=torch.arange(T)[None])  # (B, 1, T, T) additive
-    module = SimpleNamespace(num_key_value_groups=H // k.shape[1], training=False)
-    out, _ = mistral_eager_attention(module, q, k, v, mask, scaling=D ** -0.5)  # (B, T, H, D)
-    return out.transpose(1, 2)
 
 
 @pytest.mark.parametrize("n_kv_head", [4, 2, 1])

@@ -7,20 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from references import mistral_sliding_window_attention  # transformers' Mistral, shared with lesson 06
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from transformers import MistralConfig
 from transformers.masking_utils import (
-    create_sliding_window_causal_mask,
     sdpa_mask,
     sliding_window_causal_mask_function,
 )
-from transformers.models.mistral.modeling_mistral import eager_attention_forward as mistral_eager_attention
 
 from llmlab.attention_basics import causal_mask, scaled_dot_product_attention
 from llmlab.long_context import (
@@ -163,21 +160,6 @@ def test_sliding_window_memory_grows_with_T_times_window_not_T_squared():
     assert ours[1] / ours[0] == pytest.approx(2.0, rel=0.05)  # doubling T doubles it: linear
     assert ours[1] <= 2 * sizes[1] * window  # the (T / window) tiles of window x 2 window scores
     assert full[1] / full[0] == pytest.approx(4.0)
-
-
-def mistral_sliding_window_attention(q, k, v, window):
-    """transformers' Mistral with `sliding_window=window`, eager: its own mask (from the config, by
-    create_sliding_window_causal_mask) and its own attention (repeat_kv for grouped heads, float32 softmax).
-    q: (B, H, T, D), k, v: (B, H_kv, T, D) -> (B, H, T, D)."""
-    B, H, T, D = q.shape
-    config = MistralConfig(hidden_size=H * D, num_attention_heads=H, num_key_value_heads=k.shape[1],
-                           sliding_window=window, num_hidden_layers=1, attn_implementation="eager")
-    mask = create_sliding_window_causal_mask(config=config, inputs_embeds=q.new_zeros(B, T, H * D),
-                                             attention_mask=None, cache=None,
-                                             position_ids=torch.arange(T)[None])  # (B, 1, T, T) additive
-    module = SimpleNamespace(num_key_value_groups=H // k.shape[1], training=False)
-    out, _ = mistral_eager_attention(module, q, k, v, mask, scaling=D ** -0.5)  # (B, T, H, D)
-    return out.transpose(1, 2)
 
 
 @pytest.mark.parametrize("T, window", [(13, 4), (16, 4), (9, 1), (7, 7), (5, 9), (21, 6)])
