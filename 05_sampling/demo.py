@@ -20,7 +20,6 @@ Break flags:
  --prompt TEXT       use your own context for experiment 1
 """
 
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -150,29 +149,8 @@ def entropy_vs_temperature(demo: Demo, ctx: dict, cfg: dict, generations: dict) 
                   f"{rank_corr:+.2f})", fontsize=10)
     demo.save_figure(fig, "entropy_vs_temperature.png")
 
-    demo.say(f"\n[2] Entropy over {n} real contexts (median, IQR), and text sampled at each T "
-             f"({cfg['n_prompts']} prompts x {cfg['n_samples']} samples x {cfg['n_new']} tokens):")
-    for t in (0.1, 0.5, 1.0, 2.0, 5.0):
-        j = int(np.argmin(np.abs(np.array(temps) - t)))
-        demo.say(f"    T = {temps[j]:<5.2g} entropy {q[j, 1]:.2f} nats (IQR {q[j, 0]:.2f}-{q[j, 2]:.2f}), "
-                 f"exp(H) = {np.exp(q[j, 1]):.1f} effective choices (uniform: {vocab})")
-    for t in gen_t:
-        g = metrics[t]
-        demo.say(f"    sampled at T = {t:<4g} distinct-2 {g['distinct_2']:.3f} ± {g['distinct_2_se']:.3f}, "
-                 f"NLL {g['nll']:.2f} ± {g['nll_se']:.2f} nats/token, seq-rep-4 {g['seq_rep_4']:.3f}, "
-                 f"all samples identical in {g['identical']:.0%} of prompts")
-    greedy_same = metrics[0.0]["identical"]
-    demo.say(f"    -> T = 0 is argmax: every sample of a prompt was identical in {greedy_same:.0%} of prompts"
-             + ("." if greedy_same == 1.0 else " — NOT deterministic, which contradicts the curriculum."))
-    monotone = r["fraction_contexts_monotone"]
-    if monotone > 0.999 and rank_corr > 0.8:
-        demo.say(f"    -> Higher T -> higher entropy -> more diversity: confirmed. Entropy rose with T in "
-                 f"{monotone:.1%} of contexts (dH/dT = Var(z)/T^3 >= 0), and distinct-2 rose with T "
-                 f"(rank correlation {rank_corr:+.2f}), at the price of NLL {nll[0]:.2f} -> {nll[-1]:.2f}.")
-    else:
-        demo.say(f"    -> Higher T -> more diversity is only partly supported here: entropy rose with T in "
-                 f"{monotone:.1%} of contexts, but distinct-2 vs T has rank correlation {rank_corr:+.2f}"
-                 + quick_caveat(demo))
+    for line in experiments.entropy_verdict_lines(r, metrics, cfg, n, vocab, demo.quick):
+        demo.say(line)
     return r
 
 
@@ -193,8 +171,7 @@ def kept_set_sizes(demo: Demo, ctx: dict, cfg: dict) -> dict:
     p9, k10, n_contexts = r["top_p"]["0.9"], r["top_k"]["10"], r["n_contexts"]
     n10, n25, n50, n75, n90 = p9["kept_percentiles"]
     m10, m25, m50, m75, m90 = k10["mass_percentiles"]
-    mass_ok, n_min, n_max = (r["top_p_0.9"][k] for k in ("mass_at_least_p", "kept_min", "kept_max"))
-    exact_k, m_min = r["top_k_10"]["exactly_k"], r["top_k_10"]["mass_min"]
+    n_max, m_min = r["top_p_0.9"]["kept_max"], r["top_k_10"]["mass_min"]
 
     fig, ((a, b), (c, d)) = plotting.new_figure(2, 2, figsize=(12, 8.5))
     for ax, x, qs, color in ((a, cfg["p_grid"], p_n, 0), (b, cfg["k_grid"], k_mass, 1),
@@ -231,28 +208,8 @@ def kept_set_sizes(demo: Demo, ctx: dict, cfg: dict) -> dict:
     fig.suptitle(f"What each filter keeps over {n_contexts} real contexts (T = 1)", fontweight="bold")
     demo.save_figure(fig, "kept_set_sizes.png")
 
-    demo.say(f"\n[3] Kept sets over {n_contexts} real contexts at T = 1 (median, 10-90th percentile):")
-    demo.say(f"    top-p 0.9 kept >= 0.9 of the mass in {mass_ok:.1%} of contexts, with {n50:.0f} token(s) "
-             f"({n10:.0f}-{n90:.0f}, max {n_max}, min {n_min}).")
-    demo.say(f"    top-k 10 kept exactly 10 tokens in {exact_k:.1%} of contexts, with {m50:.3f} of the mass "
-             f"({m10:.3f}-{m90:.3f}, min {m_min:.3f}).")
-    if exact_k >= 0.99 and mass_ok >= 0.99:
-        demo.say(f"    -> Top-k fixes the number of candidates, top-p the cumulative mass: confirmed. What "
-                 f"each leaves free varies from context to context: top-p's count over {n10:.0f}-{n90:.0f} "
-                 f"tokens, top-k's mass over {m10:.3f}-{m90:.3f}.")
-    else:
-        demo.say(f"    -> Top-k fixes the count and top-p the mass only approximately here: exactly k in "
-                 f"{exact_k:.1%} of contexts (ties), mass >= p in {mass_ok:.1%}.")
-    mass_09, kept_09 = p9["mass_mean"], p9["real_token_kept"]
-    if abs(kept_09 - mass_09) < 0.03:
-        calibration = (f"the model is close to calibrated (coverage within 3 points of the mean kept mass "
-                       f"{mass_09:.3f}).")
-    else:
-        calibration = (f"coverage differs from the mean kept mass {mass_09:.3f} by more than 3 points, so "
-                       f"the model is {'over' if kept_09 < mass_09 else 'under'}confident here"
-                       + (" (quick run: barely trained)." if demo.quick else "."))
-    demo.say(f"    The real next token survives top-p 0.9 in {kept_09:.1%} of contexts and top-k 10 in "
-             f"{k10['real_token_kept']:.1%}: " + calibration)
+    for line in experiments.kept_set_lines(r, demo.quick):
+        demo.say(line)
     return r
 
 

@@ -352,3 +352,66 @@ def top_k_and_top_p(ctx: dict, generations: dict, temperature_last: bool) -> dic
                      "main_filter": main_filter, "changed": changed, "nucleus_sizes": n_p,
                      "knobs": (t, k, p), "gen": gen}
     return out
+
+
+def entropy_verdict_lines(r: dict, metrics: dict, cfg: dict, n: int, vocab: int, quick: bool) -> list[str]:
+    """Experiment 2's printed lines: entropy per temperature, the sampled text's metrics, the verdicts."""
+    lines, temps, rank_corr, gen_t = [], r["temperatures"], r["rank_corr_T_distinct2"], cfg["temperatures"]
+    q, nll, say = np.array(r["entropy_quartiles"]), [metrics[t]["nll"] for t in gen_t], lines.append
+    say(f"\n[2] Entropy over {n} real contexts (median, IQR), and text sampled at each T "
+        f"({cfg['n_prompts']} prompts x {cfg['n_samples']} samples x {cfg['n_new']} tokens):")
+    for t in (0.1, 0.5, 1.0, 2.0, 5.0):
+        j = int(np.argmin(np.abs(np.array(temps) - t)))
+        say(f"    T = {temps[j]:<5.2g} entropy {q[j, 1]:.2f} nats (IQR {q[j, 0]:.2f}-{q[j, 2]:.2f}), "
+            f"exp(H) = {np.exp(q[j, 1]):.1f} effective choices (uniform: {vocab})")
+    for t in gen_t:
+        g = metrics[t]
+        say(f"    sampled at T = {t:<4g} distinct-2 {g['distinct_2']:.3f} ± {g['distinct_2_se']:.3f}, "
+            f"NLL {g['nll']:.2f} ± {g['nll_se']:.2f} nats/token, seq-rep-4 {g['seq_rep_4']:.3f}, "
+            f"all samples identical in {g['identical']:.0%} of prompts")
+    greedy_same = metrics[0.0]["identical"]
+    say(f"    -> T = 0 is argmax: every sample of a prompt was identical in {greedy_same:.0%} of prompts"
+        + ("." if greedy_same == 1.0 else " — NOT deterministic, which contradicts the curriculum."))
+    monotone = r["fraction_contexts_monotone"]
+    if monotone > 0.999 and rank_corr > 0.8:
+        say(f"    -> Higher T -> higher entropy -> more diversity: confirmed. Entropy rose with T in "
+            f"{monotone:.1%} of contexts (dH/dT = Var(z)/T^3 >= 0), and distinct-2 rose with T "
+            f"(rank correlation {rank_corr:+.2f}), at the price of NLL {nll[0]:.2f} -> {nll[-1]:.2f}.")
+    else:
+        say(f"    -> Higher T -> more diversity is only partly supported here: entropy rose with T in "
+            f"{monotone:.1%} of contexts, but distinct-2 vs T has rank correlation {rank_corr:+.2f}"
+            + (" (quick run: few samples of a barely trained model)." if quick else "."))
+    return lines
+
+
+def kept_set_lines(r: dict, quick: bool) -> list[str]:
+    """Experiment 3's printed lines: what top-p 0.9 and top-k 10 fix and leave free, and calibration."""
+    lines, p9, k10, n_contexts = [], r["top_p"]["0.9"], r["top_k"]["10"], r["n_contexts"]
+    say = lines.append
+    n10, n25, n50, n75, n90 = p9["kept_percentiles"]
+    m10, m25, m50, m75, m90 = k10["mass_percentiles"]
+    mass_ok, n_min, n_max = (r["top_p_0.9"][k] for k in ("mass_at_least_p", "kept_min", "kept_max"))
+    exact_k, m_min = r["top_k_10"]["exactly_k"], r["top_k_10"]["mass_min"]
+    say(f"\n[3] Kept sets over {n_contexts} real contexts at T = 1 (median, 10-90th percentile):")
+    say(f"    top-p 0.9 kept >= 0.9 of the mass in {mass_ok:.1%} of contexts, with {n50:.0f} token(s) "
+        f"({n10:.0f}-{n90:.0f}, max {n_max}, min {n_min}).")
+    say(f"    top-k 10 kept exactly 10 tokens in {exact_k:.1%} of contexts, with {m50:.3f} of the mass "
+        f"({m10:.3f}-{m90:.3f}, min {m_min:.3f}).")
+    if exact_k >= 0.99 and mass_ok >= 0.99:
+        say(f"    -> Top-k fixes the number of candidates, top-p the cumulative mass: confirmed. What "
+            f"each leaves free varies from context to context: top-p's count over {n10:.0f}-{n90:.0f} "
+            f"tokens, top-k's mass over {m10:.3f}-{m90:.3f}.")
+    else:
+        say(f"    -> Top-k fixes the count and top-p the mass only approximately here: exactly k in "
+            f"{exact_k:.1%} of contexts (ties), mass >= p in {mass_ok:.1%}.")
+    mass_09, kept_09 = p9["mass_mean"], p9["real_token_kept"]
+    if abs(kept_09 - mass_09) < 0.03:
+        calibration = (f"the model is close to calibrated (coverage within 3 points of the mean kept mass "
+                       f"{mass_09:.3f}).")
+    else:
+        calibration = (f"coverage differs from the mean kept mass {mass_09:.3f} by more than 3 points, so "
+                       f"the model is {'over' if kept_09 < mass_09 else 'under'}confident here"
+                       + (" (quick run: barely trained)." if quick else "."))
+    say(f"    The real next token survives top-p 0.9 in {kept_09:.1%} of contexts and top-k 10 in "
+        f"{k10['real_token_kept']:.1%}: " + calibration)
+    return lines
