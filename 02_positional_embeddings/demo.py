@@ -70,27 +70,25 @@ def settings(quick: bool) -> dict:
     # five of them in a few minutes on a CPU.
     model = dict(n_layer=2, n_head=4, d_model=64)
     if quick:
-        return dict(model, n_chars=200_000, train_len=32, steps=100, batch_size=8, n_windows=32,
-                    n_pairs=4)
-    return dict(model, n_chars=1_000_000, train_len=64, steps=1000, batch_size=16, n_windows=256,
-                n_pairs=16)
+        return dict(model, n_chars=200_000, train_len=32, steps=100, batch_size=8, n_windows=32, n_pairs=4)
+    return dict(model, n_chars=1_000_000, train_len=64, steps=1000, batch_size=16, n_windows=256, n_pairs=16)
 
 
-def mark_L(ax, L: int) -> None:
-    """The training length L as a dotted vertical line: past it, every position is new to the models."""
+def mark_L(ax, L: int, y: float | None = None, **text) -> None:
+    """The training length L as a dotted vertical line: past it, every position is new to the models; with y,
+    labelled "L=..." at height y."""
     ax.axvline(L, color="black", ls=":", lw=1)
+    if y is not None:
+        ax.text(L + 2, y, f"L={L}", fontsize=8, **text)
 
 
-# ------------------------------------------------------------------------------------------------
 # 1. the encodings as pictures
 def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases: list[float]) -> dict:
     L, d_model, head_dim = cfg["train_len"], cfg["d_model"], cfg["d_model"] // cfg["n_head"]
     t = experiments.encoding_tables(cfg, models, n_positions, rope_bases)
     sinusoidal, learned, unseen_by_base = t["sinusoidal"], t["learned"], t["unseen_by_base"]
-    rope_base = rope_bases[0]
 
-    fig, axes = plotting.new_figure(2, 2, figsize=(12, 9))
-    (ax1, ax2), (ax3, ax4) = axes
+    fig, ((ax1, ax2), (ax3, ax4)) = plotting.new_figure(2, 2, figsize=(12, 9))
     plotting.heatmap(ax1, sinusoidal, cmap="RdBu_r", vmin=-1, vmax=1, xlabel="dimension",
                      ylabel="position", cbar_label="PE value",
                      title=f"Sinusoidal ({d_model} dims): fast waves left, slow right")
@@ -105,7 +103,7 @@ def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases:
         ax2.text(0.5, 0.5, "learned model not trained\n(--encodings)", ha="center", va="center")
     plotting.heatmap(ax3, torch.cos(t["angles"]), cmap="RdBu_r", vmin=-1, vmax=1,
                      xlabel="pair i (speed theta_i)", ylabel="position m", cbar_label="cos(m * theta_i)",
-                     title=f"RoPE angles (base {rope_base:g}): {unseen_by_base[rope_base]} of "
+                     title=f"RoPE angles (base {rope_bases[0]:g}): {unseen_by_base[rope_bases[0]]} of "
                            f"{head_dim // 2} pairs\nnever complete a turn within L={L}")
     ax3.axhline(L - 0.5, color="black", ls="--", lw=1)
     ax3.text(head_dim / 2 - 0.6, L + 3, f"past L={L}: new angles", ha="right", va="top", fontsize=8,
@@ -122,14 +120,12 @@ def encodings(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases:
     return t["numbers"]
 
 
-# ------------------------------------------------------------------------------------------------
 # 2. how alike are two positions k apart?
 def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases: list[float]) -> dict:
     L = cfg["train_len"]
     curves = experiments.similarity_curves(cfg, models, n_positions, rope_bases, seed=demo.seed)
     r = experiments.similarity_stats(curves, L)
-    f = experiments.fixed_curves(curves, cfg["d_model"], L)
-    sin_curve, rope_curve, fixed_floor, rising = f["sin"], f["rope"], f["floor"], f["rising"]
+    sin_curve, rope_curve, fixed_floor, rising = experiments.fixed_curves(curves, cfg["d_model"], L).values()
     title = (f"Fixed encodings {'never decay to 0' if fixed_floor > 0.1 else 'decay towards 0'}: "
              f"sinusoidal {sin_curve[L]:.2f}, RoPE {rope_curve[L]:.2f} at distance L={L}")
     if "learned_cos_neighbour" in r:
@@ -140,11 +136,9 @@ def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases
     fig, ax = plotting.new_figure(figsize=(9, 4.8))
     styles = {label: {"ls": "--", "lw": 1} if "init" in label else {"lw": 1.6} for label in curves}
     plotting.line_plot(ax, {label: np.arange(len(c)) for label, c in curves.items()}, curves, markers=False,
-                       styles=styles,
-                       title=title, xlabel="distance k between the two positions (tokens)",
+                       styles=styles, title=title, xlabel="distance k between the two positions (tokens)",
                        ylabel="cosine similarity (mean over pairs)")
-    mark_L(ax, L)
-    ax.text(L + 2, 0.95, f"L={L}", fontsize=8)
+    mark_L(ax, L, 0.95)
     ax.axhline(0, color="gray", lw=0.5)
     ax.legend(loc="upper right")
     demo.save_figure(fig, "similarity.png")
@@ -164,7 +158,6 @@ def similarity(demo: Demo, cfg: dict, models: dict, n_positions: int, rope_bases
     return r
 
 
-# ------------------------------------------------------------------------------------------------
 # 3. relative vs absolute: layer-0 attention logits of the trained models
 def relative(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
     L = cfg["train_len"]
@@ -181,8 +174,7 @@ def relative(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
                        title="Same two tokens, same offset 4, moved along the sequence:\n"
                              "a flat line = the logit depends only on m - n")
     ax1.legend(fontsize=8)
-    mark_L(ax1, L)
-    ax1.text(L + 2, ax1.get_ylim()[0], f"L={L}", fontsize=8, va="bottom")
+    mark_L(ax1, L, ax1.get_ylim()[0], va="bottom")
     floor = 1e-9  # an exact 0 has no place on a log axis
     shown = [max(spreads[label], floor) for label in labels]
     bars = plotting.bar_plot(ax2, labels, shown, annotate=False, colors=colors,
@@ -190,8 +182,7 @@ def relative(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
                              title=f"Relative encodings: spread <= {worst_rel:.1e}; added positions: "
                                    f">= {best_abs:.2f}\n(over {cfg['n_pairs']} token pairs, 4 heads, all "
                                    f"offsets < L={L})")
-    ax2.set_yscale("log")
-    ax2.set_ylim(floor / 3, max(shown) * 30)  # room above the tallest bar for its label
+    ax2.set(yscale="log", ylim=(floor / 3, max(shown) * 30))  # room above the tallest bar for its label
     texts = ["0 (exact)" if spreads[label] == 0 else f"{spreads[label]:.1e}" for label in labels]
     ax2.bar_label(bars, labels=texts, fontsize=8, padding=2)
     demo.save_figure(fig, "relative.png")
@@ -211,7 +202,6 @@ def relative(demo: Demo, cfg: dict, models: dict, n_positions: int) -> dict:
             "reconstruction_max_abs_diff": r["checks"]}
 
 
-# ------------------------------------------------------------------------------------------------
 # 4. ALiBi: one penalty per head
 def alibi(demo: Demo, cfg: dict, n_positions: int) -> dict:
     L, n_head = cfg["train_len"], cfg["n_head"]
@@ -242,7 +232,6 @@ def alibi(demo: Demo, cfg: dict, n_positions: int) -> dict:
     return {"slopes": slopes, "reach90_tokens": reach90, "heads_within_L": local}
 
 
-# ------------------------------------------------------------------------------------------------
 # 5. extrapolation: loss per position up to K * L
 def extrapolation_title(results: dict, labels: list[str]) -> str:
     """The bar chart's title: the lowest ratio is named best only when it is lower than the runner-up's by
@@ -284,10 +273,7 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
     ax1.set_xlabel("tokens of context = position + 1 (characters, log scale)")
     ax1.set_xscale("log", base=2)
     ax1.set_ylabel("validation loss (nats/char, log-spaced bins)")
-    groups = experiments.verdict_groups(results)
-    verbs = {"degrades": "degrade", "holds": "hold", "unclear": "change within noise"}
-    summary = "; ".join(f"{', '.join(names)}: {verbs[verdict]}" for verdict, names in groups.items() if names)
-    ax1.set_title(f"Past L={L}: {summary}\n"
+    ax1.set_title(f"Past L={L}: {experiments.verdict_summary(results)}\n"
                   f"(loss per position, mean of {cfg['n_windows']} windows of {T} chars)")
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     labels, ratios, errors = experiments.ratio_bars(results)
@@ -337,9 +323,7 @@ def extrapolation(demo: Demo, cfg: dict, data: dict, models: dict, K: int) -> di
     other = [label for label in labels if label.startswith("rope base")]
     if other and "rope" in results:
         mine, ref = results[other[0]], results["rope"]
-        # the two ratios' 95% intervals (the error bars of the bar chart) together are the noise band
-        band = sum(row["excess_ci95"] / row["inside_late"] for row in (mine, ref))
-        change = {"a": "better than", "b": "worse than"}.get(compare(mine["ratio"], ref["ratio"], band),
+        change = {"a": "better than", "b": "worse than"}.get(experiments.compare_ratios(mine, ref),
                                                             "with no measurable difference from")
         demo.say(f"   RoPE base: {other[0]} extrapolates {change} base 10000 ({mine['ratio']:.2f}x vs "
                  f"{ref['ratio']:.2f}x past L; inside L {mine['inside_late']:.3f} vs "
@@ -388,8 +372,7 @@ def _run(args) -> dict:
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     cfg.update({k: v for k, v in (("train_len", args.train_len), ("steps", args.steps)) if v is not None})
-    K, L = args.extrapolate, cfg["train_len"]
-    results = demo.results
+    K, L, results = args.extrapolate, cfg["train_len"], demo.results
     results["settings"] = dict(cfg, extrapolate=K, corpus=args.corpus, rope_base=args.rope_base)
 
     data, models = demo.timed("training", experiments.load_and_train, cfg, args.corpus, args.encodings,

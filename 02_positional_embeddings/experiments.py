@@ -34,6 +34,7 @@ from llmlab.utils import (
     train,
     train_val_split,
 )
+from llmlab.utils.verdicts import compare
 
 
 def log_bins(values: np.ndarray, per_octave: int = 8, *,
@@ -368,6 +369,20 @@ def verdict_groups(results: dict) -> dict[str, list[str]]:
     """The models of each extrapolation verdict (degrades, holds, unclear)."""
     return {verdict: [label for label, row in results.items() if row.get("verdict") == verdict]
             for verdict in ("degrades", "holds", "unclear")}
+
+
+def verdict_summary(results: dict) -> str:
+    """The extrapolation figure's verdicts in a line: the models grouped by what they do past L."""
+    verbs = {"degrades": "degrade", "holds": "hold", "unclear": "change within noise"}
+    return "; ".join(f"{', '.join(names)}: {verbs[verdict]}"
+                     for verdict, names in verdict_groups(results).items() if names)
+
+
+def compare_ratios(mine: dict, ref: dict) -> str:
+    """`compare` of two models' ratios (loss past L / inside): "a" if `mine` is lower, "b" if higher, beyond
+    the noise band, the two ratios' 95% intervals (the error bars of the bar chart) together."""
+    band = sum(row["excess_ci95"] / row["inside_late"] for row in (mine, ref))
+    return compare(mine["ratio"], ref["ratio"], band)
 
 
 def ratio_bars(results: dict) -> tuple[list[str], list[float], list[float]]:

@@ -22,7 +22,6 @@ Break flags:
  --mem-budget-mb  skip the sizes whose predicted peak memory exceeds this (default 1024)
 """
 
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -56,8 +55,7 @@ def settings(quick: bool) -> dict:
         # rss_size None: no fresh-process RSS check (starting a second Python with torch costs seconds)
         return dict(sizes=[256, 512, 1024], fit_from=512, n_heads=1, head_dim=64, rss_size=None,
                     check_max_T=1024, exact_T=512, exact_chunks=[16, 64, 256, 512],
-                    n_chars=100_000, steps=20, batch_size=8, eval_factor=4, n_windows=16,
-                    windows=[4])
+                    n_chars=100_000, steps=20, batch_size=8, eval_factor=4, n_windows=16, windows=[4])
     return dict(sizes=[256, 512, 1024, 2048, 4096, 8192, 16384], fit_from=1024, n_heads=1, head_dim=64,
                 rss_size=4096, check_max_T=2048, exact_T=2048, exact_chunks=[16, 64, 256, 1024, 2048],
                 n_chars=1_000_000, steps=600, batch_size=16, eval_factor=8, n_windows=96,
@@ -68,10 +66,7 @@ def quick_note(demo: Demo) -> str:
     return "\n(quick mode: barely trained models, the differences are noise)" if demo.quick else ""
 
 
-# ----------------------------------------------------------------------------------------------------
 # 1. memory and time vs sequence length
-
-
 def attention_cost(demo: Demo, cfg: dict, args) -> dict:
     """Peak memory (every tensor torch allocates during the call) and wall time, for growing T."""
     r = experiments.attention_cost(cfg, window=args.window, chunk_size=args.chunk_size,
@@ -119,9 +114,8 @@ def attention_cost(demo: Demo, cfg: dict, args) -> dict:
                  f"{torch.get_num_threads()} thread(s), {demo.device}", fontweight="bold")
     demo.save_figure(fig, "attention_cost.png")
 
-    threads = torch.get_num_threads()
     demo.say(f"\n1. Memory and time of causal attention vs sequence length (1 x {H} head x {D}, float32, "
-             f"{threads} thread(s)).")
+             f"{torch.get_num_threads()} thread(s)).")
     demo.say("   Memory = peak bytes of the tensors torch allocates inside the call (a TorchDispatchMode "
              "tracker; tracemalloc cannot see torch's C++ allocations).")
     for n in names[:3]:
@@ -168,20 +162,16 @@ def attention_cost(demo: Demo, cfg: dict, args) -> dict:
     return r
 
 
-# ----------------------------------------------------------------------------------------------------
 # 2. chunked attention is exact
-
-
 def exactness(demo: Demo, cfg: dict, args) -> dict:
     """Largest |chunked - full| vs chunk size, float32 and float64; --no-rescale adds the broken version."""
     series = experiments.exactness(cfg, seed=demo.seed, broken=args.no_rescale)
     broken = "chunked WITHOUT rescaling, float64"
     floor = 1e-18  # exact zeros cannot sit on a log axis
     fig, ax = plotting.new_figure(figsize=(7.5, 4.6))
-    styles = {"lesson 03 full, float32": {"ls": ":", "marker": None}}
     plotting.line_plot(ax, cfg["exact_chunks"], {n: [max(e, floor) for e in s] for n, s in series.items()},
-                       logx=True, logy=True, styles=styles, xlabel="chunk size (keys per step)",
-                       ylabel="max |out - torch SDPA| over all outputs",
+                       logx=True, logy=True, styles={"lesson 03 full, float32": {"ls": ":", "marker": None}},
+                       xlabel="chunk size (keys per step)", ylabel="max |out - torch SDPA| over all outputs",
                        title=f"Chunked attention is exact: error {max(series['chunked, float32']):.0e} "
                              f"(float32), {max(series['chunked, float64']):.0e} (float64)"
                              + (f";\nwithout rescaling: {max(series[broken]):.0e} (wrong)" if args.no_rescale
@@ -200,10 +190,7 @@ def exactness(demo: Demo, cfg: dict, args) -> dict:
     return {"T": cfg["exact_T"], "chunk_sizes": cfg["exact_chunks"], "max_abs_error": series}
 
 
-# ----------------------------------------------------------------------------------------------------
 # 3-5. small GPTs trained at a short context, read far beyond it
-
-
 def train_models(demo: Demo, cfg: dict, args) -> tuple[dict, torch.Tensor]:
     """One small Llama-style GPT per positional encoding at block_size L, plus rope at 4 L (cached)."""
     models, val_data = experiments.train_models(cfg, train_len=args.train_len, corpus=args.corpus,
@@ -305,9 +292,7 @@ def long_documents(demo: Demo, args, curves: dict) -> dict:
         ax.axvline(L, color="black", ls=":", lw=1)
         ax.legend(fontsize=7)
     longest = doc_lengths[-1]
-    gap = {n: s["read it all (extrapolate)"][-1] - s[f"sliding window {L}"][-1]
-           for n, s in strategies.items()}
-    worst = max(gap, key=gap.get)
+    gap, worst = experiments.window_gain(strategies, L)
     headline = (f"a window of {L} beats reading it all by {gap[worst]:.2f} nats for {worst}" if gap[worst] > 0
                 else f"reading it all is never worse than a window of {L} here")
     fig.suptitle(f"{longest}-token documents: {headline}" + quick_note(demo), fontweight="bold")
@@ -319,9 +304,7 @@ def long_documents(demo: Demo, args, curves: dict) -> dict:
         demo.say(f"   {name:<11} " + "; ".join(f"{s}: {v[-1]:.3f}" for s, v in series.items())
                  + f"  (at {longest} tokens)")
     for name, series in strategies.items():
-        best = min(("read it all", series["read it all (extrapolate)"][-1]),
-                   ("sliding window", series[f"sliding window {L}"][-1]),
-                   ("restart", series[f"restart every {L}"][-1]), key=lambda item: item[1])
+        best = experiments.best_strategy(series, L)
         demo.say(f"   {name}: best on {longest}-token documents is '{best[0]}' ({best[1]:.3f} nats)"
                  + (" (quick mode: barely trained models, differences are noise)" if demo.quick else ""))
     return r
@@ -370,7 +353,6 @@ def window_size(demo: Demo, cfg: dict, args, curves: dict) -> dict:
         if left <= 0.05:
             return f" (no collapse left: {left:+.3f} vs inside)"
         return f" (less collapse, but still {left:+.3f} vs inside)"
-
     for name in curves:
         found = f"W={enough[name]}" if enough[name] is not None else f"no window below {L}"
         demo.say(f"   {name}: inside the training length, {found} is within {tolerance} nats of full "

@@ -327,6 +327,21 @@ def long_documents(train_len: int, curves: dict) -> dict:
     return {"doc_lengths": doc_lengths, "mean_loss": strategies}
 
 
+def window_gain(strategies: dict, L: int) -> tuple[dict, str]:
+    """At the longest document, how much lower (nats) each model's loss is with a window of L than reading
+    it all, and the model that gains most."""
+    gap = {name: s["read it all (extrapolate)"][-1] - s[f"sliding window {L}"][-1]
+           for name, s in strategies.items()}
+    return gap, max(gap, key=gap.get)
+
+
+def best_strategy(series: dict, L: int) -> tuple[str, float]:
+    """The way to read the longest document with the lowest mean loss, and that loss."""
+    return min(("read it all", series["read it all (extrapolate)"][-1]),
+               ("sliding window", series[f"sliding window {L}"][-1]),
+               ("restart", series[f"restart every {L}"][-1]), key=lambda item: item[1])
+
+
 def window_size(train_len: int, curves: dict, tolerance: float) -> dict:
     """Loss vs window inside the training length (what a small window forgets) and beyond it; the
     smallest window within `tolerance` nats of full attention; what a window of L saves beyond L."""
