@@ -43,15 +43,12 @@ if TYPE_CHECKING:
 def load_libraries() -> None:
     """The imports of the `TYPE_CHECKING` block above (torch, numpy, matplotlib, the lessons' modules), made
     as this module's globals: `main` calls this once the flags are parsed."""
-    global np, tiktoken, torch, experiments, BPETokenizer, train_hf_bpe, EmbeddingLM, DOMAINS, load_data
-    global Demo, plotting
+    global np, tiktoken, experiments, BPETokenizer, train_hf_bpe, DOMAINS, load_data, Demo, plotting
     import numpy as np
     import tiktoken
-    import torch
 
     from llmlab.tokenization import experiments
     from llmlab.tokenization.bpe import BPETokenizer, train_hf_bpe
-    from llmlab.tokenization.embeddings import EmbeddingLM
     from llmlab.tokenization.experiments import DOMAINS, load_data
     from llmlab.utils import Demo, plotting
 
@@ -71,8 +68,7 @@ def settings(quick: bool) -> dict:
                 textbook_sizes=[4_000, 8_000, 16_000, 32_000], time_vocab=512,
                 merge_counts=[32, 64, 128, 256], merge_chars=8_000,
                 story_chars=600_000, story_vocab=1024, lm_steps=1000, lm_batch=32, lm_lr=3e-2,
-                dims=[2, 8, 32, 128],
-                min_count=30, no_regex_chars=150_000, no_regex_vocab=1024)
+                dims=[2, 8, 32, 128], min_count=30, no_regex_chars=150_000, no_regex_vocab=1024)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -148,7 +144,7 @@ def training_time(demo: Demo, cfg: dict, text: str) -> dict:
     r = experiments.training_time(cfg, text)
     by_size, by_merges, slope_size = r["by_size_s"], r["by_merges_s"], r["slope_vs_size"]
     ms_per_merge, speedup = r["ms_per_merge"], r["textbook_speedup"]
-    vocab, common = cfg["time_vocab"], max(cfg["textbook_sizes"])
+    vocab, common, last = cfg["time_vocab"], max(cfg["textbook_sizes"]), cfg["time_sizes"][-1]
     merge_ratio = ms_per_merge["textbook"] / max(ms_per_merge["ours"], 1e-6)
 
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(11, 4.3))
@@ -167,7 +163,6 @@ def training_time(demo: Demo, cfg: dict, text: str) -> dict:
                   f"{ms_per_merge['ours']:.3f} ms (ours)", fontsize=10)
     demo.save_figure(fig, "training_time.png")
 
-    last = cfg["time_sizes"][-1]
     demo.say(f"3. Training time ({vocab - 256} merges): ours {speedup:.0f}x faster than the textbook at "
              f"{common:,} chars (same merges: {r['same_merges_as_textbook']}); at {last:,} chars ours "
              f"{by_size['ours'][last]:.2f} s, HF tokenizers (Rust) {by_size['HF tokenizers'][last]:.2f} s.")
@@ -210,8 +205,7 @@ def zipf(demo: Demo, tokenizer: BPETokenizer, text: str) -> dict:
     ax.loglog(ranks, curve["counts"], ".", ms=3, label="tokens of the training text")
     ax.loglog(ranks[fit], np.exp(curve["intercept"]) * ranks[fit] ** slope, "-", color=plotting.PALETTE[3],
               label=f"fit: count ~ rank^{slope:.2f}")
-    ax.set_xlabel("token rank (most frequent = 1, log)")
-    ax.set_ylabel("count in the training text (log)")
+    ax.set(xlabel="token rank (most frequent = 1, log)", ylabel="count in the training text (log)")
     ax.set_title(f"count ~ rank^{slope:.2f} ({'close to' if zipf_like else 'NOT'} Zipf's -1); the top 10% "
                  f"of tokens make {top10:.0%} of the text", fontsize=10)
     ax.legend()
@@ -226,14 +220,12 @@ def no_regex(demo: Demo, cfg: dict, data: dict) -> dict:
     """B. --no-regex: train with pattern=None; merges cross word boundaries."""
     r, n_merges = experiments.no_regex_break(cfg, data["train"], data[demo.args.train_corpus])
     table, seconds, examples = r["bytes_per_token"], r["train_s"], r["longest_crossing"]
-    gain_train = table["no regex"][0] / table["GPT-4 regex"][0] - 1
-    gain_held = table["no regex"][1] / table["GPT-4 regex"][1] - 1
+    gain_train, gain_held = (table["no regex"][i] / table["GPT-4 regex"][i] - 1 for i in (0, 1))
     slower = seconds["no regex"] / seconds["GPT-4 regex"]
 
     fig, (ax1, ax2) = plotting.new_figure(1, 2, figsize=(11, 4.2))
     plotting.grouped_bar_plot(ax1, ["training text", "held-out text"], table, width=0.76, headroom=1.25,
-                              fmt="{:.2f}",
-                              ylabel="UTF-8 bytes per token")
+                              fmt="{:.2f}", ylabel="UTF-8 bytes per token")
     ax1.set_title(f"No regex: {gain_train:+.0%} on training text, {gain_held:+.0%} held out, "
                   f"{slower:.0f}x slower to train", fontsize=10)
     ax2.set_axis_off()
@@ -309,8 +301,7 @@ def embedding_projection(demo: Demo, data: dict, model: EmbeddingLM) -> dict:
                 ax.annotate(tok.decode([words[k]]).strip(), points[k], fontsize=7, xytext=(2, 2),
                             textcoords="offset points")
         ax.set_title(f"{name}: {out[method]:.0%} of grouped tokens sit next to their own group", fontsize=10)
-        ax.set_xlabel(f"{name} axis 1 (no unit)")
-        ax.set_ylabel(f"{name} axis 2 (no unit)")
+        ax.set(xlabel=f"{name} axis 1 (no unit)", ylabel=f"{name} axis 2 (no unit)")
     axes[1].legend(fontsize=7, loc="best")
     demo.save_figure(fig, "embedding_projection.png")
     demo.say(f"7. 2-D projections of {len(words)} word tokens: nearest point in the same group for "
@@ -335,8 +326,7 @@ def embedding_dim(demo: Demo, cfg: dict, data: dict, trained: dict) -> dict:
     ax.axhline(r["unigram_entropy"], color="gray", ls=":", label="unigram entropy (no context at all)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, labels=[str(d) for d in dims])
-    ax.set_xlabel("embedding dimension d (log scale)")
-    ax.set_ylabel("validation loss (nats/token)")
+    ax.set(xlabel="embedding dimension d (log scale)", ylabel="validation loss (nats/token)")
     best = min(losses, key=losses.get)
     ax.set_title(f"Val loss {losses[dims[0]]:.2f} at d={dims[0]} -> {losses[best]:.2f} at d={best}; "
                  f"one-hot (d={vocab}) {one_hot_loss:.2f}", fontsize=10)
@@ -372,8 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _run(args) -> dict:
     load_libraries()
     demo = Demo(args, lesson_file=__file__)
-    cfg = settings(demo.quick)
-    results = demo.results
+    cfg, results = settings(demo.quick), demo.results
 
     data = load_data(cfg, args.train_corpus, demo.seed)
     ours, seconds = experiments.timed(BPETokenizer.train, data["train"], cfg["vocab_size"])
@@ -382,9 +371,8 @@ def _run(args) -> dict:
     cl100k_copy, recover_s = experiments.timed(BPETokenizer.from_tiktoken, cl100k)
     demo.say(f"Trained {ours!r} on {len(data['train']):,} chars of {args.train_corpus} in {seconds:.2f} s; "
              f"rebuilt cl100k_base's {len(cl100k_copy.merges):,} merges from its ranks in {recover_s:.1f} s.")
-    results["tokenizer"] = {"vocab_size": cfg["vocab_size"], "train_chars": len(data["train"]),
-                            "train_corpus": args.train_corpus, "train_s": seconds,
-                            "from_tiktoken_s": recover_s}
+    results["tokenizer"] = dict(vocab_size=cfg["vocab_size"], train_chars=len(data["train"]),
+                                train_corpus=args.train_corpus, train_s=seconds, from_tiktoken_s=recover_s)
 
     def run(name, experiment, *inputs):  # results[name] = its numbers; its seconds in experiment_seconds
         results[name] = demo.timed(name, experiment, demo, *inputs)
@@ -397,15 +385,8 @@ def _run(args) -> dict:
     if args.no_regex:
         run("no_regex", no_regex, cfg, data)
 
-    def embeddings():
-        data = experiments.embedding_data(cfg, demo.seed, shuffle_tokens=args.shuffle_tokens)
-        torch.manual_seed(demo.seed)
-        init = EmbeddingLM(data["tokenizer"].vocab_size, 32, context_size=3, hidden=64).embedding.weight
-        # the same seed: it starts from `init`
-        model, history = experiments.train_embedding_lm(cfg, data, 32, seed=demo.seed, device=demo.device)
-        return data, init.detach(), model, history
-
-    emb, init, model, history = demo.timed("embedding_training", embeddings)
+    emb, init, model, history = demo.timed("embedding_training", experiments.trained_embeddings, cfg,
+                                           demo.seed, demo.device, shuffle_tokens=args.shuffle_tokens)
     run("embedding_similarity", embedding_similarity, emb, model, init, history)
     run("embedding_projection", embedding_projection, emb, model)
     run("embedding_dim", embedding_dim, cfg, emb, {32: history.final_val_loss})

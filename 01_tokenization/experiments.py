@@ -224,6 +224,17 @@ def train_embedding_lm(cfg: dict, data: dict, dim: int, *, seed: int, device, on
     return model.cpu(), history
 
 
+def trained_embeddings(cfg: dict, seed: int, device, *, shuffle_tokens: bool = False):
+    """The stories data, the d=32 model's random initial embedding table and the trained d=32 model:
+    returns (data, init, model, history)."""
+    data = embedding_data(cfg, seed, shuffle_tokens=shuffle_tokens)
+    torch.manual_seed(seed)
+    init = EmbeddingLM(data["tokenizer"].vocab_size, 32, context_size=3, hidden=64).embedding.weight
+    # the same seed: it starts from `init`
+    model, history = train_embedding_lm(cfg, data, 32, seed=seed, device=device)
+    return data, init.detach(), model, history
+
+
 def embedding_similarity(data: dict, learned: torch.Tensor, init: torch.Tensor) -> tuple[dict, dict]:
     """Cosine similarity of one-hot vs learned vectors for related tokens; nearest neighbours.
 

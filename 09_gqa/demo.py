@@ -92,8 +92,7 @@ def kv_memory(demo: Demo, lab_config) -> dict:
                  f"({fmt_bytes(l2['kv_bytes_32k'])}) than the whole model's weights "
                  f"({fmt_bytes(l2['weights_bytes_fp16'])}): at long context the cache, not the model, "
                  f"limits the batch.")
-    demo.say(f"   -> 32k-token sequences that fit beside the fp16 weights in {gpu_gb:.0f} "
-             "GB: "
+    demo.say(f"   -> 32k-token sequences that fit beside the fp16 weights in {gpu_gb:.0f} GB: "
              + ", ".join(f"{n} KV heads: {s['seqs_32k_in_80GB']}" for n, s in sweep.items()))
 
     fig, axes = plotting.new_figure(1, 2, figsize=(12.5, 4.6))
@@ -217,8 +216,7 @@ def decode_speed(demo: Demo, cfg: dict) -> dict:
         worst = min((n for n in kvs if n not in (mha, mqa)), key=lambda n: rep_per_kv[n], default=None)
         if worst is not None and rep_per_kv[worst] < 1:
             demo.say(f"   -> repeat_kv makes {worst} K/V heads {1 / rep_per_kv[worst]:.1f}x SLOWER than MHA: "
-                     f"it "
-                     f"copies every cached K/V head back to {mha} heads on every step, so GQA's saving is "
+                     f"it copies every cached K/V head back to {mha} heads on every step, so GQA's saving is "
                      f"spent again"
                      + (f"; with 1 K/V head the repeat is a free view (a size-1 axis expands with stride 0, "
                         f"measured: no copy), which is why MQA escapes it ({rep:.2f}x)." if repeat_is_view
@@ -319,8 +317,7 @@ def quality(demo: Demo, cfg: dict, lab) -> dict:
     if up_steps and not demo.quick:
         for n_kv in cfg["quality_kv_heads"]:
             r = rows[f"mean/{n_kv}"]
-            damage = r["converted"] - mha_loss
-            left = r["uptrained"] - mha_up
+            damage, left = r["converted"] - mha_loss, r["uptrained"] - mha_up
             r["damage_recovered"] = 1 - left / damage if damage > 0 else float("nan")
         demo.say("   -> Uptraining recovered " + ", ".join(
             f"{rows[f'mean/{n}']['damage_recovered']:.0%} of the conversion's loss increase at {n} KV heads"
@@ -341,8 +338,7 @@ def quality(demo: Demo, cfg: dict, lab) -> dict:
     ax.axhline(mha_up, color="k", lw=1, ls=":", label=f"MHA + the same uptraining ({mha_up:.3f})")
     plotting.log_count_axis(ax, fractions, invert=True, labels=[
         f"{f:.0%}\n({n} KV)" for f, n in zip(fractions, (n_head, *cfg["quality_kv_heads"]), strict=True)])
-    ax.set_xlabel("KV cache size (share of MHA's; K/V heads)")
-    ax.set_ylabel("held-out loss (nats/token)")
+    ax.set(xlabel="KV cache size (share of MHA's; K/V heads)", ylabel="held-out loss (nats/token)")
     quick_note = " [quick: barely trained]" if demo.quick else ""
     ax.set_title(f"Quality vs cache after {up_steps} uptraining steps{quick_note}\nperplexity vs MHA: "
                  f"{ppl2:+.1%} at 2 KV heads (mean-pooled),\n{ppl_increase:+.1%} at a {factor}x smaller "
@@ -358,8 +354,7 @@ def quality(demo: Demo, cfg: dict, lab) -> dict:
         gaps = [f"{r['method']} {r['n_kv_heads']} KV {r['uptrained'] - mha_up:+.2f}" for r in rows.values()]
         ax.set_title("Uptraining: training loss per step\nfinal held-out gap to MHA (nats/token):\n"
                      + ", ".join(gaps))
-        ax.set_xlabel("uptraining step")
-        ax.set_ylabel("training loss (nats/token, one batch)")
+        ax.set(xlabel="uptraining step", ylabel="training loss (nats/token, one batch)")
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "--uptrain-frac 0: no uptraining", ha="center", va="center", transform=ax.transAxes)
