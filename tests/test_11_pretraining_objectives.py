@@ -7,6 +7,7 @@ import inspect
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -390,3 +391,114 @@ MASK_ARGS = dict(vocab_size=50, mask_token_id=4)
 def test_bad_input_raises_naming_the_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+# ------------------------------------------------------------------------------------ the demo's parts
+def _tiny(objective="clm", n_layer=1, **recipe):
+    from llmlab.pretraining_objectives import experiments as ex
+
+    cfg = dict(block_size=16, n_layer=n_layer, n_head=2, d_model=16)
+    rec = ex.Recipe(objective, **recipe)
+    torch.manual_seed(0)
+    gpt = GPT(ex.model_config(cfg, 30, rec)).eval()
+    return ex, dict(gpt=gpt, recipe=rec), cfg
+
+
+def test_mask_token_is_added_after_the_merges_and_changes_no_other_id():
+    from llmlab.pretraining_objectives.experiments import MASK, with_mask_token
+    from llmlab.tokenization import BPETokenizer
+
+    base = BPETokenizer.train("the cat sat on the mat. " * 20, 270)
+    tok = with_mask_token(base)
+    n = len(base.vocab)  # 256 bytes + the merges the text allows
+    assert tok.special_tokens[MASK] == n and len(tok.vocab) == n + 1
+    text = "the cat sat"
+    assert tok.encode(text) == base.encode(text)
+    assert tok.encode(f"{text}{MASK}", allowed_special="all") == base.encode(text) + [n]
+
+
+def test_objective_model_losses_are_the_objectives():
+    ex, run, _ = _tiny("prefix")
+    ids = torch.randint(29, (3, 16))
+    prefix = torch.tensor([1, 5, 15])
+    logits, loss = ex.ObjectiveModel(run["gpt"], run["recipe"])(ids, prefix)
+    expected_logits, _ = run["gpt"](ids, attn_mask=prefix_lm_mask(prefix, 16))
+    torch.testing.assert_close(logits, expected_logits)
+    torch.testing.assert_close(loss, prefix_lm_loss(expected_logits, ids, prefix))
+
+
+def test_batches_are_the_same_windows_for_every_objective():
+    ex, _, cfg = _tiny()
+    cfg = dict(cfg, batch_size=4)
+    data = torch.randint(29, (500,))
+    batches = {o: ex.batch_fn(data, cfg, ex.Recipe(o), 30, 29)(torch.Generator().manual_seed(1))
+               for o in ("clm", "mlm", "prefix")}
+    torch.testing.assert_close(batches["clm"][0], batches["prefix"][0])
+    mlm_inputs, labels = batches["mlm"]
+    selected = labels != -100
+    torch.testing.assert_close(labels[selected], batches["clm"][0][selected])  # labels = the window's tokens
+    assert ((1 <= batches["prefix"][1]) & (batches["prefix"][1] < 16)).all()
+
+
+def test_mlm_left_to_right_never_sees_the_future():
+    ex, run, _ = _tiny("mlm")
+    ids = torch.randint(29, (2, 16))
+    changed = ids.clone()
+    changed[:, 9:] = (changed[:, 9:] + 1) % 29
+    with torch.no_grad():
+        a, _ = ex.mlm_left_to_right(run["gpt"], ids, 29, [3, 8])
+        b, _ = ex.mlm_left_to_right(run["gpt"], changed, 29, [3, 8])
+        c, _ = ex.mlm_left_to_right(run["gpt"], changed, 29, [12])
+        d, _ = ex.mlm_left_to_right(run["gpt"], ids, 29, [12])
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(c, d)  # the guard is not vacuous: a visible change does change the loss
+
+
+def test_greedy_continuation_of_the_causal_lm_equals_lesson_06_generate():
+    from llmlab.kv_cache import generate
+
+    ex, run, _ = _tiny("clm")
+    prompt = [3, 7, 1, 4]
+    ours = ex.continue_greedy(run, prompt, 6, mask_id=29)
+    reference = generate(run["gpt"], torch.tensor([prompt]), 6, temperature=0.0)[0, 4:].tolist()
+    assert ours == reference
+
+
+def test_sentence_features_do_not_depend_on_the_padding_of_the_batch():
+    for objective in ("clm", "mlm"):
+        ex, run, _ = _tiny(objective)
+        sentences = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
+        together = ex.sentence_features(run, sentences, 16)
+        alone = [ex.sentence_features(run, [s], 16)[0] for s in sentences]
+        torch.testing.assert_close(torch.tensor(together), torch.tensor(np.array(alone)), rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_prefix_sweep_with_an_empty_prefix_is_the_causal_loss():
+    ex, run, _ = _tiny("prefix", n_layer=2)
+    windows = torch.randint(29, (3, 16))
+    out = ex.prefix_sweep(run, windows, [0, 1, 6])
+    assert out["bidirectional"][0] == pytest.approx(out["causal"][0], rel=1e-5)
+    assert out["bidirectional"][1] == pytest.approx(out["causal"][1], rel=1e-5)  # a 1-token prefix: same mask
+    assert out["bidirectional"][2] != pytest.approx(out["causal"][2], rel=1e-4)
+
+
+def test_one_layer_cannot_use_a_bidirectional_prefix():
+    """With one layer, the suffix's logits read the embeddings of the same keys under both masks (query
+    P-1 sees keys 0..P-1 either way): the prefix's bidirectionality pays only from the second layer on."""
+    ex, run, _ = _tiny("prefix", n_layer=1)
+    out = ex.prefix_sweep(run, torch.randint(29, (3, 16)), [6, 10])
+    assert out["bidirectional"] == pytest.approx(out["causal"], rel=1e-5)
+
+
+def test_demo_break_flags_run(tmp_path):
+    from llmlab.pretraining_objectives import demo
+
+    results = demo.main(["--quick", "--out", str(tmp_path), "--objective", "mlm", "--causal-mlm",
+                         "--no-random-replace", "--mask-rate", "0.3", "--steps", "4"])
+    expected = dict(objective="mlm", mask_rate=0.3, mask_replace_prob=1.0, causal=True)
+    assert results["config"]["mlm"] == expected
+    assert "generation_vs_encoding" not in results["key_insights"] and "prefix" not in results
+    assert (tmp_path / "mask_rate.png").exists()
+    with pytest.raises(SystemExit):
+        demo.main(["--quick", "--mask-rate", "1.0"])
