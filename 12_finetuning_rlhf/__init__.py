@@ -1,1 +1,26 @@
-"""Lesson package."""
+"""Lesson 12: finetuning and RLHF — SFT with prompt masking, LoRA, a reward model, PPO's pieces (KL
+estimators, KL-shaped rewards, GAE, the clipped losses) and DPO, on the lab GPT."""
+
+from llmlab.finetuning_rlhf.sft import (
+    SFTBatch,
+    collate_prompts,
+    collate_sft,
+    mask_after_eos,
+    response_mask,
+    sequence_logprobs,
+    sft_labels,
+    sft_loss,
+    token_logprobs,
+)
+
+__all__ = [
+    "SFTBatch",
+    "collate_prompts",
+    "collate_sft",
+    "mask_after_eos",
+    "response_mask",
+    "sequence_logprobs",
+    "sft_labels",
+    "sft_loss",
+    "token_logprobs",
+]
