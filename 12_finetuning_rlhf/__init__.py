@@ -1,6 +1,7 @@
 """Lesson 12: finetuning and RLHF — SFT with prompt masking, LoRA, a reward model, PPO's pieces (KL
 estimators, KL-shaped rewards, GAE, the clipped losses) and DPO, on the lab GPT."""
 
+from llmlab.finetuning_rlhf.lora import LoRALinear, apply_lora, disable_lora, merge_lora
 from llmlab.finetuning_rlhf.sft import (
     SFTBatch,
     collate_prompts,
@@ -14,10 +15,14 @@ from llmlab.finetuning_rlhf.sft import (
 )
 
 __all__ = [
+    "LoRALinear",
     "SFTBatch",
+    "apply_lora",
     "collate_prompts",
     "collate_sft",
+    "disable_lora",
     "mask_after_eos",
+    "merge_lora",
     "response_mask",
     "sequence_logprobs",
     "sft_labels",

@@ -4,14 +4,21 @@ EOS kept; sequence log-probs ignore padding wherever it sits; LoRA equals peft's
 real token; the Bradley-Terry, DPO, KL, GAE and PPO formulas equal their closed forms, literal loops and
 (where the installed trl still has them) trl's own code; bad input is refused."""
 
+import copy
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from llmlab.finetuning_rlhf import (
+    LoRALinear,
+    apply_lora,
     collate_prompts,
     collate_sft,
+    disable_lora,
     mask_after_eos,
+    merge_lora,
     response_mask,
     sequence_logprobs,
     sft_labels,
@@ -164,3 +171,127 @@ def test_sft_bad_input_names_the_argument():
         collate_prompts([[1, -2]], pad_id=0)
     with pytest.raises(TypeError, match="pad_id"):
         collate_prompts([[1]], pad_id=None)
+
+
+# ----------------------------------------------------------------------------------------------- LoRA
+LORA_TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
+
+
+def lora_pair(r=4, alpha=8.0, targets=LORA_TARGETS):
+    """The same tiny Llama-style GPT twice: our LoRA on one, peft's LoraModel on the other, with B random
+    (non-zero, so the adapters matter) and A and B copied from ours into peft's."""
+    peft = pytest.importorskip("peft")
+    base = tiny_gpt(llama_config)
+    ours = apply_lora(copy.deepcopy(base), r=r, alpha=alpha, target_modules=targets)
+    config = peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0)
+    theirs = peft.LoraModel(copy.deepcopy(base), config, "default")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, layer in ours.named_modules():
+            if isinstance(layer, LoRALinear):
+                layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
+                other = theirs.model.get_submodule(name)
+                other.lora_A["default"].weight.copy_(layer.lora_A)
+                other.lora_B["default"].weight.copy_(layer.lora_B)
+    return base, ours, theirs
+
+
+def test_lora_equals_peft_outputs_and_gradients():
+    base, ours, theirs = lora_pair()
+    ids = torch.randint(1, V, (2, 10))
+    our_logits, our_loss = ours(ids, ids)
+    their_logits, their_loss = theirs.model(ids, ids)
+    torch.testing.assert_close(our_logits, their_logits, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(our_logits, base(ids)[0], atol=1e-3)  # the adapters change the output
+    our_loss.backward()
+    their_loss.backward()
+    n = 0
+    for name, layer in ours.named_modules():
+        if isinstance(layer, LoRALinear):
+            other = theirs.model.get_submodule(name)
+            torch.testing.assert_close(layer.lora_A.grad, other.lora_A["default"].weight.grad, rtol=1e-4,
+                                       atol=1e-6)
+            torch.testing.assert_close(layer.lora_B.grad, other.lora_B["default"].weight.grad, rtol=1e-4,
+                                       atol=1e-6)
+            n += 1
+    assert n == 2 * len(LORA_TARGETS)  # two layers
+
+
+def test_lora_trains_only_a_and_b_with_peft_count():
+    base, ours, theirs = lora_pair()
+    trainable = {name: p.numel() for name, p in ours.named_parameters() if p.requires_grad}
+    assert all(name.endswith(("lora_A", "lora_B")) for name in trainable)
+    d, d_ff = 32, base.config.ffn_dim
+    per_layer = 4 * (d + d) + 4 * (d + d) + 4 * (d + d) + 4 * (d_ff + d)  # r·(in + out), 4 targets
+    assert sum(trainable.values()) == 2 * per_layer
+    assert sum(trainable.values()) == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    assert sum(p.numel() for p in ours.parameters()) == base.num_parameters() + 2 * per_layer
+
+
+def test_lora_starts_at_the_base_model_and_init_matches_peft():
+    base = tiny_gpt()
+    ours = apply_lora(copy.deepcopy(base), r=8, alpha=16, target_modules=["q_proj", "v_proj"])
+    ids = torch.randint(1, V, (2, 10))
+    torch.testing.assert_close(ours(ids)[0], base(ids)[0])  # B = 0: exactly the pretrained function
+    layer = ours.blocks[0].attn.q_proj
+    assert isinstance(layer, LoRALinear) and layer.scaling == 2.0 and (layer.lora_B == 0).all()
+    bound = 1 / math.sqrt(layer.in_features)  # kaiming_uniform(a=sqrt(5)) on (r, d_in)
+    assert layer.lora_A.abs().max() <= bound and layer.lora_A.std() > bound / 3
+    assert apply_lora(tiny_gpt(), r=4, alpha=8, rslora=True).blocks[0].attn.v_proj.scaling == 4.0
+
+
+@pytest.mark.parametrize("preset", [gpt2_config, llama_config])
+def test_merged_lora_is_the_same_function(preset):
+    targets = r".*\.(q_proj|up_proj)" + ("|lm_head" if preset is llama_config else "")  # GPT-2's is tied
+    model = apply_lora(tiny_gpt(preset), r=4, alpha=8, target_modules=targets)
+    for layer in model.modules():
+        if isinstance(layer, LoRALinear):
+            torch.nn.init.normal_(layer.lora_B, std=0.1)
+    ids = torch.randint(1, V, (2, 10))
+    with torch.no_grad():
+        unmerged = model(ids)[0]
+        with disable_lora(model):
+            base_logits = model(ids)[0]
+        merged = merge_lora(model)
+        assert not any(isinstance(m, LoRALinear) for m in merged.modules())
+        torch.testing.assert_close(merged(ids)[0], unmerged, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(base_logits, unmerged, atol=1e-3)
+        hf = to_hf(merged).eval()  # the plain architecture again
+        torch.testing.assert_close(hf(ids).logits, unmerged, rtol=1e-4, atol=1e-4)
+
+
+def test_lora_base_stays_frozen_through_training_steps():
+    model = apply_lora(tiny_gpt(), r=2, alpha=4, target_modules=["q_proj", "v_proj", "up_proj"])
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.randint(1, V, (4, 12))
+    losses = []
+    for _ in range(5):
+        loss = model(ids, ids)[1]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if not p.requires_grad)
+
+
+def test_lora_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="r must"):
+        LoRALinear(torch.nn.Linear(4, 4), r=0)
+    with pytest.raises(ValueError, match="alpha"):
+        LoRALinear(torch.nn.Linear(4, 4), alpha=0)
+    with pytest.raises(ValueError, match="dropout"):
+        LoRALinear(torch.nn.Linear(4, 4), dropout=1.0)
+    with pytest.raises(TypeError, match="base"):
+        LoRALinear(torch.nn.Conv1d(4, 4, 1))
+    with pytest.raises(ValueError, match="match no module"):
+        apply_lora(tiny_gpt(), target_modules=["c_attn"])
+    with pytest.raises(TypeError, match="nn.Linear"):
+        apply_lora(tiny_gpt(), target_modules=["attn"])
+    with pytest.raises(TypeError, match="target_modules"):
+        apply_lora(tiny_gpt(), target_modules=[])
+    with pytest.raises(ValueError, match="tied"):
+        apply_lora(tiny_gpt(gpt2_config), target_modules=["lm_head"])
+    with pytest.raises(ValueError, match="already"):
+        apply_lora(apply_lora(tiny_gpt()))
