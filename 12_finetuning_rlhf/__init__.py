@@ -2,6 +2,7 @@
 estimators, KL-shaped rewards, GAE, the clipped losses) and DPO, on the lab GPT."""
 
 from llmlab.finetuning_rlhf.lora import LoRALinear, apply_lora, disable_lora, merge_lora
+from llmlab.finetuning_rlhf.reward import RewardModel, final_hidden, last_token_index, reward_loss
 from llmlab.finetuning_rlhf.sft import (
     SFTBatch,
     collate_prompts,
@@ -16,14 +17,18 @@ from llmlab.finetuning_rlhf.sft import (
 
 __all__ = [
     "LoRALinear",
+    "RewardModel",
     "SFTBatch",
     "apply_lora",
     "collate_prompts",
     "collate_sft",
     "disable_lora",
+    "final_hidden",
+    "last_token_index",
     "mask_after_eos",
     "merge_lora",
     "response_mask",
+    "reward_loss",
     "sequence_logprobs",
     "sft_labels",
     "sft_loss",

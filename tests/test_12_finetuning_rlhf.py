@@ -6,6 +6,8 @@ real token; the Bradley-Terry, DPO, KL, GAE and PPO formulas equal their closed 
 
 import copy
 import math
+from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,13 +15,16 @@ import torch.nn.functional as F
 
 from llmlab.finetuning_rlhf import (
     LoRALinear,
+    RewardModel,
     apply_lora,
     collate_prompts,
     collate_sft,
     disable_lora,
+    last_token_index,
     mask_after_eos,
     merge_lora,
     response_mask,
+    reward_loss,
     sequence_logprobs,
     sft_labels,
     sft_loss,
@@ -295,3 +300,108 @@ def test_lora_bad_input_names_the_argument():
         apply_lora(tiny_gpt(gpt2_config), target_modules=["lm_head"])
     with pytest.raises(ValueError, match="already"):
         apply_lora(apply_lora(tiny_gpt()))
+
+
+# -------------------------------------------------------------------------------------- reward model
+def trl_stub(**attrs):
+    """What trl's trainers read from `self` in compute_loss, without building a Trainer: eval mode (no token
+    counting), an accelerator whose gathers are the identity, and a metrics store."""
+    accelerator = SimpleNamespace(device=torch.device("cpu"), gather=lambda x: x,
+                                  gather_for_metrics=lambda x: x)
+    metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+    return SimpleNamespace(model=SimpleNamespace(training=False), accelerator=accelerator, _metrics=metrics,
+                           _total_train_tokens=0, _tp_size=1, **attrs)
+
+
+def checked_trl():
+    trl = pytest.importorskip("trl", reason="trl is an optional reference (pip install trl==1.16.0)")
+    if trl.__version__ != "1.16.0":
+        pytest.skip(f"the stubbed trainer internals were read from trl 1.16.0, found {trl.__version__}")
+    return trl
+
+
+def test_reward_loss_is_bradley_terry_with_margin():
+    g = torch.Generator().manual_seed(0)
+    chosen, rejected, margin = torch.randn(3, 16, generator=g).unbind(0)
+    d = chosen - rejected
+    torch.testing.assert_close(reward_loss(chosen, rejected), torch.log1p(torch.exp(-d)).mean())
+    torch.testing.assert_close(reward_loss(chosen, rejected, margin=margin),
+                               torch.log1p(torch.exp(-(d - margin))).mean())
+    torch.testing.assert_close(reward_loss(chosen, rejected, margin=0.5),
+                               torch.log1p(torch.exp(-(d - 0.5))).mean())
+    torch.testing.assert_close(reward_loss(chosen + 7.0, rejected + 7.0), reward_loss(chosen, rejected))
+    big = reward_loss(torch.tensor([-500.0, 500.0]), torch.tensor([500.0, -500.0]))  # no overflow
+    torch.testing.assert_close(big, torch.tensor(500.0))
+    c = chosen.clone().requires_grad_(True)
+    reward_loss(c, rejected).backward()  # dL/dr_c = -σ(-(r_c - r_r)) / B
+    torch.testing.assert_close(c.grad, -torch.sigmoid(-d) / 16)
+
+
+def test_reward_loss_equals_trls_reward_trainer():
+    trl = checked_trl()
+    g = torch.Generator().manual_seed(0)
+    chosen, rejected, margin = torch.randn(3, 8, generator=g).unbind(0)
+
+    def model(**inputs):  # trl feeds [chosen; rejected] as one batch and splits the logits in two
+        return SimpleNamespace(logits=torch.cat([chosen, rejected])[:, None])
+
+    stub = trl_stub(args=SimpleNamespace(center_rewards_coefficient=None))
+    inputs = {"input_ids": torch.zeros(16, 3, dtype=torch.long)}
+    theirs = trl.RewardTrainer.compute_loss(stub, model, dict(inputs))
+    theirs_margin = trl.RewardTrainer.compute_loss(stub, model, {**inputs, "margin": margin})
+    torch.testing.assert_close(reward_loss(chosen, rejected), theirs)
+    torch.testing.assert_close(reward_loss(chosen, rejected, margin=margin), theirs_margin)
+
+
+def test_reward_is_read_at_the_last_real_token_whatever_the_padding():
+    rm = RewardModel(tiny_gpt(llama_config)).eval()
+    rows = [[5, 6, 7, 8, 9], [3, 4], [11, 12, 13]]
+    with torch.no_grad():
+        alone = torch.stack([rm(torch.tensor([row]))[0] for row in rows])
+        T = 5
+        right = torch.tensor([row + [EOS] * (T - len(row)) for row in rows])
+        right_mask = torch.tensor([[1] * len(row) + [0] * (T - len(row)) for row in rows])
+        left, left_mask = collate_prompts(rows, pad_id=EOS)
+        torch.testing.assert_close(rm(right, right_mask), alone, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(rm(left, left_mask), alone, rtol=1e-5, atol=1e-5)
+        junk = right.masked_fill(right_mask == 0, 17)  # whatever sits in the padding
+        torch.testing.assert_close(rm(junk, right_mask), alone, rtol=1e-5, atol=1e-5)
+        per_token = rm(right, right_mask, per_token=True)
+        torch.testing.assert_close(per_token[torch.arange(3), torch.tensor([4, 1, 2])], rm(right, right_mask))
+    assert last_token_index(right_mask).tolist() == [4, 1, 2]
+    assert last_token_index(left_mask).tolist() == [4, 4, 4]
+
+
+def test_reward_model_equals_transformers_sequence_classification():
+    from transformers import LlamaForSequenceClassification
+
+    rm = RewardModel(tiny_gpt(llama_config)).eval()
+    causal = to_hf(rm.gpt)
+    config = copy.deepcopy(causal.config)
+    config.num_labels, config.pad_token_id = 1, 39  # a pad id that no row uses: transformers finds the
+    hf = LlamaForSequenceClassification(config).eval()  # last token with ids != pad (the pad=EOS trap)
+    hf.load_state_dict(causal.state_dict(), strict=False)
+    with torch.no_grad():
+        hf.score.weight.copy_(rm.score.weight)
+        ids = torch.tensor([[5, 6, 7, 8, 9], [3, 4, 39, 39, 39], [11, 12, 13, 39, 39]])
+        mask = (ids != 39).long()
+        torch.testing.assert_close(rm(ids, mask), hf(ids, attention_mask=mask).logits[:, 0], rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_reward_bad_input_names_the_argument():
+    rm = RewardModel(tiny_gpt())
+    with pytest.raises(ValueError, match="rejected"):
+        reward_loss(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(TypeError, match="chosen"):
+        reward_loss(torch.zeros(3, dtype=torch.long), torch.zeros(3))
+    with pytest.raises(ValueError, match="margin"):
+        reward_loss(torch.zeros(3), torch.zeros(3), margin=torch.zeros(2))
+    with pytest.raises(TypeError, match="margin"):
+        reward_loss(torch.zeros(3), torch.zeros(3), margin="1")
+    with pytest.raises(ValueError, match="attention_mask"):
+        rm(torch.ones(2, 4, dtype=torch.long), torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0]]))
+    with pytest.raises(ValueError, match="attention_mask"):
+        rm(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="gpt"):
+        RewardModel(torch.nn.Linear(2, 2))
