@@ -1,6 +1,7 @@
 """Lesson 12: finetuning and RLHF — SFT with prompt masking, LoRA, a reward model, PPO's pieces (KL
 estimators, KL-shaped rewards, GAE, the clipped losses) and DPO, on the lab GPT."""
 
+from llmlab.finetuning_rlhf.dpo import dpo_loss
 from llmlab.finetuning_rlhf.lora import LoRALinear, apply_lora, disable_lora, merge_lora
 from llmlab.finetuning_rlhf.reward import RewardModel, final_hidden, last_token_index, reward_loss
 from llmlab.finetuning_rlhf.sft import (
@@ -23,6 +24,7 @@ __all__ = [
     "collate_prompts",
     "collate_sft",
     "disable_lora",
+    "dpo_loss",
     "final_hidden",
     "last_token_index",
     "mask_after_eos",

@@ -20,6 +20,7 @@ from llmlab.finetuning_rlhf import (
     collate_prompts,
     collate_sft,
     disable_lora,
+    dpo_loss,
     last_token_index,
     mask_after_eos,
     merge_lora,
@@ -405,3 +406,78 @@ def test_reward_bad_input_names_the_argument():
         rm(torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
     with pytest.raises(TypeError, match="gpt"):
         RewardModel(torch.nn.Linear(2, 2))
+
+
+# ------------------------------------------------------------------------------------------------ DPO
+def logps(B=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (-10 * torch.rand(4, B, generator=g, dtype=torch.float64)).unbind(0)
+
+
+def test_dpo_loss_is_equation_7_of_the_paper():
+    pc, pr, rc, rr = logps()
+    beta = 0.3
+    h = (pc - rc) - (pr - rr)
+    loss, chosen_rewards, rejected_rewards = dpo_loss(pc, pr, rc, rr, beta=beta)
+    torch.testing.assert_close(loss, torch.log1p(torch.exp(-beta * h)).mean())
+    torch.testing.assert_close(chosen_rewards, beta * (pc - rc))
+    torch.testing.assert_close(rejected_rewards, beta * (pr - rr))
+    eps = 0.2  # cDPO: the label is flipped with probability eps
+    smoothed = dpo_loss(pc, pr, rc, rr, beta=beta, label_smoothing=eps)[0]
+    torch.testing.assert_close(smoothed, ((1 - eps) * torch.log1p(torch.exp(-beta * h))
+                                          + eps * torch.log1p(torch.exp(beta * h))).mean())
+
+
+def test_dpo_is_the_reward_loss_of_its_implicit_rewards_and_its_gradient_is_the_papers():
+    pc, pr, rc, rr = logps()
+    pc, pr = pc.clone().requires_grad_(True), pr.clone().requires_grad_(True)
+    beta = 0.5
+    loss, chosen_rewards, rejected_rewards = dpo_loss(pc, pr, rc, rr, beta=beta)
+    assert not chosen_rewards.requires_grad and not rejected_rewards.requires_grad
+    torch.testing.assert_close(loss, reward_loss(chosen_rewards, rejected_rewards))
+    loss.backward()
+    # Rafailov et al. §4: the gradient weighs each pair by σ(r_rejected − r_chosen), how wrong it is
+    weight = torch.sigmoid(rejected_rewards - chosen_rewards)
+    torch.testing.assert_close(pc.grad, -beta * weight / 8)
+    torch.testing.assert_close(pr.grad, beta * weight / 8)
+    at_reference = dpo_loss(rc, rr, rc, rr)[0]  # policy == reference: log 2 whatever beta
+    torch.testing.assert_close(at_reference, torch.tensor(math.log(2), dtype=torch.float64))
+
+
+def test_dpo_loss_equals_trls_dpo_trainer():
+    """trl 1.16 has no standalone DPO loss (`DPOTrainer.dpo_loss` is gone and `trl.losses` is not released):
+    its formula lives inside DPOTrainer._compute_loss, which is run here on a stub with precomputed
+    reference log-probs and a model whose per-token log-probs sum to the test's sequence log-probs."""
+    trl = checked_trl()
+    pc, pr, rc, rr = (x.float() for x in logps())
+    B, T, beta = 8, 5, 0.2
+    per_token = torch.zeros(2 * B, T - 1)
+    per_token[:, 0] = torch.cat([pc, pr])  # a sum over the completion == the sequence log-prob
+
+    def model(**kwargs):
+        zeros = torch.zeros(2 * B, T - 1)
+        return SimpleNamespace(log_probs=per_token, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool())
+
+    stub = trl_stub(beta=beta, precompute_ref_logps=True, ld_alpha=None, f_divergence_type="reverse_kl",
+                    loss_types=["sigmoid"], loss_weights=[1.0], aux_loss_enabled=False, label_smoothing=0.0,
+                    use_weighting=False)
+    inputs = {"input_ids": torch.zeros(2 * B, T, dtype=torch.long), "completion_mask": torch.ones(2 * B, T),
+              "ref_chosen_logps": rc, "ref_rejected_logps": rr}
+    theirs = trl.DPOTrainer._compute_loss(stub, model, inputs, return_outputs=False)
+    loss, chosen_rewards, rejected_rewards = dpo_loss(pc, pr, rc, rr, beta=beta)
+    torch.testing.assert_close(loss, theirs)
+    logged = stub._metrics["eval"]
+    assert logged["rewards/chosen"][0] == pytest.approx(chosen_rewards.mean().item(), rel=1e-6)
+    assert logged["rewards/rejected"][0] == pytest.approx(rejected_rewards.mean().item(), rel=1e-6)
+
+
+def test_dpo_bad_input_names_the_argument():
+    pc, pr, rc, rr = logps()
+    with pytest.raises(ValueError, match="beta"):
+        dpo_loss(pc, pr, rc, rr, beta=0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        dpo_loss(pc, pr, rc, rr, label_smoothing=0.5)
+    with pytest.raises(ValueError, match="ref_rejected_logps"):
+        dpo_loss(pc, pr, rc, rr[:3])
+    with pytest.raises(TypeError, match="policy_rejected_logps"):
+        dpo_loss(pc, pr.long(), rc, rr)
