@@ -16,20 +16,29 @@ import torch.nn.functional as F
 from llmlab.finetuning_rlhf import (
     LoRALinear,
     RewardModel,
+    ValueHead,
     apply_lora,
     collate_prompts,
     collate_sft,
     disable_lora,
     dpo_loss,
+    final_hidden,
+    gae,
+    kl_estimates,
+    kl_penalized_rewards,
     last_token_index,
     mask_after_eos,
+    masked_mean,
+    masked_whiten,
     merge_lora,
+    ppo_policy_loss,
     response_mask,
     reward_loss,
     sequence_logprobs,
     sft_labels,
     sft_loss,
     token_logprobs,
+    value_loss,
 )
 from llmlab.kv_cache import generate
 from llmlab.transformer_block import GPT, gpt2_config, llama_config, to_hf
@@ -481,3 +490,209 @@ def test_dpo_bad_input_names_the_argument():
         dpo_loss(pc, pr, rc, rr[:3])
     with pytest.raises(TypeError, match="policy_rejected_logps"):
         dpo_loss(pc, pr.long(), rc, rr)
+
+
+# ------------------------------------------------------------------------------------------ KL and PPO
+def two_categoricals(K=6, spread=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(K, generator=g, dtype=torch.float64)
+    q = torch.log_softmax(logits, -1)  # the policy π (samples come from it)
+    p = torch.log_softmax(logits + spread * torch.randn(K, generator=g, dtype=torch.float64), -1)  # π_ref
+    return q, p, (q.exp() * (q - p)).sum()  # log π, log π_ref, exact KL(π ‖ π_ref)
+
+
+def test_kl_estimates_are_schulmans_formulas():
+    logp, ref = torch.randn(2, 5, 7, dtype=torch.float64).unbind(0)
+    log_ratio = ref - logp
+    k = kl_estimates(logp, ref)
+    torch.testing.assert_close(k["k1"], -log_ratio)
+    torch.testing.assert_close(k["k2"], log_ratio ** 2 / 2)
+    torch.testing.assert_close(k["k3"], log_ratio.exp() - 1 - log_ratio)
+    assert (k["k3"] >= 0).all() and (k["k2"] >= 0).all() and (k["k1"] < 0).any()
+
+
+def test_k1_and_k3_are_unbiased_and_k2_is_not():
+    q, p, exact = two_categoricals()
+    k = kl_estimates(q, p)  # one entry per category: the expectation under π is exact
+    torch.testing.assert_close((q.exp() * k["k1"]).sum(), exact)
+    torch.testing.assert_close((q.exp() * k["k3"]).sum(), exact)
+    assert abs((q.exp() * k["k2"]).sum() - exact) > 0.05 * exact  # biased when π and π_ref differ
+    # Monte-Carlo: 200k samples from π, within 4 standard errors of the exact KL
+    g = torch.Generator().manual_seed(1)
+    x = torch.multinomial(q.exp(), 200_000, replacement=True, generator=g)
+    samples = kl_estimates(q[x], p[x])
+    for name in ("k1", "k3"):
+        se = samples[name].std() / math.sqrt(x.numel())
+        assert abs(samples[name].mean() - exact) < 4 * se, name
+    # close distributions: k3 keeps the mean with far less variance than k1, and never goes negative
+    q, p, exact = two_categoricals(spread=0.1)
+    close = kl_estimates(q[x], p[x])
+    assert close["k3"].var() < 0.1 * close["k1"].var() and (close["k1"] < 0).float().mean() > 0.2
+
+
+def test_kl_penalized_rewards_put_the_score_on_the_last_response_token():
+    g = torch.Generator().manual_seed(0)
+    logp, ref = torch.randn(2, 3, 6, generator=g).unbind(0)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0]]).bool()
+    scores = torch.tensor([2.0, -1.0, 0.5])
+    for estimator in ("k1", "k3"):
+        rewards = kl_penalized_rewards(scores, logp, ref, mask, kl_coef=0.1, estimator=estimator)
+        kl = kl_estimates(logp, ref)[estimator]
+        for b in range(3):
+            last = max(t for t in range(6) if mask[b, t])
+            for t in range(6):
+                expected = (-0.1 * kl[b, t] + (scores[b] if t == last else 0)) if mask[b, t] else 0.0
+                assert rewards[b, t].item() == pytest.approx(float(expected), abs=1e-6)
+    free = kl_penalized_rewards(scores, logp, ref, mask, kl_coef=0.0)
+    assert free.sum(dim=1).tolist() == pytest.approx(scores.tolist())
+
+
+def gae_by_hand(rewards, values, mask, gamma, lam):
+    """The recursion, one row and one step at a time, on each row's response tokens alone."""
+    advantages = torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        steps = [t for t in range(rewards.shape[1]) if mask[b, t]]
+        running = 0.0
+        for i in reversed(range(len(steps))):
+            t = steps[i]
+            next_value = values[b, steps[i + 1]].item() if i + 1 < len(steps) else 0.0
+            delta = rewards[b, t].item() + gamma * next_value - values[b, t].item()
+            running = delta + gamma * lam * running
+            advantages[b, t] = running
+    return advantages
+
+
+def test_gae_equals_the_recursion_and_its_closed_forms():
+    g = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(2, 3, 7, generator=g, dtype=torch.float64).unbind(0)
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [0, 0, 1, 1, 1, 0, 0]]).bool()
+    for gamma, lam in ((1.0, 0.95), (0.9, 0.8), (0.99, 1.0), (1.0, 0.0)):
+        advantages, returns = gae(rewards, values, mask, gamma=gamma, lam=lam)
+        torch.testing.assert_close(advantages, gae_by_hand(rewards, values, mask, gamma, lam))
+        torch.testing.assert_close(returns, torch.where(mask, advantages + values, 0.0))
+    r, v = torch.where(mask, rewards, 0.0), torch.where(mask, values, 0.0)
+    # lam = 1: the discounted sum of the rewards still to come, minus V (Monte Carlo)
+    discount = 0.9 ** (torch.arange(7)[None, :] - torch.arange(7)[:, None]).clamp(min=0).double()
+    to_go = (r[:, None, :] * discount * (torch.arange(7)[None, :] >= torch.arange(7)[:, None])).sum(-1)
+    torch.testing.assert_close(gae(rewards, values, mask, gamma=0.9, lam=1.0)[0],
+                               torch.where(mask, to_go - v, 0.0))
+    # lam = 0: the one-step TD error r_t + γ V_{t+1} − V_t (V = 0 after the last token)
+    next_v = torch.cat([v[:, 1:], torch.zeros(3, 1, dtype=torch.float64)], 1)
+    torch.testing.assert_close(gae(rewards, values, mask, gamma=0.9, lam=0.0)[0],
+                               torch.where(mask, r + 0.9 * next_v - v, 0.0))
+
+
+def test_ppo_policy_loss_clips_in_the_direction_of_the_advantage():
+    ratios = torch.tensor([[0.5, 0.9, 1.1, 1.5], [0.5, 0.9, 1.1, 1.5]])
+    advantages = torch.tensor([[1.0] * 4, [-1.0] * 4])
+    old = torch.full((2, 4), -2.0)
+    logp = (old + ratios.log()).requires_grad_(True)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    loss, stats = ppo_policy_loss(logp, old, advantages, mask, clip_range=0.2, return_stats=True)
+    per_token = torch.tensor([[-0.5, -0.9, -1.1, -1.2], [0.8, 0.9, 1.1, 1.5]])  # max(−A r, −A clip(r))
+    torch.testing.assert_close(loss, per_token.mean())
+    loss.backward()
+    moving = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]]).bool()  # clipped tokens: no gradient
+    assert (logp.grad[~moving] == 0).all() and (logp.grad[moving] != 0).all()
+    torch.testing.assert_close(logp.grad[moving], (-advantages * ratios)[moving] / 8)
+    assert stats["clip_fraction"].item() == pytest.approx(2 / 8)
+    # at the rollout policy: −mean advantage, only the masked tokens count
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool()
+    g = torch.Generator().manual_seed(0)
+    adv = torch.randn(2, 4, generator=g)
+    torch.testing.assert_close(ppo_policy_loss(old, old, adv, mask), -adv[mask].mean())
+
+
+def test_value_loss_is_trls_clipped_squared_error():
+    g = torch.Generator().manual_seed(0)
+    values, old, returns = torch.randn(3, 2, 5, generator=g).unbind(0)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()
+    clipped = old + (values - old).clamp(-0.2, 0.2)
+    expected = 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)[mask].mean()
+    torch.testing.assert_close(value_loss(values, old, returns, mask), expected)
+    torch.testing.assert_close(value_loss(values, old, returns, mask, clip_range_value=None),
+                               0.5 * ((values - returns) ** 2)[mask].mean())
+
+
+def test_masked_whiten_and_mean():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 6, generator=g, dtype=torch.float64) * 3 + 2
+    mask = torch.rand(3, 6, generator=g) > 0.3
+    w = masked_whiten(x, mask)
+    torch.testing.assert_close(masked_mean(x, mask), x[mask].mean())
+    torch.testing.assert_close(w[mask], (x[mask] - x[mask].mean()) / x[mask].std(), rtol=1e-6, atol=1e-6)
+    assert (w[~mask] == 0).all()
+
+
+def test_ppo_with_a_kl_penalty_finds_the_known_optimum_of_a_bandit():
+    """One-token responses: the KL-regularised optimum is π*(a) ∝ π_ref(a) exp(r(a) / kl_coef) (the closed
+    form DPO starts from). The pieces — k1-shaped rewards, GAE with a learned baseline, whitening, the
+    clipped losses — must walk the policy there from π_ref."""
+    g = torch.Generator().manual_seed(0)
+    K, kl_coef, batch = 6, 0.5, 256
+    ref_logits = torch.randn(K, generator=g)
+    score = torch.randn(K, generator=g)
+    target = torch.log_softmax(ref_logits + score / kl_coef, -1)  # log π*
+    policy = ref_logits.clone().requires_grad_(True)
+    baseline = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([policy, baseline], lr=0.05)
+    mask = torch.ones(batch, 1, dtype=torch.bool)
+    ref_logp = torch.log_softmax(ref_logits, -1)
+    for _ in range(150):
+        with torch.no_grad():  # rollout
+            actions = torch.multinomial(torch.softmax(policy, -1), batch, replacement=True, generator=g)
+            old_logp = torch.log_softmax(policy, -1)[actions][:, None]
+            rewards = kl_penalized_rewards(score[actions], old_logp, ref_logp[actions][:, None], mask,
+                                           kl_coef=kl_coef)
+            old_values = baseline.expand(batch, 1).clone()
+            advantages, returns = gae(rewards, old_values, mask)
+            advantages = masked_whiten(advantages, mask)
+        for _ in range(2):  # a few PPO epochs on the same rollout
+            logp = torch.log_softmax(policy, -1)[actions][:, None]
+            loss = ppo_policy_loss(logp, old_logp, advantages, mask) \
+                + value_loss(baseline.expand(batch, 1), old_values, returns, mask, clip_range_value=None)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    final = torch.log_softmax(policy.detach(), -1)
+    kl_to_optimum = (final.exp() * (final - target)).sum()
+    kl_from_start = (ref_logp.exp() * (ref_logp - target)).sum()
+    assert kl_to_optimum < 0.02 and kl_to_optimum < kl_from_start / 10
+
+
+def test_value_head_and_per_token_reward_model_give_one_value_per_token():
+    gpt = tiny_gpt()
+    ids = torch.randint(1, V, (2, 7))
+    _, hidden = final_hidden(gpt, ids)
+    head = ValueHead(32)
+    assert head(hidden).shape == (2, 7)
+    assert RewardModel(gpt)(ids, per_token=True).shape == (2, 7)
+    with pytest.raises(ValueError, match="hidden"):
+        head(torch.zeros(2, 7, 16))
+
+
+def test_rl_bad_input_names_the_argument():
+    x = torch.zeros(2, 3)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        kl_estimates(x, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="estimator"):
+        kl_penalized_rewards(torch.zeros(2), x, x, mask, kl_coef=0.1, estimator="k4")
+    with pytest.raises(ValueError, match="kl_coef"):
+        kl_penalized_rewards(torch.zeros(2), x, x, mask, kl_coef=-1)
+    with pytest.raises(ValueError, match="scores"):
+        kl_penalized_rewards(torch.zeros(3), x, x, mask, kl_coef=0.1)
+    with pytest.raises(ValueError, match="mask"):
+        kl_penalized_rewards(torch.zeros(2), x, x, torch.tensor([[1, 1, 1], [0, 0, 0]]).bool(), kl_coef=0.1)
+    with pytest.raises(TypeError, match="mask"):
+        gae(x, x, x)
+    with pytest.raises(ValueError, match="lam"):
+        gae(x, x, mask, lam=1.5)
+    with pytest.raises(ValueError, match="values"):
+        gae(x, torch.zeros(2, 2), mask)
+    with pytest.raises(ValueError, match="clip_range"):
+        ppo_policy_loss(x, x, x, mask, clip_range=0)
+    with pytest.raises(ValueError, match="advantages"):
+        ppo_policy_loss(x, x, torch.zeros(3), mask)
+    with pytest.raises(ValueError, match="clip_range_value"):
+        value_loss(x, x, x, mask, clip_range_value=-0.1)
