@@ -140,7 +140,9 @@ def sft_loss(logits: Tensor, ids: Tensor, prompt_lengths: Tensor | Sequence[int]
 
 def token_logprobs(logits: Tensor, ids: Tensor) -> Tensor:
     """log p(ids[:, t+1] | ids[:, <=t]) for every t: (B, T, V), (B, T) -> float (B, T-1), in float32 (or
-    float64 for float64 logits). Column t scores token t + 1 (the transformers shift)."""
+    float64 for float64 logits). Column t scores token t + 1 (the transformers shift): the tokens
+    generated after a (padded) prompt of width P are scored by columns P - 1 onwards, `[:, P - 1:]`
+    (PPO's per-token log-probs)."""
     _check_logits_ids(logits, ids)
     logits = logits.float() if logits.element_size() < 4 else logits  # half precision: sums need float32
     logp = log_softmax(logits[:, :-1], dim=-1)  # (B, T-1, V)

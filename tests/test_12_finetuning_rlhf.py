@@ -267,10 +267,12 @@ def test_merged_lora_is_the_same_function(preset):
         unmerged = model(ids)[0]
         with disable_lora(model):
             base_logits = model(ids)[0]
+        unmerged_model = copy.deepcopy(model)  # generation (lesson 06's KV cache) runs through the adapters
         merged = merge_lora(model)
         assert not any(isinstance(m, LoRALinear) for m in merged.modules())
         torch.testing.assert_close(merged(ids)[0], unmerged, rtol=1e-5, atol=1e-5)
         assert not torch.allclose(base_logits, unmerged, atol=1e-3)
+        assert torch.equal(generate(merged, ids[:, :4], 6), generate(unmerged_model, ids[:, :4], 6))
         hf = to_hf(merged).eval()  # the plain architecture again
         torch.testing.assert_close(hf(ids).logits, unmerged, rtol=1e-4, atol=1e-4)
 
