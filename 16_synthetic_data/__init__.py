@@ -1,1 +1,56 @@
-"""Lesson package."""
+"""Lesson 16: synthetic data — template, paraphrase and model synthesis, noise injection, exact and
+MinHash-LSH near-duplicate removal (bit-identical to datasketch's legacy MinHash), 13-gram leak checks."""
+
+from llmlab.synthetic_data.dedup import (
+    MinHash,
+    MinHashLSH,
+    candidate_pairs,
+    contaminated,
+    exact_dedup,
+    jaccard,
+    near_dedup,
+    ngram_overlap,
+    normalize,
+    optimal_lsh_params,
+    s_curve,
+    sha1_hash32,
+    shingles,
+    similar_pairs,
+    words,
+)
+from llmlab.synthetic_data.generate import (
+    CHAR_EDITS,
+    SYNONYMS,
+    add_noise,
+    edit_distance,
+    model_samples,
+    paraphrase,
+    real_documents,
+    template_stories,
+)
+
+__all__ = [
+    "CHAR_EDITS",
+    "SYNONYMS",
+    "MinHash",
+    "MinHashLSH",
+    "add_noise",
+    "candidate_pairs",
+    "contaminated",
+    "edit_distance",
+    "exact_dedup",
+    "jaccard",
+    "model_samples",
+    "near_dedup",
+    "ngram_overlap",
+    "normalize",
+    "optimal_lsh_params",
+    "paraphrase",
+    "real_documents",
+    "s_curve",
+    "sha1_hash32",
+    "shingles",
+    "similar_pairs",
+    "template_stories",
+    "words",
+]
