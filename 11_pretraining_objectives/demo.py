@@ -57,12 +57,13 @@ WETTIG_2023 = ("Wettig et al. 2023 (EACL), 'Should You Mask 15% in Masked Langua
 def settings(quick: bool) -> dict:
     if quick:
         return dict(n_chars=100_000, vocab_size=512, block_size=32, n_layer=2, n_head=4, d_model=32,
-                    batch_size=8, steps=30, lr=3e-3, warmup=3, eval_iters=3, seeds=2, mask_rates=[0.15, 0.4],
+                    pos="rope", batch_size=8, steps=30, lr=3e-3, warmup=3, eval_iters=3, seeds=2,
+                    mask_rates=[0.15, 0.4],
                     windows=32, next_token_windows=8, probe_sentences=200, prefix_lengths=[0, 8, 16, 24],
                     prompts=2, new_tokens=8)
     return dict(n_chars=1_000_000, vocab_size=1024, block_size=64, n_layer=2, n_head=4, d_model=64,
-                batch_size=16, steps=300, lr=3e-3, warmup=30, eval_iters=10, seeds=3,
-                mask_rates=[0.05, 0.15, 0.3, 0.45, 0.6], windows=256, next_token_windows=48,
+                pos="rope", batch_size=16, steps=300, lr=3e-3, warmup=30, eval_iters=10, seeds=3,
+                mask_rates=[0.05, 0.15, 0.3, 0.5], windows=256, next_token_windows=48,
                 probe_sentences=1200, prefix_lengths=[0, 4, 8, 16, 32, 48, 60], prompts=3, new_tokens=16)
 
 
@@ -103,7 +104,8 @@ def _run(args) -> dict:
 
     data = demo.timed("data", ex.load_data, cfg, args.corpus, demo.seed)
     results["data"] = dict(corpus=args.corpus, vocab_size=data["vocab_size"], mask_id=data["mask_id"],
-                           train_tokens=len(data["train"]), val_tokens=len(data["val"]))
+                           train_tokens=len(data["train"]), val_tokens=len(data["val"]),
+                           unigram_loss=data["unigram_loss"])
     demo.say(f"Data: {cfg['n_chars']:,} chars of {args.corpus} in lesson 01's BPE ({cfg['vocab_size']} "
              f"tokens) + [MASK] = id {data['mask_id']}: {len(data['train']):,} train / {len(data['val']):,} "
              "val tokens. "
@@ -136,20 +138,24 @@ def _run(args) -> dict:
 
 
 def train_all(demo: Demo, cfg: dict, data: dict, recipes: dict, objectives, seeds) -> dict:
-    """{"clm": [run per seed], ..., "mlm_variants": {label: run}}: the masked-LM variants (other rates, the
-    other replacement scheme) are trained at the first seed and at every seed for the replacement scheme."""
+    """{label: [run per seed]}: the objectives at every seed; the masked LM with the other replacement scheme
+    at every seed; at the first seed, the other masking rates and "mlm long", the masked LM trained for as
+    many PREDICTED tokens as the causal LM (steps / mask rate: the equal-signal comparison)."""
     from tqdm.auto import tqdm
 
     mlm = recipes["mlm"]
     other = ex.Recipe("mlm", mlm.mask_rate, 1.0 if mlm.mask_replace_prob < 1 else 0.8, mlm.causal)
-    jobs = [(o, recipes[o], s) for o in objectives for s in seeds]
+    steps = cfg["steps"]
+    jobs = [(o, recipes[o], s, steps) for o in objectives for s in seeds]
     if "mlm" in objectives:
-        jobs += [("replacement", other, s) for s in seeds]
-        jobs += [(f"rate {r:g}", ex.Recipe("mlm", r, mlm.mask_replace_prob, mlm.causal), seeds[0])
+        jobs += [("replacement", other, s, steps) for s in seeds]
+        jobs += [(f"rate {r:g}", ex.Recipe("mlm", r, mlm.mask_replace_prob, mlm.causal), seeds[0], steps)
                  for r in cfg["mask_rates"] if not math.isclose(r, mlm.mask_rate)]
+        long_steps = round(steps * (cfg["block_size"] - 1) / cfg["block_size"] / mlm.mask_rate)
+        jobs.append(("mlm long", mlm, seeds[0], long_steps))
     runs: dict = {}
-    for label, recipe, seed in tqdm(jobs, desc="training runs", leave=False, disable=None):
-        run = ex.train_objective(cfg, data, recipe, seed=seed, device=demo.device)
+    for label, recipe, seed, n in tqdm(jobs, desc="training runs", leave=False, disable=None):
+        run = ex.train_objective(dict(cfg, steps=n), data, recipe, seed=seed, device=demo.device)
         runs.setdefault(label, []).append(run)
     return runs
 
@@ -175,14 +181,25 @@ def training_numbers(demo: Demo, cfg: dict, data: dict, runs: dict, objectives) 
         n = out[o]
         demo.say(f"  {ex.NAMES[o]:>10}: own held-out loss {n['final_val_loss']['mean']:.3f} nats "
                  f"(sd {n['final_val_loss']['sd']:.3f}) on {100 * n['predicted_share']:.0f}% of the "
-                 f"positions; {n['median_step_ms']['mean']:.1f} ms/step, {n['wall_s']['mean']:.1f} s/run")
+                 f"positions; {n['median_step_ms']['mean']:.1f} ms/step, "
+                 f"{n['wall_s']['mean']:.1f} s/run")
     if "clm" in out:
-        out["step_time_vs_clm"] = {o: out[o]["median_step_ms"]["mean"] / out["clm"]["median_step_ms"]["mean"]
-                                   for o in objectives}
-        demo.say("  Same tokens seen, and per step nearly the same cost (ms/step vs the causal LM: "
-                 + ", ".join(f"{ex.NAMES[o]} {v:.2f}x" for o, v in out["step_time_vs_clm"].items())
-                 + "): an equal-steps budget is an equal wall-time budget. The losses are of different tasks "
-                   "(experiments 3-4 compare the models on common ones).")
+        clm_ms = out["clm"]["median_step_ms"]["mean"]
+        ratios = {o: out[o]["median_step_ms"]["mean"] / clm_ms for o in objectives}
+        out["step_time_vs_clm"] = ratios
+        equal = max(ratios.values()) <= 1.15 and min(ratios.values()) >= 1 / 1.15
+        demo.say("  Time per step vs the causal LM: "
+                 + ", ".join(f"{ex.NAMES[o]} {v:.2f}x" for o, v in ratios.items())
+                 + (": within 15%, so equal steps are (nearly) equal wall time." if equal else
+                    ": NOT equal, so the wall-time comparison below differs from the per-token one."))
+    # the same wall-time budget: each objective's own loss after the cheapest objective's training time
+    budget = min(out[o]["wall_s"]["mean"] for o in objectives)
+    out["wall_time_budget_s"] = budget
+    for o in objectives:
+        out[o]["loss_at_wall_budget"] = _summary([ex.loss_at_time(r["history"], budget) for r in runs[o]])
+    demo.say(f"  Own held-out loss after {budget:.1f} s of training each: " + ", ".join(
+        f"{ex.NAMES[o]} {out[o]['loss_at_wall_budget']['mean']:.3f}" for o in objectives)
+        + " nats. The losses are of different tasks: experiments 3-4 compare the models on common ones.")
     figures.loss_curves_figure(demo, cfg, runs, objectives, out)
     return out
 
@@ -198,7 +215,8 @@ def generation(demo: Demo, cfg: dict, data: dict, runs: dict, objectives, window
                                                                      data["mask_id"])) for p in prompts]
                      for o in objectives}
     out = dict(next_token_loss=losses, prompts=[data["tokenizer"].decode(p) for p in prompts],
-               continuations=continuations)
+               continuations=continuations, unigram_loss=data["unigram_loss"])
+    demo.say(f"  (a unigram model, no context: {data['unigram_loss']:.3f} nats)")
     for o in objectives:
         demo.say(f"  {ex.NAMES[o]:>10}: held-out next-token loss {losses[o]['mean']:.3f} nats "
                  f"(per seed {', '.join(f'{v:.3f}' for v in losses[o]['per_seed'])})")
@@ -233,6 +251,14 @@ def encoding(demo: Demo, cfg: dict, data: dict, runs: dict, objectives, windows)
         f"{ex.NAMES[o]} {fill[o]['accuracy']['mean']:.3f}" for o in objectives)
         + (f" (the masked LM with the right side hidden: {fill['mlm']['left_only_accuracy']['mean']:.3f})"
            if "mlm" in objectives else ""))
+    if "mlm long" in runs:  # the masked LM given as many predicted tokens as the causal LM
+        long = runs["mlm long"][0]
+        fill_long = ex.remember(long, "fill_in", ex.fill_in, long, windows, data["mask_id"])
+        probes_long = ex.remember(long, "probes", ex.probe_all, long, tasks, cfg["block_size"])
+        out["mlm_long"] = dict(steps=len(long["history"].steps), **probes_long, fill_in=fill_long["accuracy"])
+        demo.say(f"  masked LM trained {out['mlm_long']['steps']} steps (as many predicted tokens as the "
+                 "causal LM's run, 1 seed): "
+                 + ", ".join(f"{t} {out['mlm_long'][t]:.3f}" for t in list(tasks) + ["fill_in"]))
     if "clm" in objectives and "mlm" in objectives:
         def diff(a: dict, b: dict) -> list[float]:
             return [x - y for x, y in zip(a["per_seed"], b["per_seed"])]
@@ -341,6 +367,16 @@ def key_insights(demo: Demo, results: dict, objectives) -> dict:
         note = (f"next-token loss causal {g['clm']['mean']:.3f} vs masked {g['mlm']['mean']:.3f} nats "
                 f"(masked - causal: {gen}); masked LM - causal LM accuracy per task: "
                 + ", ".join(f"{t} {ex.mean_sd(d)[0]:+.3f} ({enc[t]})" for t, d in diffs.items()))
+        long = results["encoding"].get("mlm_long")
+        if long:
+            clm = {t: results["encoding"]["probes"]["clm"][t]["per_seed"] for t in diffs if t != "fill_in"}
+            clm["fill_in"] = results["encoding"]["fill_in"]["clm"]["accuracy"]["per_seed"]
+            beats = [t for t in clm if long[t] > max(clm[t])]
+            scores = ", ".join(f"{t} {long[t]:.3f} (causal LM seeds {min(clm[t]):.3f}-{max(clm[t]):.3f})"
+                               for t in clm)
+            note += (f". Given as many predicted tokens as the causal LM ({long['steps']} steps, 1 seed) the "
+                     f"masked LM scores {scores}"
+                     + f": above every causal-LM seed on {', '.join(beats) if beats else 'none'}")
         out["generation_vs_encoding"] = dict(claim="Causal: good for generation, MLM: good for encoding",
                                              mark=claim_mark(mark), generation=gen, encoding=enc, note=note)
         demo.say(f"  [{claim_mark(mark)}] Causal: good for generation, MLM: good for encoding — {note}")

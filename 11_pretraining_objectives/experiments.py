@@ -50,12 +50,16 @@ def with_mask_token(tokenizer: BPETokenizer) -> BPETokenizer:
 
 
 def load_data(cfg: dict, corpus: str, seed: int) -> dict:
-    """The corpus in lesson 01's BPE (+ [MASK]), split 90/10, and held-out stories with their facts."""
+    """The corpus in lesson 01's BPE (+ [MASK]), split 90/10, and the unigram model's held-out loss."""
     text = load_corpus(corpus, cfg["n_chars"], seed=seed)
     tokenizer = with_mask_token(lab_tokenizer(text, cfg["vocab_size"]))
     train_text, val_text = train_val_split(text, 0.1)
+    train_ids, val_ids = encode(train_text, tokenizer), encode(val_text, tokenizer)
+    # the no-context baseline: every token predicted with its training frequency (add-one smoothed)
+    counts = torch.bincount(train_ids, minlength=len(tokenizer.vocab)).double() + 1.0
+    unigram = float(-(counts / counts.sum()).log()[val_ids].mean())
     return dict(tokenizer=tokenizer, mask_id=tokenizer.special_tokens[MASK], vocab_size=len(tokenizer.vocab),
-                train=encode(train_text, tokenizer), val=encode(val_text, tokenizer))
+                train=train_ids, val=val_ids, unigram_loss=unigram)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +126,8 @@ def batch_fn(data: Tensor, cfg: dict, recipe: Recipe, vocab_size: int, mask_id: 
 
 def model_config(cfg: dict, vocab_size: int, recipe: Recipe):
     return gpt2_config(vocab_size=vocab_size, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
-                       n_head=cfg["n_head"], d_model=cfg["d_model"], causal=recipe.is_causal)
+                       n_head=cfg["n_head"], d_model=cfg["d_model"], causal=recipe.is_causal,
+                       pos=cfg.get("pos", "learned"))
 
 
 def train_objective(cfg: dict, data: dict, recipe: Recipe, *, seed: int, device) -> dict:
@@ -353,6 +358,17 @@ def continue_greedy(run: dict, prompt: list[int], n: int, mask_id: int) -> list[
 def distinct_share(ids: list[int]) -> float:
     """Distinct tokens / tokens: low when a generator repeats itself."""
     return len(set(ids)) / max(len(ids), 1)
+
+
+def eval_times(history) -> np.ndarray:
+    """Seconds of training (summed step times) at each evaluation of `history`."""
+    elapsed = np.cumsum(history.step_time_s)
+    return np.array([elapsed[min(s, len(elapsed)) - 1] if s > 0 else 0.0 for s in history.eval_steps])
+
+
+def loss_at_time(history, seconds: float) -> float:
+    """The held-out loss after `seconds` of training, interpolated between evaluations."""
+    return float(np.interp(seconds, eval_times(history), history.val_loss))
 
 
 def mean_sd(values) -> tuple[float, float]:

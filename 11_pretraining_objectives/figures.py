@@ -71,22 +71,28 @@ def _seed_mean(histories, attr: str):
 
 def loss_curves_figure(demo, cfg: dict, runs: dict, objectives, numbers: dict) -> None:
     tokens_per_step = cfg["batch_size"] * cfg["block_size"]
-    fig, axes = new_figure(1, 2, figsize=(14, 5.2))
-    for o in objectives:
+    fig, axes = new_figure(1, 3, figsize=(20, 5.2))
+    for o in list(objectives) + (["mlm long"] if "mlm long" in runs else []):
         histories = [r["history"] for r in runs[o]]
         steps = np.array(histories[0].eval_steps)
         mean, low, high = _seed_mean(histories, "val_loss")
-        share = numbers[o]["predicted_share"]
-        for ax, scale in ((axes[0], 1.0), (axes[1], share)):
-            x = steps * tokens_per_step * scale / 1e3
-            ax.plot(x, mean, "o-", ms=3, color=COLORS[o],
-                    label=f"{ex.NAMES[o]} (loss on {share:.0%} of positions)")
-            ax.fill_between(x, low, high, color=COLORS[o], alpha=0.2)
+        share = runs[o][0]["predicted_share"]
+        style = dict(color=COLORS["mlm"], ls="--") if o == "mlm long" else dict(color=COLORS[o])
+        name = f"masked LM, {len(histories[0].steps)} steps, 1 seed" if o == "mlm long" else ex.NAMES[o]
+        seconds = np.mean([ex.eval_times(h) for h in histories], axis=0)
+        seen = steps * tokens_per_step / 1e3
+        for ax, x in ((axes[0], seen), (axes[1], seen * share), (axes[2], seconds)):
+            ax.plot(x, mean, marker="o", ms=3, label=f"{name} (loss on {share:.0%} of positions)", **style)
+            ax.fill_between(x, low, high, color=style["color"], alpha=0.2)
     ylabel = "held-out loss on its own task (nats per predicted token)"
-    axes[0].set(xlabel="tokens seen (thousands)", ylabel=ylabel,
+    axes[0].set(xlabel="tokens seen (thousands, log)", xscale="log", ylabel=ylabel,
                 title="Per token SEEN (equal compute): each objective's own loss")
     axes[1].set(xlabel="tokens predicted, i.e. carrying a loss (thousands, log)", xscale="log",
                 ylabel=ylabel, title="Per token PREDICTED: the masked LM learns from ~1 in 7 positions")
+    axes[2].axvline(numbers["wall_time_budget_s"], color="gray", ls=":", lw=1, label="equal wall-time budget")
+    axes[2].set(xlabel="seconds of training (summed step times, this machine; log)", xscale="log",
+                ylabel=ylabel,
+                title="Per second of training (equal wall time)")
     for ax in axes:
         ax.legend(title=f"mean of {len(runs[objectives[0]])} seeds, band = min-max")
     finals = ", ".join(f"{ex.NAMES[o]} {numbers[o]['final_val_loss']['mean']:.2f}" for o in objectives)
@@ -112,36 +118,56 @@ def _bars_with_seeds(ax, objectives, summaries: dict, *, ylabel: str, title: str
 
 
 def generation_figure(demo, cfg: dict, out: dict, objectives) -> None:
-    fig, axes = new_figure(1, 2, figsize=(15, 5.2))
+    import textwrap
+
+    fig, axes = new_figure(1, 2, figsize=(16, 6))
     _bars_with_seeds(axes[0], objectives, out["next_token_loss"],
                      ylabel="held-out next-token loss (nats, lower is better)",
-                     title="Predicting the next token from the left context")
+                     title="Predicting the next token from the left context",
+                     extra=[(out["unigram_loss"], "unigram model (no context)", ":")])
     axes[1].set_axis_off()
-    lines = [f"prompt: {out['prompts'][0]!r}", ""]
-    for o in objectives:
-        lines += [f"{ex.NAMES[o]}:", f"  {out['continuations'][o][0]!r}"[:110], ""]
-    axes[1].text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=9, wrap=True)
-    axes[1].set_title(f"Greedy continuations ({cfg['new_tokens']} tokens, seed {demo.seed} models)")
-    best = min(objectives, key=lambda o: out["next_token_loss"][o]["mean"])
-    fig.suptitle(f"Generation: the {ex.NAMES[best]} predicts the next token best "
-                 + ("(the masked LM, given only the left context and a [MASK], is far behind)"
-                    if "mlm" in objectives and best != "mlm" else ""), fontweight="bold")
+    lines = []
+    for i, prompt in enumerate(out["prompts"]):
+        lines.append(f"prompt: {prompt!r}")
+        for o in objectives:
+            text = textwrap.shorten(repr(out["continuations"][o][i]), 70)
+            lines.append(f"  {ex.NAMES[o]:>9}: {text}")
+        lines.append("")
+    axes[1].text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8.5)
+    axes[1].set_title(f"Greedy continuations ({cfg['new_tokens']} tokens, seed-{demo.seed} models)")
+    loss = {o: out["next_token_loss"][o]["mean"] for o in objectives}
+    best = min(loss, key=loss.get)
+    fig.suptitle(f"Generation: the {ex.NAMES[best]} predicts the next token best ({loss[best]:.2f} nats; "
+                 + ", ".join(f"{ex.NAMES[o]} {v:.2f}" for o, v in loss.items() if o != best)
+                 + f"; unigram {out['unigram_loss']:.2f})", fontweight="bold")
     demo.save_figure(fig, "generation.png")
+
+
+def _long_marker(ax, objectives, value: float, steps: int) -> None:
+    i = list(objectives).index("mlm")
+    ax.plot([i], [value], "D", color="black", mfc="white", ms=8,
+            label=f"masked LM, {steps} steps (= causal LM's predicted tokens)")
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def encoding_figure(demo, cfg: dict, out: dict, objectives) -> None:
     tasks = list(out["chance"])
     fig, axes = new_figure(1, len(tasks) + 1, figsize=(6 * (len(tasks) + 1), 5.2))
+    long = out.get("mlm_long")
     for ax, t in zip(axes, tasks):
         _bars_with_seeds(ax, objectives, {o: out["probes"][o][t] for o in objectives},
                          ylabel="probe accuracy on held-out sentences", title=f"linear probe: {t}",
                          extra=[(out["chance"][t], "majority class", ":"),
                                 (out["untrained"][t], "untrained model", "--")])
+        if long:
+            _long_marker(ax, objectives, long[t], long["steps"])
     fill = {o: out["fill_in"][o]["accuracy"] for o in objectives}
     extra = ([(out["fill_in"]["mlm"]["left_only_accuracy"]["mean"], "masked LM, right side hidden", "--")]
              if "mlm" in objectives else None)
     _bars_with_seeds(axes[-1], objectives, fill, ylabel="top-1 accuracy", extra=extra,
                      title="fill in the middle token (masked LM sees both sides)")
+    if long:
+        _long_marker(axes[-1], objectives, long["fill_in"], long["steps"])
     winners = []
     for t in tasks + ["fill-in"]:
         scores = {o: (out["probes"][o][t] if t != "fill-in" else fill[o])["mean"] for o in objectives}
