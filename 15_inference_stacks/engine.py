@@ -103,27 +103,30 @@ class LLMEngine:
         """Queue one prompt (token ids) -> its request id. It joins the batch at a coming step.
         Raises ValueError when it cannot fit: prompt + max_tokens past the model's block_size, its K/V
         past the whole pool, or its prefill past max_num_batched_tokens."""
+        seq = self._new_sequence(prompt, params)
+        self.scheduler.add(seq)
+        return seq.seq_id
+
+    def _new_sequence(self, prompt: object, params: object, name: str = "prompt") -> Sequence:
         config = self.model.config
-        prompt = _check_prompt(prompt, config.vocab_size)
+        prompt = _check_prompt(prompt, config.vocab_size, name)
         params = SamplingParams() if params is None else params
         if not isinstance(params, SamplingParams):
             raise TypeError(f"params must be a SamplingParams, got {type(params).__name__}")
         total = len(prompt) + params.max_tokens
         if total > config.block_size:
-            raise ValueError(f"prompt length {len(prompt)} + max_tokens {params.max_tokens} = {total} is "
+            raise ValueError(f"{name} length {len(prompt)} + max_tokens {params.max_tokens} = {total} is "
                              f"past the model's block_size={config.block_size}")
         kv_tokens = total - 1  # the last sampled token is never fed back
         blocks = -(-kv_tokens // self.block_size)
         if blocks > self.block_manager.num_blocks:
-            raise ValueError(f"prompt + max_tokens needs {blocks} KV blocks, the pool has "
+            raise ValueError(f"{name} + max_tokens needs {blocks} KV blocks, the pool has "
                              f"num_blocks={self.block_manager.num_blocks}")
         if kv_tokens > self.scheduler.max_num_batched_tokens:
-            raise ValueError(f"prompt + max_tokens - 1 = {kv_tokens} tokens may need one prefill step (after "
+            raise ValueError(f"{name} + max_tokens - 1 = {kv_tokens} tokens may need one prefill step (after "
                              f"a preemption), past max_num_batched_tokens="
                              f"{self.scheduler.max_num_batched_tokens}")
-        seq = Sequence(prompt, params, device=self.device)
-        self.scheduler.add(seq)
-        return seq.seq_id
+        return Sequence(prompt, params, device=self.device)
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -154,9 +157,11 @@ class LLMEngine:
                                  f"got {len(params)}")
         else:
             params = [params] * len(prompts)
-        for i, p in enumerate(prompts):  # check them all before queueing any
-            _check_prompt(p, self.model.config.vocab_size, name=f"prompts[{i}]")
-        ids = [self.add_request(p, sp) for p, sp in zip(prompts, params)]
+        seqs = [self._new_sequence(p, sp, f"prompts[{i}]")  # all checked before any is queued
+                for i, (p, sp) in enumerate(zip(prompts, params))]
+        for seq in seqs:
+            self.scheduler.add(seq)
+        ids = [seq.seq_id for seq in seqs]
         pending = set(ids)
         while pending - self._finished.keys():
             for request_id, tokens in self.step():

@@ -20,7 +20,11 @@ import torch.nn.functional as F
 
 from llmlab.inference_stacks import (
     BlockManager,
+    HFContinuousBatchingBackend,
+    HFGenerateBackend,
     KVPool,
+    LabEngineBackend,
+    Lesson06Backend,
     LLMEngine,
     SamplingParams,
     Sequence,
@@ -536,6 +540,8 @@ def test_engine_rejects_bad_requests_and_settings_naming_the_argument(model):
         engine.generate([[1], [2]], [SamplingParams()])
     with pytest.raises(ValueError, match=r"prompts\[1\]"):
         engine.generate([[1], []])
+    with pytest.raises(ValueError, match=r"prompts\[2\].*num_blocks=4"):
+        engine.generate([[1], [2], [3] * 10], SamplingParams(max_tokens=8))
     assert not engine.has_unfinished_requests()  # nothing was queued by the failed calls
     with pytest.raises(TypeError, match="model"):
         LLMEngine(torch.nn.Linear(2, 2))
@@ -547,3 +553,39 @@ def test_engine_rejects_bad_requests_and_settings_naming_the_argument(model):
         SamplingParams(temperature=1.0, top_p=1.5)
     with pytest.raises(ValueError, match="max_tokens"):
         SamplingParams(max_tokens=0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# backends: one interface, the same greedy tokens
+
+
+def test_every_backend_gives_the_same_greedy_tokens(model):
+    prompts = random_prompts(7, 1, 15, seed=19)
+    backends = [LabEngineBackend(model, block_size=4, max_num_seqs=3), Lesson06Backend(model, batch_size=3),
+                HFGenerateBackend(model, batch_size=4)]  # left-padded static batches of mixed lengths
+    expected = reference(model, prompts, 8)
+    for backend in backends:
+        assert backend.generate(prompts, 8) == expected, backend.name
+    assert backends[0].last_stats["decode_steps"] > 0
+
+
+def test_transformers_continuous_batching_gives_the_engine_tokens():
+    if not HFContinuousBatchingBackend.available():
+        pytest.skip("the installed transformers has no generate_batch (continuous batching, >= 4.56)")
+    model = randomized(CONFIGS["llama-gqa"])
+    prompts = random_prompts(5, 1, 15, seed=20)
+    backend = HFContinuousBatchingBackend(model, block_size=4, num_blocks=64, max_batch_tokens=128)
+    assert backend.generate(prompts, 6) == LabEngineBackend(model, block_size=4).generate(prompts, 6)
+
+
+def test_backends_sample_when_not_greedy_and_check_their_arguments(model):
+    prompts = random_prompts(3, 2, 6, seed=21)
+    for backend in (LabEngineBackend(model), Lesson06Backend(model), HFGenerateBackend(model)):
+        out = backend.generate(prompts, 5, greedy=False)
+        assert [len(o) for o in out] == [5, 5, 5]
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            backend.generate(prompts, 0)
+        with pytest.raises(ValueError, match=r"prompts\[1\]"):
+            backend.generate([[1], []], 2)
+        with pytest.raises(TypeError, match="greedy"):
+            backend.generate(prompts, 2, greedy=1)
