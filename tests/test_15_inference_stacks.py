@@ -377,6 +377,15 @@ def test_bug_a_block_aligned_prompt_fully_in_the_prefix_cache_still_computes_a_t
     assert engine.stats["prefix_cache_hit_tokens"] == 8 + 4
 
 
+def test_a_block_is_cached_only_once_the_kv_of_all_its_tokens_is_computed(model):
+    prompt = random_prompts(1, 7, 7, seed=22)[0]
+    engine = LLMEngine(model, block_size=4)
+    (token,) = engine.generate([prompt], SamplingParams(max_tokens=1))  # block 1 holds 3 computed tokens
+    longer = prompt + token + [5, 6]  # its block 1 = prompt[4:7] + the sampled token, whose K/V never was
+    assert engine.generate([longer], SamplingParams(max_tokens=5)) == reference(model, [longer], 5)
+    assert engine.stats["prefix_cache_hit_tokens"] == 4  # block 0 only
+
+
 def test_bug_a_preempted_sequence_is_re_prefilled_with_a_prefix_cache_hit(model, monkeypatch):
     prompts = [[i] + p for i, p in enumerate(random_prompts(6, 5, 14, seed=8))]  # no shared prefix
     expected = reference(model, prompts, 16)
