@@ -57,13 +57,13 @@ WETTIG_2023 = ("Wettig et al. 2023 (EACL), 'Should You Mask 15% in Masked Langua
 def settings(quick: bool) -> dict:
     if quick:
         return dict(n_chars=100_000, vocab_size=512, block_size=32, n_layer=2, n_head=4, d_model=32,
-                    pos="rope", batch_size=8, steps=30, lr=3e-3, warmup=3, eval_iters=3, seeds=2,
+                    pos="rope", batch_size=8, steps=30, lr=3e-3, warmup=3, eval_iters=3, seeds=2, cost_reps=5,
                     mask_rates=[0.15, 0.4],
                     windows=32, next_token_windows=8, probe_sentences=200, prefix_lengths=[0, 8, 16, 24],
                     prompts=2, new_tokens=8)
     return dict(n_chars=1_000_000, vocab_size=1024, block_size=64, n_layer=2, n_head=4, d_model=64,
                 pos="rope", batch_size=16, steps=300, lr=3e-3, warmup=30, eval_iters=10, seeds=3,
-                mask_rates=[0.05, 0.15, 0.3, 0.5], windows=256, next_token_windows=48,
+                cost_reps=30, mask_rates=[0.05, 0.15, 0.3, 0.5], windows=256, next_token_windows=48,
                 probe_sentences=1200, prefix_lengths=[0, 4, 8, 16, 32, 48, 60], prompts=3, new_tokens=16)
 
 
@@ -171,36 +171,35 @@ def _summary(values: list[float]) -> dict:
 
 def training_numbers(demo: Demo, cfg: dict, data: dict, runs: dict, objectives) -> dict:
     """Experiment 2: each objective's own held-out loss per token seen / predicted, and its cost per step."""
-    out = {}
+    # the cost of a step, timed round-robin (the objectives in turn, so that a busy machine slows all alike)
+    step_ms = ex.step_costs({o: runs[o][0] for o in objectives}, cfg, data, reps=cfg["cost_reps"])
+    out = {"step_ms": step_ms}
     for o in objectives:
         out[o] = dict(final_val_loss=_summary(_per_seed(runs[o], lambda r: r["history"].final_val_loss)),
-                      median_step_ms=_summary(_per_seed(runs[o], lambda r: r["median_step_ms"])),
-                      wall_s=_summary(_per_seed(runs[o], lambda r: r["wall_s"])),
                       predicted_share=runs[o][0]["predicted_share"],
                       tokens_seen=runs[o][0]["history"].tokens_seen)
         n = out[o]
         demo.say(f"  {ex.NAMES[o]:>10}: own held-out loss {n['final_val_loss']['mean']:.3f} nats "
                  f"(sd {n['final_val_loss']['sd']:.3f}) on {100 * n['predicted_share']:.0f}% of the "
-                 f"positions; {n['median_step_ms']['mean']:.1f} ms/step, "
-                 f"{n['wall_s']['mean']:.1f} s/run")
+                 f"positions; a training step {step_ms[o]:.1f} ms")
     if "clm" in out:
-        clm_ms = out["clm"]["median_step_ms"]["mean"]
-        ratios = {o: out[o]["median_step_ms"]["mean"] / clm_ms for o in objectives}
+        ratios = {o: step_ms[o] / step_ms["clm"] for o in objectives}
         out["step_time_vs_clm"] = ratios
         equal = max(ratios.values()) <= 1.15 and min(ratios.values()) >= 1 / 1.15
-        demo.say("  Time per step vs the causal LM: "
+        demo.say("  Time per step vs the causal LM (median of round-robin steps): "
                  + ", ".join(f"{ex.NAMES[o]} {v:.2f}x" for o, v in ratios.items())
                  + (": within 15%, so equal steps are (nearly) equal wall time." if equal else
                     ": NOT equal, so the wall-time comparison below differs from the per-token one."))
     # the same wall-time budget: each objective's own loss after the cheapest objective's training time
-    budget = min(out[o]["wall_s"]["mean"] for o in objectives)
+    budget = min(cfg["steps"] * step_ms[o] / 1000 for o in objectives)
     out["wall_time_budget_s"] = budget
     for o in objectives:
-        out[o]["loss_at_wall_budget"] = _summary([ex.loss_at_time(r["history"], budget) for r in runs[o]])
+        out[o]["loss_at_wall_budget"] = _summary([ex.loss_at_time(r["history"], budget, step_ms[o])
+                                                  for r in runs[o]])
     demo.say(f"  Own held-out loss after {budget:.1f} s of training each: " + ", ".join(
         f"{ex.NAMES[o]} {out[o]['loss_at_wall_budget']['mean']:.3f}" for o in objectives)
         + " nats. The losses are of different tasks: experiments 3-4 compare the models on common ones.")
-    figures.loss_curves_figure(demo, cfg, runs, objectives, out)
+    figures.loss_curves_figure(demo, cfg, runs, objectives, out, step_ms)
     return out
 
 

@@ -143,8 +143,7 @@ def train_objective(cfg: dict, data: dict, recipe: Recipe, *, seed: int, device)
     share = {"clm": (cfg["block_size"] - 1) / cfg["block_size"], "mlm": recipe.mask_rate,
              "prefix": (cfg["block_size"] - 1) / 2 / cfg["block_size"]}[recipe.objective]
     return dict(model=model, gpt=model.gpt, recipe=recipe, seed=seed, history=history,
-                predicted_share=share, wall_s=history.wall_time_s,
-                median_step_ms=1000 * statistics.median(history.step_time_s))
+                predicted_share=share)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -360,15 +359,36 @@ def distinct_share(ids: list[int]) -> float:
     return len(set(ids)) / max(len(ids), 1)
 
 
-def eval_times(history) -> np.ndarray:
-    """Seconds of training (summed step times) at each evaluation of `history`."""
-    elapsed = np.cumsum(history.step_time_s)
-    return np.array([elapsed[min(s, len(elapsed)) - 1] if s > 0 else 0.0 for s in history.eval_steps])
+def step_costs(runs: dict, cfg: dict, data: dict, reps: int) -> dict:
+    """Milliseconds of one training step (forward, backward, an AdamW update on a copy) per objective: the
+    median of `reps` steps taken round-robin, one objective after the other, so that load from other
+    programs falls on all of them alike. runs: {objective: run}."""
+    import copy
+    import time
+
+    from llmlab.utils import make_optimizer
+
+    setups = {}
+    for o, run in runs.items():
+        model = copy.deepcopy(run["model"]).train()
+        make = batch_fn(data["train"], cfg, run["recipe"], data["vocab_size"], data["mask_id"])
+        optimizer = make_optimizer(model, TrainConfig(lr=cfg["lr"]))
+        setups[o] = (model, optimizer, make(torch.Generator().manual_seed(7)))
+    times = {o: [] for o in runs}
+    for _ in range(reps):
+        for o, (model, optimizer, (x, aux)) in setups.items():
+            start = time.perf_counter()
+            _, loss = model(x, aux)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            times[o].append(1000 * (time.perf_counter() - start))
+    return {o: statistics.median(t) for o, t in times.items()}
 
 
-def loss_at_time(history, seconds: float) -> float:
-    """The held-out loss after `seconds` of training, interpolated between evaluations."""
-    return float(np.interp(seconds, eval_times(history), history.val_loss))
+def loss_at_time(history, seconds: float, step_ms: float) -> float:
+    """The held-out loss after `seconds` of training at `step_ms` per step (interpolated between evals)."""
+    return float(np.interp(1000 * seconds / step_ms, history.eval_steps, history.val_loss))
 
 
 def mean_sd(values) -> tuple[float, float]:

@@ -69,7 +69,7 @@ def _seed_mean(histories, attr: str):
     return values.mean(0), values.min(0), values.max(0)
 
 
-def loss_curves_figure(demo, cfg: dict, runs: dict, objectives, numbers: dict) -> None:
+def loss_curves_figure(demo, cfg: dict, runs: dict, objectives, numbers: dict, step_ms: dict) -> None:
     tokens_per_step = cfg["batch_size"] * cfg["block_size"]
     fig, axes = new_figure(1, 3, figsize=(20, 5.2))
     for o in list(objectives) + (["mlm long"] if "mlm long" in runs else []):
@@ -79,7 +79,7 @@ def loss_curves_figure(demo, cfg: dict, runs: dict, objectives, numbers: dict) -
         share = runs[o][0]["predicted_share"]
         style = dict(color=COLORS["mlm"], ls="--") if o == "mlm long" else dict(color=COLORS[o])
         name = f"masked LM, {len(histories[0].steps)} steps, 1 seed" if o == "mlm long" else ex.NAMES[o]
-        seconds = np.mean([ex.eval_times(h) for h in histories], axis=0)
+        seconds = steps * step_ms["mlm" if o == "mlm long" else o] / 1000
         seen = steps * tokens_per_step / 1e3
         for ax, x in ((axes[0], seen), (axes[1], seen * share), (axes[2], seconds)):
             ax.plot(x, mean, marker="o", ms=3, label=f"{name} (loss on {share:.0%} of positions)", **style)
@@ -90,7 +90,7 @@ def loss_curves_figure(demo, cfg: dict, runs: dict, objectives, numbers: dict) -
     axes[1].set(xlabel="tokens predicted, i.e. carrying a loss (thousands, log)", xscale="log",
                 ylabel=ylabel, title="Per token PREDICTED: the masked LM learns from ~1 in 7 positions")
     axes[2].axvline(numbers["wall_time_budget_s"], color="gray", ls=":", lw=1, label="equal wall-time budget")
-    axes[2].set(xlabel="seconds of training (summed step times, this machine; log)", xscale="log",
+    axes[2].set(xlabel="seconds of training (steps x timed cost per step, this machine; log)", xscale="log",
                 ylabel=ylabel,
                 title="Per second of training (equal wall time)")
     for ax in axes:
