@@ -353,10 +353,11 @@ def key_insights(demo: Demo, results: dict, objectives) -> dict:
             out[o] = dict(claim=text, mark="definition", note=f"masks.png; loss on {share:.0%} of positions")
             demo.say(f"  [definition] {text}: masks.png (loss on {share:.0%} of the positions)")
     if "clm" in objectives and "mlm" in objectives:
-        gen = _paired(results["generation"]["mlm_minus_clm"], quick, lower_is_better=False)
+        # masked LM minus causal LM next-token loss per seed: "worse" = the causal LM predicts better
+        gen = _paired(results["generation"]["mlm_minus_clm"], quick, lower_is_better=True)
         diffs = results["encoding"]["mlm_minus_clm"]
         enc = {t: _paired(d, quick, lower_is_better=False) for t, d in diffs.items()}
-        generation_ok = {"better": True, "worse": False}.get(gen)
+        generation_ok = {"worse": True, "better": False}.get(gen)
         encoding_wins = [t for t, v in enc.items() if v == "better"]
         encoding_ok = None if quick else (True if len(encoding_wins) == len(enc) else
                                           "partly" if encoding_wins else False)
@@ -364,7 +365,7 @@ def key_insights(demo: Demo, results: dict, objectives) -> dict:
                                    "partly" if generation_ok or encoding_ok else False)
         g = results["generation"]["next_token_loss"]
         note = (f"next-token loss causal {g['clm']['mean']:.3f} vs masked {g['mlm']['mean']:.3f} nats "
-                f"(masked - causal: {gen}); masked LM - causal LM accuracy per task: "
+                f"(masked LM vs causal LM: {gen}); masked - causal accuracy per task: "
                 + ", ".join(f"{t} {ex.mean_sd(d)[0]:+.3f} ({enc[t]})" for t, d in diffs.items()))
         long = results["encoding"].get("mlm_long")
         if long:

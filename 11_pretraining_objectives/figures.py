@@ -93,8 +93,9 @@ def loss_curves_figure(demo, cfg: dict, runs: dict, objectives, numbers: dict, s
     axes[2].set(xlabel="seconds of training (steps x timed cost per step, this machine; log)", xscale="log",
                 ylabel=ylabel,
                 title="Per second of training (equal wall time)")
-    for ax in axes:
-        ax.legend(title=f"mean of {len(runs[objectives[0]])} seeds, band = min-max")
+    handles, labels = axes[2].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9,
+               title=f"mean of {len(runs[objectives[0]])} seeds, band = min-max")
     finals = ", ".join(f"{ex.NAMES[o]} {numbers[o]['final_val_loss']['mean']:.2f}" for o in objectives)
     fig.suptitle(f"Three objectives, same model and tokens: final own-task losses {finals} nats — different "
                  "tasks, so the levels are not a ranking", fontweight="bold")
