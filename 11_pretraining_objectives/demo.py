@@ -116,7 +116,7 @@ def _run(args) -> dict:
                  "below is evidence.")
 
     # every training run: the objectives at every seed, then the masked-LM variants at the first seed
-    runs = demo.timed("training", train_all, demo, cfg, data, recipes, objectives, seeds)
+    runs = demo.timed("train_models", train_all, demo, cfg, data, recipes, objectives, seeds)
     windows = ex.val_windows(data, cfg, cfg["windows"])
 
     def experiment(name: str, fn, *inputs):
