@@ -1,1 +1,32 @@
-"""Lesson package."""
+"""Lesson 14: quantization — integer weights from scratch (symmetric / asymmetric, per tensor, channel and
+group; fake quantization with the straight-through estimator; QuantizedLinear), GPTQ and AWQ, llama.cpp's
+Q8_0 / Q4_0 blocks and GGUF files that transformers and llama.cpp read."""
+
+from llmlab.quantization.model_quantization import METHODS, quantize_model
+from llmlab.quantization.quantization import (
+    SCHEMES,
+    QuantizedLinear,
+    QuantizedTensor,
+    dequantize,
+    fake_quantize,
+    pack_int4,
+    quantize,
+    quantize_rtn,
+    quantized_range,
+    unpack_int4,
+)
+
+__all__ = [
+    "METHODS",
+    "SCHEMES",
+    "QuantizedLinear",
+    "QuantizedTensor",
+    "dequantize",
+    "fake_quantize",
+    "pack_int4",
+    "quantize",
+    "quantize_model",
+    "quantize_rtn",
+    "quantized_range",
+    "unpack_int4",
+]

@@ -1,0 +1,316 @@
+"""Lesson 14 specification: integer quantization has the error bounds and the closed forms it promises and
+equals torch's fake quantization where the conventions match; the straight-through estimator passes the
+gradient exactly where nothing was clipped; QuantizedLinear computes F.linear with its dequantized weights
+from the bytes it says it holds; bad input is refused naming the argument."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmlab.quantization import (
+    QuantizedLinear,
+    dequantize,
+    fake_quantize,
+    pack_int4,
+    quantize,
+    quantize_model,
+    quantized_range,
+    unpack_int4,
+)
+from llmlab.transformer_block import GPT, llama_config
+
+BITS = (2, 3, 4, 6, 8)
+SCHEMES = ("symmetric", "asymmetric")
+
+
+def weights(rows=16, cols=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, cols, generator=g) * torch.rand(rows, 1, generator=g) * 3
+
+
+def tiny_llama(**overrides):
+    torch.manual_seed(0)
+    config = llama_config(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_kv_head=2, d_model=64,
+                          d_ff=96, **overrides)
+    return GPT(config).eval()
+
+
+# ------------------------------------------------------------------------------ quantize / dequantize
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("granularity", [{}, {"axis": 0}, {"axis": 1}, {"group_size": 16}])
+def test_rounding_error_is_at_most_half_a_step_per_element(scheme, bits, granularity):
+    x = weights()
+    qt = quantize(x, bits, scheme=scheme, **granularity)
+    q_min, q_max = quantized_range(bits, scheme)
+    assert int(qt.codes.min()) >= q_min and int(qt.codes.max()) <= q_max
+    grouped_shape = (*qt.scale.shape[:-1], -1) if "group_size" in granularity else x.shape
+    scale = qt.scale.expand(qt.codes.reshape(grouped_shape).shape).reshape(x.shape)  # each element's scale
+    error = (x - dequantize(qt)).abs()
+    assert bool((error <= scale / 2 * (1 + 1e-5)).all())  # nothing is clipped: the range is x's own
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_symmetric_maps_absmax_onto_the_largest_code(bits):
+    x = weights()
+    qt = quantize(x, bits, axis=0)
+    q_max = 2 ** (bits - 1) - 1
+    torch.testing.assert_close(qt.scale.flatten(), x.abs().amax(dim=1) / q_max)
+    assert bool((qt.codes.abs().amax(dim=1) == q_max).all())
+    rows = torch.arange(x.shape[0])
+    peak = x.abs().argmax(dim=1)
+    torch.testing.assert_close(dequantize(qt)[rows, peak], x[rows, peak])  # absmax comes back exactly
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_zero_point_maps_min_and_max_within_half_a_step_and_zero_exactly(bits):
+    x = weights() + 0.7  # lopsided: min and max of different sizes
+    x[0, 0] = 0.0
+    qt = quantize(x, bits, scheme="asymmetric", axis=0)
+    dq = dequantize(qt)
+    scale = qt.scale.flatten()
+    torch.testing.assert_close(scale, (x.amax(1).clamp(min=0) - x.amin(1).clamp(max=0)) / (2**bits - 1))
+    torch.testing.assert_close(qt.zero_point.flatten().float(), torch.round(-x.amin(1).clamp(max=0) / scale))
+    for reduce in (torch.amin, torch.amax):
+        index = (x == reduce(x, dim=1, keepdim=True)).float().argmax(dim=1)
+        rows = torch.arange(x.shape[0])
+        assert bool(((dq[rows, index] - x[rows, index]).abs() <= scale / 2 * (1 + 1e-5)).all())
+    assert float(dq[0, 0]) == 0.0
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("bits", BITS)
+def test_dequantize_equals_torch_fake_quantize_per_tensor_and_per_channel(scheme, bits):
+    x = weights(seed=bits)
+    q_min, q_max = quantized_range(bits, scheme)
+    qt = quantize(x, bits, scheme=scheme)
+    zero_point = torch.zeros(1, dtype=torch.int32) if qt.zero_point is None else qt.zero_point.reshape(1)
+    expected = torch.fake_quantize_per_tensor_affine(x, qt.scale.reshape(1), zero_point, q_min, q_max)
+    assert torch.equal(dequantize(qt), expected)
+    assert torch.equal(fake_quantize(x, bits, scheme=scheme), expected)
+    for axis in (0, 1):
+        qt = quantize(x, bits, scheme=scheme, axis=axis)
+        n = x.shape[axis]
+        zero_point = torch.zeros(n, dtype=torch.int32) if qt.zero_point is None else qt.zero_point.reshape(n)
+        expected = torch.fake_quantize_per_channel_affine(x, qt.scale.reshape(n), zero_point, axis,
+                                                          q_min, q_max)
+        assert torch.equal(dequantize(qt), expected)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_group_is_quantized_like_a_tensor_of_its_own(scheme):
+    x = weights(rows=4, cols=96)
+    grouped = dequantize(quantize(x, 4, scheme=scheme, group_size=32))
+    for row in range(4):
+        for start in range(0, 96, 32):
+            alone = dequantize(quantize(x[row, start:start + 32], 4, scheme=scheme))
+            assert torch.equal(grouped[row, start:start + 32], alone)
+
+
+def test_finer_granularity_means_smaller_error_with_outlier_channels():
+    x = weights(rows=64, cols=128)
+    x[:, 5] *= 30  # one outlier input channel (LLM.int8()'s emergent features)
+    x[7] *= 20  # and one large output channel
+    error = {name: float((x - dequantize(quantize(x, 4, **kw))).pow(2).mean())
+             for name, kw in [("tensor", {}), ("channel", {"axis": 0}), ("group", {"group_size": 32})]}
+    assert error["group"] < error["channel"] < error["tensor"]
+
+
+def test_an_all_zero_tensor_quantizes_to_zero_codes():
+    for scheme in SCHEMES:
+        qt = quantize(torch.zeros(3, 32), 4, scheme=scheme, group_size=16)
+        assert torch.equal(dequantize(qt), torch.zeros(3, 32))
+
+
+def test_dequantize_returns_the_input_dtype():
+    x = weights().to(torch.bfloat16)
+    assert dequantize(quantize(x, 8)).dtype == torch.bfloat16
+
+
+# ------------------------------------------------------------------------------ straight-through estimator
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_ste_gradient_is_one_inside_the_range_and_zero_where_clipped(scheme):
+    x = (torch.linspace(-3, 3, 241) + 0.013).requires_grad_(True)
+    bits = 4
+    q_min, q_max = quantized_range(bits, scheme)
+    scale = torch.tensor(0.2)  # the range is smaller than x's: codes clip at both ends
+    zero_point = None if scheme == "symmetric" else torch.tensor(7, dtype=torch.int32)
+    y = fake_quantize(x, bits, scheme=scheme, scale=scale, zero_point=zero_point)
+    upstream = torch.randn(x.shape)
+    (grad,) = torch.autograd.grad(y, x, upstream)
+    z = 0 if zero_point is None else 7
+    codes = torch.round(x.detach() / scale) + z
+    inside = (codes >= q_min) & (codes <= q_max)  # the closed form
+    assert 0 < int(inside.sum()) < x.numel()
+    assert torch.equal(grad, upstream * inside)
+    expected = (codes.clamp(q_min, q_max) - z) * scale
+    assert torch.equal(y.detach(), expected)
+    # torch's own fake quantization: the same values and the same gradient
+    x_ref = x.detach().clone().requires_grad_(True)
+    ref = torch.fake_quantize_per_tensor_affine(x_ref, scale.reshape(1), torch.tensor([z], dtype=torch.int32),
+                                                q_min, q_max)
+    (ref_grad,) = torch.autograd.grad(ref, x_ref, upstream)
+    assert torch.equal(y.detach(), ref.detach())
+    assert torch.equal(grad, ref_grad)
+
+
+def test_ste_gradient_matches_torch_per_channel_fake_quantize():
+    x = (weights(rows=6, cols=40) * 2).requires_grad_(True)
+    scale = torch.rand(6) * 0.3 + 0.05  # per row, small enough that some codes clip
+    zero_point = torch.randint(0, 16, (6,), dtype=torch.int32)
+    y = fake_quantize(x, 4, scheme="asymmetric", axis=0, scale=scale[:, None], zero_point=zero_point[:, None])
+    upstream = torch.randn(x.shape)
+    (grad,) = torch.autograd.grad(y, x, upstream)
+    x_ref = x.detach().clone().requires_grad_(True)
+    ref = torch.fake_quantize_per_channel_affine(x_ref, scale, zero_point, 0, 0, 15)
+    (ref_grad,) = torch.autograd.grad(ref, x_ref, upstream)
+    assert torch.equal(y.detach(), ref.detach())
+    assert torch.equal(grad, ref_grad)
+    assert 0 < int((grad == 0).sum()) < grad.numel()
+
+
+def test_with_its_own_range_nothing_clips_so_the_ste_gradient_is_one_everywhere():
+    x = weights().requires_grad_(True)
+    for kw in ({}, {"axis": 0}, {"group_size": 16}):
+        (grad,) = torch.autograd.grad(fake_quantize(x, 3, **kw).sum(), x)
+        assert torch.equal(grad, torch.ones_like(x))
+
+
+def test_without_the_ste_the_gradient_vanishes():
+    x = weights().requires_grad_(True)
+    y = fake_quantize(x, 4, axis=0, ste=False)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(grad, torch.zeros_like(x))
+    assert torch.equal(y.detach(), fake_quantize(x, 4, axis=0).detach())
+
+
+# ------------------------------------------------------------------------------ int4 packing
+def test_int4_packing_puts_two_codes_in_a_byte_and_round_trips():
+    codes = torch.randint(-8, 8, (5, 32), dtype=torch.int8)
+    packed = pack_int4(codes)
+    assert packed.dtype == torch.uint8 and packed.shape == (5, 16)
+    assert torch.equal(packed[:, 0], ((codes[:, 0] + 8) | ((codes[:, 1] + 8) << 4)).to(torch.uint8))
+    assert torch.equal(unpack_int4(packed), codes)
+
+
+# ------------------------------------------------------------------------------ QuantizedLinear
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("group_size", [None, 32])
+def test_quantized_linear_is_f_linear_with_its_dequantized_weight(bits, group_size):
+    linear = nn.Linear(96, 40)
+    layer = QuantizedLinear.from_linear(linear, bits, group_size=group_size)
+    x = torch.randn(3, 7, 96)
+    reference = dequantize(quantize(linear.weight.detach(), bits, axis=None if group_size else 0,
+                                    group_size=group_size))
+    torch.testing.assert_close(layer.dequantized_weight(), reference, rtol=0, atol=0)
+    torch.testing.assert_close(layer(x), F.linear(x, reference, linear.bias.detach()))
+    assert bool((layer.weight_codes() == quantize(linear.weight, bits, axis=None if group_size else 0,
+                                                  group_size=group_size).codes).all())
+
+
+def test_quantized_linear_holds_the_bytes_it_reports():
+    linear = nn.Linear(256, 128, bias=False)
+    fp32_bytes = 256 * 128 * 4
+    int8 = QuantizedLinear.from_linear(linear, 8)
+    int4 = QuantizedLinear.from_linear(linear, 4, group_size=64)
+    assert int8.qweight.dtype == torch.int8 and int8.qweight.shape == (128, 256)
+    assert int4.qweight.dtype == torch.uint8 and int4.qweight.shape == (128, 128)  # two codes per byte
+    assert int8.memory_bytes() == 128 * 256 + 128 * 4  # codes + one float32 scale per row
+    assert int4.memory_bytes() == 128 * 128 + 128 * 4 * 4  # packed codes + 4 group scales per row
+    assert int8.memory_bytes() / fp32_bytes == pytest.approx(0.254, abs=1e-3)
+    assert int4.memory_bytes() / fp32_bytes == pytest.approx(0.141, abs=1e-3)
+    assert set(dict(int4.named_parameters())) == set()  # nothing trainable: everything is a buffer
+
+
+def test_eight_bit_layer_is_close_to_the_float_layer():
+    linear = nn.Linear(128, 64)
+    x = torch.randn(10, 128)
+    with torch.no_grad():
+        exact = linear(x)
+        approx = QuantizedLinear.from_linear(linear, 8)(x)
+    assert float((approx - exact).norm() / exact.norm()) < 0.01
+
+
+def test_quantized_linear_survives_state_dict_and_moves_dtype():
+    layer = QuantizedLinear.from_linear(nn.Linear(64, 32), 4, group_size=32)
+    copy = QuantizedLinear(64, 32, 4, group_size=32)
+    copy.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 64)
+    assert torch.equal(copy(x), layer(x))
+    assert layer(x.double()).dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------ quantize_model (RTN)
+def test_quantize_model_replaces_every_linear_but_the_output_layer_and_keeps_the_original():
+    model = tiny_llama()
+    ids = torch.randint(64, (2, 16))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    quantized = quantize_model(model, bits=8)
+    linears = [n for n, m in quantized.named_modules() if isinstance(m, nn.Linear)]
+    assert linears == ["lm_head"]
+    assert sum(isinstance(m, QuantizedLinear) for m in quantized.modules()) == 2 * 7
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        exact, _ = model(ids)
+        approx, _ = quantized(ids)
+        four, _ = quantize_model(model, bits=4, group_size=32)(ids)
+    err8 = float((approx - exact).norm() / exact.norm())
+    err4 = float((four - exact).norm() / exact.norm())
+    assert err8 < 0.02 and err8 < err4 < 0.5
+
+
+def test_quantize_model_rtn_equals_quantizing_each_layer():
+    model = tiny_llama()
+    quantized = quantize_model(model, bits=4, group_size=32, skip=())
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            expected = QuantizedLinear.from_linear(module, 4, group_size=32)
+            assert torch.equal(quantized.get_submodule(name).qweight, expected.qweight)
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("bits, error",
+                         [(1, ValueError), (9, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_bits_outside_two_to_eight_are_refused(bits, error):
+    x = weights()
+    for call in (lambda: quantize(x, bits), lambda: fake_quantize(x, bits),
+                 lambda: QuantizedLinear.from_linear(nn.Linear(64, 8), bits),
+                 lambda: quantize_model(tiny_llama(), bits=bits)):
+        with pytest.raises(error, match="bits"):
+            call()
+
+
+def test_a_group_size_that_does_not_divide_the_width_is_refused():
+    with pytest.raises(ValueError, match="group_size"):
+        quantize(weights(cols=64), 4, group_size=24)
+    with pytest.raises(ValueError, match="group_size"):
+        QuantizedLinear.from_linear(nn.Linear(64, 8), 4, group_size=48)
+    with pytest.raises(ValueError, match="group_size"):
+        quantize_model(tiny_llama(), bits=4, group_size=40)  # d_model 64
+    with pytest.raises(ValueError, match="group_size"):
+        quantize(weights(), 4, group_size=0)
+
+
+def test_other_bad_arguments_name_themselves():
+    x = weights()
+    with pytest.raises(ValueError, match="scheme"):
+        quantize(x, 4, scheme="affine")
+    with pytest.raises(ValueError, match="axis"):
+        quantize(x, 4, axis=2)
+    with pytest.raises(ValueError, match="axis and group_size"):
+        quantize(x, 4, axis=0, group_size=16)
+    with pytest.raises(TypeError, match="x"):
+        quantize(torch.arange(8), 4)
+    with pytest.raises(ValueError, match="zero_point"):
+        fake_quantize(x, 4, scale=torch.tensor(0.1), zero_point=torch.tensor(3))
+    with pytest.raises(ValueError, match="scale"):
+        fake_quantize(x, 4, scale=torch.tensor(0.0))
+    with pytest.raises(TypeError, match="linear"):
+        QuantizedLinear.from_linear(nn.Conv1d(4, 4, 1), 8)
+    with pytest.raises(ValueError, match="method"):
+        quantize_model(tiny_llama(), bits=4, method="hqq")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_model(tiny_llama(), bits=4, method="gptq")
+    with pytest.raises(ValueError, match="in_features"):
+        QuantizedLinear(33, 8, 4)  # odd width cannot pack two codes per byte
