@@ -2,6 +2,12 @@
 group; fake quantization with the straight-through estimator; QuantizedLinear), GPTQ and AWQ, llama.cpp's
 Q8_0 / Q4_0 blocks and GGUF files that transformers and llama.cpp read."""
 
+from llmlab.quantization.gguf_blocks import (
+    dequantize_q4_0,
+    dequantize_q8_0,
+    quantize_q4_0,
+    quantize_q8_0,
+)
 from llmlab.quantization.model_quantization import METHODS, quantize_model
 from llmlab.quantization.quantization import (
     SCHEMES,
@@ -22,10 +28,14 @@ __all__ = [
     "QuantizedLinear",
     "QuantizedTensor",
     "dequantize",
+    "dequantize_q4_0",
+    "dequantize_q8_0",
     "fake_quantize",
     "pack_int4",
     "quantize",
     "quantize_model",
+    "quantize_q4_0",
+    "quantize_q8_0",
     "quantize_rtn",
     "quantized_range",
     "unpack_int4",

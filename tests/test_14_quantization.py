@@ -3,22 +3,33 @@ equals torch's fake quantization where the conventions match; the straight-throu
 gradient exactly where nothing was clipped; QuantizedLinear computes F.linear with its dequantized weights
 from the bytes it says it holds; bad input is refused naming the argument."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from torch import nn
 
 from llmlab.quantization import (
     QuantizedLinear,
     dequantize,
+    dequantize_q4_0,
+    dequantize_q8_0,
     fake_quantize,
     pack_int4,
     quantize,
     quantize_model,
+    quantize_q4_0,
+    quantize_q8_0,
     quantized_range,
     unpack_int4,
 )
 from llmlab.transformer_block import GPT, llama_config
+
+gguf = pytest.importorskip("gguf")
+from gguf import GGMLQuantizationType  # noqa: E402
 
 BITS = (2, 3, 4, 6, 8)
 SCHEMES = ("symmetric", "asymmetric")
@@ -267,6 +278,99 @@ def test_quantize_model_rtn_equals_quantizing_each_layer():
         if isinstance(module, nn.Linear):
             expected = QuantizedLinear.from_linear(module, 4, group_size=32)
             assert torch.equal(quantized.get_submodule(name).qweight, expected.qweight)
+
+
+# ------------------------------------------------------------------------------ GGUF blocks Q8_0 / Q4_0
+GGUF_FORMATS = [(quantize_q8_0, dequantize_q8_0, "Q8_0", 34), (quantize_q4_0, dequantize_q4_0, "Q4_0", 18)]
+
+
+def hard_blocks() -> np.ndarray:
+    """Blocks of 32 that catch every rounding convention: exact .5 steps (d = 1 in both formats), the
+    float32 just below 0.5, zeros, +/- ties for the largest magnitude, float16 extremes, random data."""
+    below_half = np.nextafter(np.float32(0.5), np.float32(0))
+    steps = np.arange(-15, 17, dtype=np.float32) - np.float32(0.5)  # -15.5 .. 15.5
+    q8_ties = np.concatenate([[127, -127, below_half, -below_half], steps[:28]])  # d = 127/127 = 1
+    q4_ties = np.concatenate([[-8], np.arange(-8, 7) + 0.5, np.arange(-8, 7), [below_half]])  # d = -8/-8
+    rng = np.random.default_rng(0)
+    rows = [
+        q8_ties, q4_ties, np.zeros(32),
+        np.r_[3.0, -3.0, rng.uniform(-1, 1, 30)], np.r_[-3.0, 3.0, rng.uniform(-1, 1, 30)],  # peak ties
+        np.r_[6.0e4, -3.0e4, rng.uniform(-1e4, 1e4, 30)], rng.uniform(-1e-6, 1e-6, 32),  # fp16 extremes
+        np.r_[0.0, 1e-30, rng.uniform(0, 1, 30)],  # all non-negative
+        rng.standard_normal(32) * 0.02, rng.standard_t(2, 32),  # weight-like, heavy-tailed
+    ]
+    scale = rng.uniform(0.01, 2, (8, 1))  # grid points k·d + d/2 for random d
+    rows += list((rng.integers(-8, 8, (8, 32)) + 0.5) * scale)
+    return np.stack(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("quantize_fn, dequantize_fn, name, nbytes", GGUF_FORMATS)
+def test_gguf_blocks_are_byte_identical_to_gguf_py(quantize_fn, dequantize_fn, name, nbytes):
+    qtype = GGMLQuantizationType[name]
+    rng = np.random.default_rng(1)
+    random = rng.standard_normal((3, 4, 64)).astype(np.float32)
+    for x in (hard_blocks(), hard_blocks().reshape(2, -1), random):
+        ours = quantize_fn(x)
+        reference = gguf.quants.quantize(x, qtype)
+        assert ours.dtype == np.uint8 and ours.shape == (*x.shape[:-1], x.shape[-1] // 32 * nbytes)
+        np.testing.assert_array_equal(ours, reference)
+        np.testing.assert_array_equal(dequantize_fn(ours, x.shape), gguf.quants.dequantize(reference, qtype))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, (2, 64), elements=st.one_of(  # |x| >= 2^-66: 1/d of a ~1e-38 block is inf
+    st.just(0.0), st.floats(2**-66, 1e3, width=32), st.floats(-1e3, -(2**-66), width=32))))
+def test_gguf_blocks_match_gguf_py_on_arbitrary_floats(x):
+    for quantize_fn, _, name, _ in GGUF_FORMATS:
+        np.testing.assert_array_equal(quantize_fn(x), gguf.quants.quantize(x, GGMLQuantizationType[name]))
+
+
+def test_q8_0_rounds_half_away_from_zero_and_q4_0_puts_halves_in_nibbles():
+    blocks = hard_blocks()
+    q8 = quantize_q8_0(blocks[0]).view(np.int8)[2:]  # d = 1
+    assert list(q8[:4]) == [127, -127, 0, 0]  # 0.49999997 rounds to 0, not up
+    assert list(q8[4:8]) == [-16, -15, -14, -13]  # -15.5 -> -16, -14.5 -> -15 (away from zero)
+    assert list(q8[-4:]) == [9, 10, 11, 12]  # 8.5 -> 9, ..., 11.5 -> 12
+    q4 = quantize_q4_0(blocks[1])
+    np.testing.assert_array_equal(q4[:2].view(np.float16), [1.0])
+    codes = np.concatenate([q4[2:] & 0x0F, q4[2:] >> 4])  # element j low nibble, j + 16 high nibble
+    assert codes[0] == 0  # the peak -8 maps to code 0
+    np.testing.assert_array_equal(codes[1:16], np.arange(1, 16))  # k + 0.5 rounds up: k + 1 + 8
+
+
+@pytest.mark.parametrize("quantize_fn, dequantize_fn, name, nbytes", GGUF_FORMATS)
+def test_gguf_block_error_is_half_a_step_plus_the_float16_rounding_of_the_scale(quantize_fn, dequantize_fn,
+                                                                              name, nbytes):
+    x = np.random.default_rng(2).standard_normal((16, 128)).astype(np.float32)
+    blocks = x.reshape(-1, 32)
+    stored = quantize_fn(x).reshape(-1, nbytes)
+    d16 = stored[:, :2].copy().view(np.float16).astype(np.float32)  # (N, 1) the stored scale
+    if name == "Q8_0":
+        d32, largest = np.abs(blocks).max(1, keepdims=True) / 127, 127
+        step = np.full_like(blocks, 0.5)  # half a step everywhere
+    else:
+        peak = np.take_along_axis(blocks, np.abs(blocks).argmax(1)[:, None], axis=1)
+        d32, largest = peak / -8, 8
+        # codes reach -8 on the peak's side but only +7 on the other: beyond 7.5 steps they clip to 7,
+        # an error of up to a whole step (the price of using all 16 codes)
+        step = np.where(blocks / d32 > 7.5, 1.0, 0.5)
+        assert np.any(step == 1.0)
+    error = np.abs(dequantize_fn(quantize_fn(x)).reshape(-1, 32) - blocks)
+    assert np.all(error <= np.abs(d32) * step + np.abs(d32 - d16) * largest + 1e-6)
+    assert 8 * stored.nbytes / x.size == {"Q8_0": 8.5, "Q4_0": 4.5}[name]  # bits per weight
+
+
+def test_gguf_blocks_refuse_bad_shapes():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_q8_0(np.zeros((4, 48), np.float32))
+    with pytest.raises(TypeError, match="floating-point"):
+        quantize_q4_0(np.zeros((4, 32), np.int32))
+    with pytest.raises(ValueError, match="multiple of 18"):
+        dequantize_q4_0(np.zeros((4, 34), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        dequantize_q8_0(np.zeros((4, 34), np.uint8), (4, 64))
+    torch_input = torch.randn(2, 32)
+    np.testing.assert_array_equal(quantize_q8_0(torch_input), quantize_q8_0(torch_input.numpy()))
 
 
 # ------------------------------------------------------------------------------ bad input
