@@ -2,13 +2,15 @@
 group; fake quantization with the straight-through estimator; QuantizedLinear), GPTQ and AWQ, llama.cpp's
 Q8_0 / Q4_0 blocks and GGUF files that transformers and llama.cpp read."""
 
+from llmlab.quantization.awq import awq_quantize, awq_quantize_weight, awq_scales, awq_search
 from llmlab.quantization.gguf_blocks import (
     dequantize_q4_0,
     dequantize_q8_0,
     quantize_q4_0,
     quantize_q8_0,
 )
-from llmlab.quantization.model_quantization import METHODS, quantize_model
+from llmlab.quantization.gptq import gptq_quantize, gptq_quantize_weight, hessian, layer_output_error
+from llmlab.quantization.model_quantization import METHODS, quantize_model, record_inputs
 from llmlab.quantization.quantization import (
     SCHEMES,
     QuantizedLinear,
@@ -27,10 +29,18 @@ __all__ = [
     "SCHEMES",
     "QuantizedLinear",
     "QuantizedTensor",
+    "awq_quantize",
+    "awq_quantize_weight",
+    "awq_scales",
+    "awq_search",
     "dequantize",
     "dequantize_q4_0",
     "dequantize_q8_0",
     "fake_quantize",
+    "gptq_quantize",
+    "gptq_quantize_weight",
+    "hessian",
+    "layer_output_error",
     "pack_int4",
     "quantize",
     "quantize_model",
@@ -38,5 +48,6 @@ __all__ = [
     "quantize_q8_0",
     "quantize_rtn",
     "quantized_range",
+    "record_inputs",
     "unpack_int4",
 ]

@@ -13,12 +13,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
+import torch
 from torch import Tensor, nn
 
+from llmlab.quantization.awq import awq_quantize
+from llmlab.quantization.gptq import gptq_quantize, hessian
 from llmlab.quantization.quantization import QuantizedLinear, _check_bits, _check_group_size
 from llmlab.utils.checks import check_bool, check_choice
 
-__all__ = ["METHODS", "quantize_model"]
+__all__ = ["METHODS", "quantize_model", "record_inputs"]
 
 METHODS = ("rtn", "gptq", "awq")
 
@@ -33,6 +36,36 @@ def _target_linears(model: nn.Module, skip: Iterable[str]) -> list[str]:
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+class _Recorded(Exception):
+    """Raised by the recording hook: the inputs are in, the rest of the forward is not needed."""
+
+
+@torch.no_grad()
+def record_inputs(model: nn.Module, name: str, calibration: Tensor) -> Tensor:
+    """The inputs (n, in_features) that the module `name` sees when `calibration` runs through `model`
+    (model(calibration), in eval mode; the forward stops right after that module is reached)."""
+    module = model.get_submodule(name)
+    inputs = []
+
+    def hook(_module, args):
+        inputs.append(args[0].detach().reshape(-1, args[0].shape[-1]))
+        raise _Recorded
+
+    handle = module.register_forward_pre_hook(hook)
+    training = model.training
+    model.eval()
+    try:
+        model(calibration)
+    except _Recorded:
+        pass
+    finally:
+        handle.remove()
+        model.train(training)
+    if not inputs:
+        raise RuntimeError(f"module {name!r} was never called by model(calibration)")
+    return inputs[0]
 
 
 def quantize_model(model: nn.Module, *, bits: int, group_size: int | None = None, method: str = "rtn",
@@ -68,7 +101,16 @@ def quantize_model(model: nn.Module, *, bits: int, group_size: int | None = None
         linear = model.get_submodule(name)
         if method == "rtn":
             layer = QuantizedLinear.from_linear(linear, bits, group_size=group_size)
-        else:
-            raise NotImplementedError(method)
+        else:  # the inputs of this layer, with every earlier layer already quantized
+            X = record_inputs(model, name, calibration)  # (n, in)
+            if method == "gptq":
+                codes, scale = gptq_quantize(linear.weight, hessian(X), bits, group_size=group_size,
+                                             **method_options)
+                input_scale = None
+            else:
+                codes, scale, input_scale = awq_quantize(linear.weight, X, bits, group_size=group_size,
+                                                         **method_options)
+            layer = QuantizedLinear.from_codes(codes, scale, bits, group_size=group_size, bias=linear.bias,
+                                               input_scale=input_scale)
         _set_module(model, name, layer)
     return model

@@ -113,7 +113,7 @@ def _reduce_dims(view: Tensor, axis: int | None, group_size: int | None) -> tupl
 def _scale_and_zero_point(view: Tensor, bits: int, scheme: str, dims: tuple[int, ...]
                           ) -> tuple[Tensor, Tensor | None]:
     """float32 scale (and int32 zero point) with keepdim shapes, broadcastable against `view`."""
-    view = view.float()
+    view = view if view.dtype == torch.float64 else view.float()  # float32 scales (float64 stays)
     q_min, q_max = quantized_range(bits, scheme)
     if view.numel() == 0:
         raise ValueError("x must have at least one element")
@@ -134,7 +134,7 @@ def _scale_and_zero_point(view: Tensor, bits: int, scheme: str, dims: tuple[int,
 def _codes(view: Tensor, scale: Tensor, zero_point: Tensor | None, q_min: int, q_max: int
            ) -> tuple[Tensor, Tensor]:
     """(clamped codes, unclamped codes) as float32: round(x · (1/s)) + z, torch's order of operations."""
-    unclamped = torch.round(view.float() * (1.0 / scale))
+    unclamped = torch.round(view.to(scale.dtype) * (1.0 / scale))
     if zero_point is not None:
         unclamped = unclamped + zero_point
     return unclamped.clamp(q_min, q_max), unclamped
@@ -147,7 +147,7 @@ class QuantizedTensor:
     x's shape with 1 everywhere but `axis` per channel, (*x.shape[:-1], n / group_size, 1) per group."""
 
     codes: Tensor  # int8 (symmetric) or uint8 (asymmetric), x's shape
-    scale: Tensor  # float32
+    scale: Tensor  # float32 (float64 for a float64 tensor)
     zero_point: Tensor | None  # int32, the shape of scale (asymmetric); None (symmetric)
     bits: int
     scheme: str

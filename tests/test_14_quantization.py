@@ -14,16 +14,24 @@ from torch import nn
 
 from llmlab.quantization import (
     QuantizedLinear,
+    awq_quantize_weight,
+    awq_scales,
+    awq_search,
     dequantize,
     dequantize_q4_0,
     dequantize_q8_0,
     fake_quantize,
+    gptq_quantize,
+    gptq_quantize_weight,
+    hessian,
+    layer_output_error,
     pack_int4,
     quantize,
     quantize_model,
     quantize_q4_0,
     quantize_q8_0,
     quantized_range,
+    record_inputs,
     unpack_int4,
 )
 from llmlab.transformer_block import GPT, llama_config
@@ -280,6 +288,156 @@ def test_quantize_model_rtn_equals_quantizing_each_layer():
             assert torch.equal(quantized.get_submodule(name).qweight, expected.qweight)
 
 
+# ------------------------------------------------------------------------------ GPTQ
+def correlated_inputs(n=1024, width=96, seed=0, sample_seed=None):
+    """Activations whose channels are correlated (a random mixing of a few strong directions), as in a
+    transformer: the case where rounding errors can be compensated by the other columns. sample_seed:
+    other samples of the same distribution (held-out data)."""
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(width, width, generator=g) / width**0.5 + 0.3 * torch.eye(width)
+    if sample_seed is not None:
+        g = torch.Generator().manual_seed(sample_seed)
+    return torch.randn(n, width, generator=g) @ mixing
+
+
+def literal_gptq(W, H, bits, group_size=None, damp=0.01):
+    """The paper read literally, in float64: columns in order, each rounded and its error spread over
+    the remaining columns by the Optimal Brain Surgeon update (GPTQ eq. 2-3) with an explicit inverse
+    Hessian, from which the quantized column is then eliminated (Gaussian elimination, eq. 3). No
+    Cholesky factor, no lazy batches."""
+    W, H = W.double().clone(), H.double().clone()
+    width = W.shape[1]
+    H += damp * H.diagonal().mean() * torch.eye(width, dtype=torch.float64)
+    H_inv = torch.linalg.inv(H)
+    q_max = 2 ** (bits - 1) - 1
+    Q = torch.zeros_like(W)
+    scale = W.abs().amax(dim=1) / q_max
+    for j in range(width):
+        if group_size and j % group_size == 0:
+            scale = W[:, j:j + group_size].abs().amax(dim=1) / q_max
+        Q[:, j] = (W[:, j] / scale).round().clamp(-q_max, q_max) * scale
+        error = (W[:, j] - Q[:, j]) / H_inv[j, j]
+        W -= error[:, None] * H_inv[j][None, :]  # column j becomes Q[:, j]; later columns compensate
+        H_inv -= H_inv[:, j:j + 1] @ H_inv[j:j + 1, :] / H_inv[j, j]  # remove j from the problem
+    return Q
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("group_size", [None, 32])
+def test_gptq_with_identity_hessian_is_round_to_nearest_exactly(bits, group_size):
+    W = weights(rows=24, cols=96)
+    rtn = dequantize(quantize(W, bits, axis=None if group_size else 0, group_size=group_size))
+    assert torch.equal(gptq_quantize_weight(W, torch.eye(96), bits, group_size=group_size), rtn)
+    assert torch.equal(gptq_quantize_weight(W, 5 * torch.eye(96), bits, group_size=group_size,
+                                            block_size=7), rtn)  # any multiple of I: nothing moves
+
+
+@pytest.mark.parametrize("group_size, block_size", [(None, 128), (None, 7), (None, 1), (32, 128), (16, 40)])
+def test_gptq_equals_the_literal_obs_algorithm(group_size, block_size):
+    W = weights(rows=12, cols=96).double()
+    H = hessian(correlated_inputs().double())
+    ours = gptq_quantize_weight(W, H, 3, group_size=group_size, block_size=block_size)
+    torch.testing.assert_close(ours, literal_gptq(W, H, 3, group_size), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("group_size", [None, 32])
+def test_gptq_output_error_is_below_round_to_nearest(bits, group_size):
+    X = correlated_inputs()
+    W = torch.randn(48, 96) / 96**0.5
+    gptq = gptq_quantize_weight(W, hessian(X), bits, group_size=group_size)
+    rtn = dequantize(quantize(W, bits, axis=None if group_size else 0, group_size=group_size))
+    held_out = correlated_inputs(n=512, sample_seed=1)
+    assert layer_output_error(W, gptq, X) < 0.8 * layer_output_error(W, rtn, X)
+    assert layer_output_error(W, gptq, held_out) < layer_output_error(W, rtn, held_out)
+
+
+def test_gptq_codes_and_scales_are_what_quantized_linear_stores():
+    X, W = correlated_inputs(), torch.randn(40, 96)
+    codes, scales = gptq_quantize(W, hessian(X), 4, group_size=32)
+    assert codes.dtype == torch.int8 and scales.shape == (40, 3) and int(codes.abs().max()) <= 7
+    layer = QuantizedLinear.from_codes(codes, scales, 4, group_size=32)
+    expected = gptq_quantize_weight(W, hessian(X), 4, group_size=32)
+    torch.testing.assert_close(layer.dequantized_weight(), expected)
+
+
+def test_gptq_handles_inputs_that_are_always_zero():
+    X = correlated_inputs()
+    X[:, 5] = 0.0
+    W = gptq_quantize_weight(torch.randn(8, 96), hessian(X), 4)
+    assert bool(torch.isfinite(W).all()) and bool((W[:, 5] == 0).all())
+
+
+# ------------------------------------------------------------------------------ AWQ
+def outlier_inputs(n=1024, width=96, sample_seed=0):
+    """Activations with a few channels ~30x larger than the rest (Dettmers et al. 2022's outliers)."""
+    sizes = torch.rand(width, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.1
+    sizes[[3, 17, 60]] *= 30
+    return torch.randn(n, width, generator=torch.Generator().manual_seed(sample_seed)) * sizes
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize("group_size", [None, 32])
+def test_awq_beats_round_to_nearest_on_outlier_channels(bits, group_size):
+    X, W = outlier_inputs(), torch.randn(48, 96) / 96**0.5
+    awq = awq_quantize_weight(W, X, bits, group_size=group_size)
+    rtn = dequantize(quantize(W, bits, axis=None if group_size else 0, group_size=group_size))
+    held_out = outlier_inputs(n=512, sample_seed=1)
+    assert layer_output_error(W, awq, X) < 0.7 * layer_output_error(W, rtn, X)
+    assert layer_output_error(W, awq, held_out) < 0.7 * layer_output_error(W, rtn, held_out)
+    _, alpha, errors = awq_search(W, X, bits, group_size=group_size)
+    assert 0 < alpha <= 1 and errors[alpha] == min(errors.values()) < errors[0.0]
+
+
+def test_awq_with_alpha_zero_is_round_to_nearest():
+    X, W = outlier_inputs(), torch.randn(48, 96)
+    assert torch.equal(awq_scales(X.abs().mean(0), 0.0), torch.ones(96))
+    rtn = dequantize(quantize(W, 4, group_size=32))
+    _, _, errors = awq_search(W, X, 4, group_size=32)
+    assert errors[0.0] == float((X @ W.T - X @ rtn.T).pow(2).sum(dim=1).mean())
+    # inputs without outliers: nothing to protect, the search keeps (nearly) plain rounding
+    uniform = torch.randn(1024, 96)
+    _, alpha, errors = awq_search(W, uniform, 4, group_size=32)
+    assert errors[alpha] <= errors[0.0]
+
+
+# ------------------------------------------------------------------------------ quantize_model (calibrated)
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_calibrated_quantize_model_quantizes_each_layer_on_the_inputs_of_the_quantized_layers_before(method):
+    model = tiny_llama()
+    calibration = torch.randint(64, (4, 32))
+    quantized = quantize_model(model, bits=3, group_size=32, method=method, calibration=calibration)
+    names = [n for n, m in quantized.named_modules() if isinstance(m, QuantizedLinear)]
+    assert len(names) == 14
+    moved = 0
+    for name in names:
+        layer = quantized.get_submodule(name)
+        W = model.get_submodule(name).weight
+        X = record_inputs(quantized, name, calibration)  # what the layer sees behind quantized layers
+        moved += not torch.equal(X, record_inputs(model, name, calibration))
+        if method == "gptq":
+            codes, scales = gptq_quantize(W, hessian(X), 3, group_size=32)
+            assert layer.input_scale is None
+            assert torch.equal(layer.weight_codes(), codes) and torch.equal(layer.scale, scales)
+        else:
+            s, _, _ = awq_search(W, X, 3, group_size=32)
+            assert torch.equal(layer.input_scale, s)
+            expected = dequantize(quantize(W.detach() * s, 3, group_size=32))
+            assert torch.equal(layer.dequantized_weight(), expected)
+    assert moved == len(names) - 3  # all but q, k, v of the first block see quantized layers before them
+
+
+def test_gptq_model_is_closer_to_the_float_model_than_rtn_on_the_calibration_data():
+    model = tiny_llama()
+    calibration = torch.randint(64, (8, 32))
+    with torch.no_grad():
+        exact, _ = model(calibration)
+        errors = {method: float((quantize_model(model, bits=3, group_size=32, method=method,
+                                                calibration=None if method == "rtn" else calibration)(
+            calibration)[0] - exact).norm() / exact.norm()) for method in ("rtn", "gptq")}
+    assert errors["gptq"] < 0.9 * errors["rtn"]
+
+
 # ------------------------------------------------------------------------------ GGUF blocks Q8_0 / Q4_0
 GGUF_FORMATS = [(quantize_q8_0, dequantize_q8_0, "Q8_0", 34), (quantize_q4_0, dequantize_q4_0, "Q4_0", 18)]
 
@@ -416,5 +574,13 @@ def test_other_bad_arguments_name_themselves():
         quantize_model(tiny_llama(), bits=4, method="hqq")
     with pytest.raises(ValueError, match="calibration"):
         quantize_model(tiny_llama(), bits=4, method="gptq")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_model(tiny_llama(), bits=4, calibration=torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="H must be"):
+        gptq_quantize(torch.randn(4, 32), torch.eye(16), 4)
+    with pytest.raises(ValueError, match="in_features"):
+        awq_search(torch.randn(4, 32), torch.randn(10, 16), 4)
+    with pytest.raises(ValueError, match="group_size"):
+        gptq_quantize(torch.randn(4, 32), torch.eye(32), 4, group_size=12)
     with pytest.raises(ValueError, match="in_features"):
         QuantizedLinear(33, 8, 4)  # odd width cannot pack two codes per byte
