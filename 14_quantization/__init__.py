@@ -9,6 +9,14 @@ from llmlab.quantization.gguf_blocks import (
     quantize_q4_0,
     quantize_q8_0,
 )
+from llmlab.quantization.gguf_export import (
+    GGUF_QTYPES,
+    export_gguf,
+    gguf_tensor_names,
+    interleave_rope_rows,
+    load_gguf,
+    uninterleave_rope_rows,
+)
 from llmlab.quantization.gptq import gptq_quantize, gptq_quantize_weight, hessian, layer_output_error
 from llmlab.quantization.model_quantization import METHODS, quantize_model, record_inputs
 from llmlab.quantization.quantization import (
@@ -25,6 +33,7 @@ from llmlab.quantization.quantization import (
 )
 
 __all__ = [
+    "GGUF_QTYPES",
     "METHODS",
     "SCHEMES",
     "QuantizedLinear",
@@ -36,11 +45,15 @@ __all__ = [
     "dequantize",
     "dequantize_q4_0",
     "dequantize_q8_0",
+    "export_gguf",
     "fake_quantize",
+    "gguf_tensor_names",
     "gptq_quantize",
     "gptq_quantize_weight",
     "hessian",
+    "interleave_rope_rows",
     "layer_output_error",
+    "load_gguf",
     "pack_int4",
     "quantize",
     "quantize_model",
@@ -49,5 +62,6 @@ __all__ = [
     "quantize_rtn",
     "quantized_range",
     "record_inputs",
+    "uninterleave_rope_rows",
     "unpack_int4",
 ]
