@@ -20,8 +20,13 @@ What makes a lab model a llama.cpp model:
 Types: "F32", "F16", "Q8_0", "Q4_0" for the 2-D weights (the blocks of gguf_blocks.py); a weight whose
 width is not a multiple of 32 cannot be cut into blocks and falls back to F16, and the 1-D norm weights
 stay F32, as llama.cpp does. The container is written with gguf-py's GGUFWriter; every byte of tensor data
-is made here. `load_gguf` reads a file back into a lab GPT (the inverse, for round trips). Tokenizer
-metadata is not written: transformers needs none to load the model, llama.cpp does (see the README).
+is made here. `load_gguf` reads a file back into a lab GPT (the inverse, for round trips).
+
+Tokenizer (optional, lesson 01's byte-level BPETokenizer): llama.cpp's "gpt2" tokenizer model — every token
+spelled in GPT-2's byte alphabet (a space is 'Ġ'), the merges as "left right" strings in merge order, the
+pre-tokenizer named by its split pattern ("llama-bpe" is llama.cpp's name for the GPT-4 pattern, "gpt-2"
+for GPT-2's), special tokens marked CONTROL and ids the tokenizer does not use UNUSED. transformers
+needs none of it to load the model; llama.cpp needs it to run the file at all.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from llmlab.quantization.gguf_blocks import (
     quantize_q4_0,
     quantize_q8_0,
 )
+from llmlab.tokenization import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer
+from llmlab.tokenization.bpe import gpt2_byte_chars
 from llmlab.transformer_block import GPT, GPTConfig, llama_config
 from llmlab.utils.checks import check_choice
 
@@ -59,6 +66,8 @@ FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
 QUANTIZATION_VERSION = 2  # ggml's GGML_QNT_VERSION: the layout of the quantized blocks
 ARCHITECTURE = "llama"
 ALIGNMENT = 32  # bytes: GGUF's default general.alignment
+PRE_TOKENIZERS = {GPT4_SPLIT_PATTERN: "llama-bpe", GPT2_SPLIT_PATTERN: "gpt-2"}  # llama.cpp's names
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5  # llama.cpp's llama_token_type
 
 
 def _require_llama(model: object) -> GPTConfig:
@@ -137,6 +146,40 @@ def _metadata(config: GPTConfig) -> dict[str, tuple[str, object]]:
     }
 
 
+def _tokenizer_metadata(tokenizer: BPETokenizer, vocab_size: int) -> dict[str, object]:
+    """tokenizer.ggml.* for a byte-level BPE whose ids all fit in the model's vocab_size."""
+    if not isinstance(tokenizer, BPETokenizer):
+        raise TypeError(f"tokenizer must be a BPETokenizer (lesson 01), got {type(tokenizer).__name__}")
+    if tokenizer.vocab_size > vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids, more than the model's "
+                         f"vocab_size={vocab_size}")
+    if tokenizer.pattern not in PRE_TOKENIZERS:
+        raise ValueError("tokenizer must split with GPT2_SPLIT_PATTERN or GPT4_SPLIT_PATTERN, the two "
+                         "patterns llama.cpp has a pre-tokenizer for")
+    chars = gpt2_byte_chars()
+    spell = lambda token_id: "".join(chars[b] for b in tokenizer.vocab[token_id])  # noqa: E731
+    tokens, types = [], []
+    for token_id in range(vocab_size):
+        if token_id in tokenizer.inverse_special_tokens:
+            tokens.append(tokenizer.inverse_special_tokens[token_id])
+            types.append(TOKEN_CONTROL)
+        elif token_id in tokenizer.vocab:
+            tokens.append(spell(token_id))
+            types.append(TOKEN_NORMAL)
+        else:  # the model's embedding has rows no token uses (vocab padded to a round size)
+            tokens.append(f"[PAD{token_id}]")
+            types.append(TOKEN_UNUSED)
+    merges = [f"{spell(a)} {spell(b)}" for (a, b), _ in sorted(tokenizer.merges.items(), key=lambda m: m[1])]
+    metadata = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": PRE_TOKENIZERS[tokenizer.pattern],
+                "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types,
+                "tokenizer.ggml.merges": merges}
+    eos = tokenizer.special_tokens.get("<|endoftext|>")
+    if eos is not None:
+        metadata["tokenizer.ggml.eos_token_id"] = eos
+        metadata["tokenizer.ggml.bos_token_id"] = eos  # GPT-2's one special token serves as both
+    return metadata
+
+
 def _tensor_type(array: np.ndarray, qtype: str) -> str:
     """The type a tensor is stored in: 1-D stays F32, widths that are not whole blocks fall back to F16."""
     if array.ndim == 1:
@@ -155,19 +198,23 @@ def _encode(array: np.ndarray, tensor_type: str) -> np.ndarray:
     return quantize_q8_0(array) if tensor_type == "Q8_0" else quantize_q4_0(array)
 
 
-def export_gguf(model: GPT, path: str | os.PathLike, *, qtype: str = "F32", name: str = "llm-lab") -> Path:
+def export_gguf(model: GPT, path: str | os.PathLike, *, qtype: str = "F32", name: str = "llm-lab",
+                tokenizer: BPETokenizer | None = None) -> Path:
     """Write a Llama-style lab GPT as a GGUF file that llama.cpp and transformers load; returns the path.
 
     qtype: the type of the 2-D weights — "F32", "F16", "Q8_0" (8.5 bits/weight) or "Q4_0" (4.5);
     widths that are not a multiple of 32 fall back to F16 and 1-D norms stay F32, as llama.cpp does.
+    tokenizer: lesson 01's BPETokenizer the model was trained with, written as llama.cpp's "gpt2"
+    tokenizer metadata (None: no tokenizer in the file).
     Raises TypeError/ValueError for a model that llama.cpp's llama architecture cannot represent (naming
-    the config fields) or an unknown qtype.
+    the config fields), an unknown qtype, a tokenizer with more ids than the model's vocabulary.
     """
     config = _require_llama(model)
     check_choice("qtype", qtype, GGUF_QTYPES)
     path = Path(path)
     if path.suffix != ".gguf":
         raise ValueError(f"path must end in .gguf, got {str(path)!r}")
+    tokenizer_metadata = {} if tokenizer is None else _tokenizer_metadata(tokenizer, config.vocab_size)
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     writer = gguf.GGUFWriter(path, ARCHITECTURE)  # writes general.architecture itself
     writer.add_string("general.name", name)
@@ -175,6 +222,13 @@ def export_gguf(model: GPT, path: str | os.PathLike, *, qtype: str = "F32", name
         getattr(writer, f"add_{kind}")(key, value)
     writer.add_uint32("general.file_type", FILE_TYPES[qtype])
     writer.add_uint32("general.quantization_version", QUANTIZATION_VERSION)
+    for key, value in tokenizer_metadata.items():
+        if isinstance(value, list):
+            writer.add_array(key, value)
+        elif isinstance(value, int):
+            writer.add_uint32(key, value)
+        else:
+            writer.add_string(key, value)
     for ours, theirs in gguf_tensor_names(config).items():
         weight = state[ours]
         if ours.endswith("q_proj.weight"):

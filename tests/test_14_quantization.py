@@ -672,6 +672,32 @@ def test_tied_embeddings_write_no_output_tensor(tmp_path):
     assert load_gguf(path).config.tie_embeddings
 
 
+def test_the_bpe_tokenizer_in_the_file_encodes_as_ours_in_transformers(tmp_path):
+    pytest.importorskip("tokenizers")
+    from transformers import AutoTokenizer
+
+    from llmlab.tokenization import BPETokenizer
+    from llmlab.utils import load_corpus
+
+    text = load_corpus("stories", max_chars=30_000)
+    tokenizer = BPETokenizer.train(text[:20_000], 300, special_tokens={"<|endoftext|>": 300})
+    torch.manual_seed(0)
+    model = GPT(llama_config(vocab_size=320, block_size=32, n_layer=1, n_head=2, d_model=64)).eval()
+    path = export_gguf(model, tmp_path / "with-tokenizer.gguf", tokenizer=tokenizer)
+    fields = {k: f.contents() for k, f in gguf.GGUFReader(path).fields.items()}
+    assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "llama-bpe"
+    assert len(fields["tokenizer.ggml.tokens"]) == 320 and fields["tokenizer.ggml.tokens"][32] == "Ġ"
+    assert fields["tokenizer.ggml.token_type"][300:302] == [3, 5]  # special (CONTROL), unused padding
+    assert len(fields["tokenizer.ggml.merges"]) == len(tokenizer.merges)
+    hf_tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+    for sample in (text[20_000:], "Hello wörld! 123456  \n\n  tabs\there 😀 it's"):
+        assert hf_tokenizer.encode(sample, add_special_tokens=False) == tokenizer.encode(sample)
+    assert hf_tokenizer.encode("a<|endoftext|>b", add_special_tokens=False) == [97, 300, 98]
+    with pytest.raises(ValueError, match="tokenizer"):
+        export_gguf(GPT(llama_config(vocab_size=256, n_layer=1, d_model=64, n_head=2)), tmp_path / "x.gguf",
+                    tokenizer=tokenizer)
+
+
 def test_gguf_sizes_follow_the_bits_per_weight(gguf_files):
     sizes = {qtype: path.stat().st_size for qtype, path in gguf_files.items()}
     assert sizes["F32"] > sizes["F16"] > sizes["Q8_0"] > sizes["Q4_0"]
