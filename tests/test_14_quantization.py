@@ -698,6 +698,38 @@ def test_the_bpe_tokenizer_in_the_file_encodes_as_ours_in_transformers(tmp_path)
                     tokenizer=tokenizer)
 
 
+@pytest.mark.parametrize("qtype, tolerance", [("F32", 1e-4), ("Q8_0", 5e-2)])
+def test_llama_cpp_runs_the_exported_file_with_our_tokens_and_logits(tmp_path, qtype, tolerance):
+    llama_cpp = pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python (the optional extra `llamacpp`, built from source) is absent")
+    from llmlab.kv_cache import generate
+    from llmlab.tokenization import BPETokenizer
+    from llmlab.utils import load_corpus
+
+    text = load_corpus("stories", max_chars=30_000)
+    tokenizer = BPETokenizer.train(text[:20_000], 300, special_tokens={"<|endoftext|>": 300})
+    torch.manual_seed(0)
+    model = GPT(llama_config(vocab_size=320, block_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=64,
+                             d_ff=96)).eval()
+    path = export_gguf(model, tmp_path / f"lab-{qtype}.gguf", qtype=qtype, tokenizer=tokenizer)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_batch=64, logits_all=True, n_threads=1,
+                          verbose=False)
+    prompt = text[20_000:20_200]
+    ids = tokenizer.encode(prompt)[:32]
+    # llama.cpp's own tokenizer, built from the metadata, splits and merges as lesson 01's
+    assert llm.tokenize(prompt.encode(), add_bos=False, special=False)[:32] == ids
+    llm.eval(ids)
+    theirs = torch.from_numpy(np.array(llm.scores[:len(ids)]))  # (T, vocab)
+    ours = logits_of(model if qtype == "F32" else load_gguf(path), torch.tensor([ids]))[0]
+    # Q8_0: llama.cpp also rounds the activations to 8 bits in its dot products, hence the looser bound
+    assert float((theirs - ours).norm() / ours.norm()) < tolerance
+    if qtype == "F32":  # greedy decoding: the same tokens
+        new = generate(model, torch.tensor([ids]), 8, temperature=0.0)[0, len(ids):].tolist()
+        llm.reset()
+        theirs_new = [t for _, t in zip(range(8), llm.generate(ids, temp=0.0, top_k=1))]
+        assert theirs_new == new
+
+
 def test_gguf_sizes_follow_the_bits_per_weight(gguf_files):
     sizes = {qtype: path.stat().st_size for qtype, path in gguf_files.items()}
     assert sizes["F32"] > sizes["F16"] > sizes["Q8_0"] > sizes["Q4_0"]
