@@ -17,7 +17,8 @@ figures in figures.py):
                            and recall, time vs corpus size
  4. leakage.png            near-copies of training documents in the validation set: the validation loss
                            they fake, the fix (dedup across splits), and the 13-gram check
- 5. noise.png              trained on clean vs noisy text, tested on clean and noisy text
+ 5. noise.png              trained on clean vs noisy inputs (clean targets), tested on clean and noisy
+                           inputs
  6. collapse.png           each generation trained only on the samples of the previous one (or on half real
                            text): held-out loss, vocabulary, entropy and rare characters per generation
 Break flags:
@@ -109,11 +110,11 @@ def _run(args) -> dict:
     if demo.quick:
         demo.say("Quick mode: a few steps per model; no comparison below is evidence.")
 
-    def trained(docs, seed):
-        return ex.train_lm(cfg, docs, data, seed=seed, device=demo.device)
+    def trained(docs, seed, input_docs=None):
+        return ex.train_lm(cfg, docs, data, seed=seed, device=demo.device, input_docs=input_docs)
 
-    def loss(run, docs):
-        return ex.text_loss(run["model"], docs, tok, cfg["block_size"])
+    def loss(run, docs, input_docs=None):
+        return ex.text_loss(run["model"], docs, tok, cfg["block_size"], input_docs=input_docs)
 
     base = {s: trained(data["train"], s) for s in cfg["seeds"]}  # the real-text model of 1, 2, 4, 5, 6
 
@@ -133,11 +134,6 @@ def _run(args) -> dict:
     return results
 
 
-def _seeds(values):
-    mean, sd = ex.mean_sd(values)
-    return dict(per_seed=values, mean=mean, sd=sd)
-
-
 def real_vs_synthetic(demo, cfg, data, base, trained, loss) -> dict:
     """Experiment 1: the same tokens of real, synthetic, mixed (half each) or half the real text only."""
     half_real = ex.fill(data["train"], data["train_chars"] // 2)
@@ -150,11 +146,10 @@ def real_vs_synthetic(demo, cfg, data, base, trained, loss) -> dict:
     out = {"curves": {k: dict(tokens=[s * per_step for s in rs[0]["history"].eval_steps],
                               val_loss=[r["history"].val_loss for r in rs]) for k, rs in runs.items()}}
     for k, rs in runs.items():
-        out[k] = dict(real_val=_seeds([loss(r, data["val"]) for r in rs]),
-                      synthetic_val=_seeds([loss(r, data["stories_val"]) for r in rs]))
+        out[k] = dict(real_val=ex.summary([loss(r, data["val"]) for r in rs]),
+                      synthetic_val=ex.summary([loss(r, data["stories_val"]) for r in rs]))
         demo.say(f"  trained on {k:>9}: held-out real loss {out[k]['real_val']['mean']:.3f}, held-out "
-                 f"synthetic "
-                 f"loss {out[k]['synthetic_val']['mean']:.3f} nats/char (per seed real "
+                 f"synthetic loss {out[k]['synthetic_val']['mean']:.3f} nats/char (per seed real "
                  + ", ".join(f"{v:.3f}" for v in out[k]["real_val"]["per_seed"]) + ")")
     for k in ("synthetic", "mixed"):
         out[f"{k}_minus_real"] = ex.paired(out[k]["real_val"]["per_seed"],
@@ -175,19 +170,17 @@ def duplication(demo, cfg, data, base, trained, loss) -> dict:
     def measure(runs, sources):
         rep = [ex.memorisation(r["model"], sources, data["tokenizer"], **memo) for r in runs]
         single = [ex.memorisation(r["model"], once, data["tokenizer"], **memo) for r in runs]
-        return dict(real_val=_seeds([loss(r, data["val"]) for r in runs]),
-                    repeated_loss=_seeds([loss(r, sources) for r in runs]),
-                    verbatim=_seeds([m["verbatim"] for m in rep]),
-                    char_match=_seeds([m["char_match"] for m in rep]),
-                    once_char_match=_seeds([m["char_match"] for m in single]))
+        return dict(real_val=ex.summary([loss(r, data["val"]) for r in runs]),
+                    repeated_loss=ex.summary([loss(r, sources) for r in runs]),
+                    verbatim=ex.summary([m["verbatim"] for m in rep]),
+                    char_match=ex.summary([m["char_match"] for m in rep]),
+                    once_char_match=ex.summary([m["char_match"] for m in single]))
 
     def say(label, m):
         demo.say(f"  {label}: held-out loss {m['real_val']['mean']:.3f}, loss on the repeated documents "
                  f"{m['repeated_loss']['mean']:.3f} nats/char; greedy {cfg['memo_new']}-char continuations "
-                 f"of their "
-                 f"prefixes: {m['verbatim']['mean']:.1%} verbatim, {m['char_match']['mean']:.1%} of "
-                 f"characters right "
-                 f"(documents seen once: {m['once_char_match']['mean']:.1%})")
+                 f"of their prefixes: {m['verbatim']['mean']:.1%} verbatim, {m['char_match']['mean']:.1%} of "
+                 f"characters right (documents seen once: {m['once_char_match']['mean']:.1%})")
 
     sources = data["train"][: cfg["n_sources"]]
     out = {"rates": [0.0] + cfg["dup_rates"], "0%": dict(before=measure(list(base.values()), sources))}
@@ -202,12 +195,11 @@ def duplication(demo, cfg, data, base, trained, loss) -> dict:
             kept, counts = ex.dedup_corpus(corpus, threshold=cfg["threshold"], num_perm=cfg["num_perm"])
             row["dedup"] = counts
             row["after"] = measure([trained(kept, s) for s in cfg["seeds"]], sources)
-            for key in ("real_val", "char_match"):
+            for key in ("real_val", "repeated_loss"):
                 row[f"{key}_after_minus_before"] = ex.paired(row["after"][key]["per_seed"],
                                                              row["before"][key]["per_seed"])
             say(f"    after dedup ({counts['removed_exact']} exact + {counts['removed_near']} near copies "
-                f"removed, "
-                f"{counts['kept']} kept)", row["after"])
+                f"removed, {counts['kept']} kept)", row["after"])
     figures.duplication_figure(demo, cfg, out)
     return out
 
@@ -245,11 +237,11 @@ def leakage(demo, cfg, data, base, loss) -> dict:
     runs = list(base.values())
     out = dict(val_docs=len(val), leaked_docs=sum(leaked), removed=sum(found),
                removed_leaked=sum(f and k for f, k in zip(found, leaked)),
-               clean_val=_seeds([loss(r, data["val"]) for r in runs]),
-               contaminated_val=_seeds([loss(r, val) for r in runs]),
-               after_dedup=_seeds([loss(r, kept) for r in runs]),
-               leaked_only=_seeds([loss(r, [d for d, k in zip(val, leaked) if k]) for r in runs]),
-               clean_part=_seeds([loss(r, [d for d, k in zip(val, leaked) if not k]) for r in runs]))
+               clean_val=ex.summary([loss(r, data["val"]) for r in runs]),
+               contaminated_val=ex.summary([loss(r, val) for r in runs]),
+               after_dedup=ex.summary([loss(r, kept) for r in runs]),
+               leaked_only=ex.summary([loss(r, [d for d, k in zip(val, leaked) if k]) for r in runs]),
+               clean_part=ex.summary([loss(r, [d for d, k in zip(val, leaked) if not k]) for r in runs]))
     # the honest score of this validation set: its documents that no training document copies
     out["contaminated_minus_clean"] = ex.paired(out["contaminated_val"]["per_seed"],
                                                 out["clean_part"]["per_seed"])
@@ -263,8 +255,7 @@ def leakage(demo, cfg, data, base, loss) -> dict:
              f"documents: validation loss {out['contaminated_val']['mean']:.3f} vs "
              f"{out['clean_part']['mean']:.3f} on "
              f"its other documents (leaked copies alone {out['leaked_only']['mean']:.3f}; a fully clean "
-             f"validation "
-             f"set {out['clean_val']['mean']:.3f}) nats/char")
+             f"validation set {out['clean_val']['mean']:.3f}) nats/char")
     demo.say(f"  dedup across splits removed {out['removed']} documents ({out['removed_leaked']} of the "
              f"{out['leaked_docs']} leaked): validation loss {out['after_dedup']['mean']:.3f}")
     n13 = out["ngram13"]
@@ -276,19 +267,26 @@ def leakage(demo, cfg, data, base, loss) -> dict:
 
 
 def noise(demo, cfg, data, base, trained, loss) -> dict:
-    """Experiment 5: clean vs noisy training, clean vs noisy test text."""
+    """Experiment 5: trained on clean or on noisy inputs (clean targets); tested on clean and noisy inputs."""
     rate = cfg["noise_rate"]
-    noisy_train = [ex.add_noise(d, rate=rate, seed=i) for i, d in enumerate(data["train"])]
-    noisy_val = [ex.add_noise(d, rate=rate, seed=100_000 + i) for i, d in enumerate(data["val"])]
-    runs = {"clean": list(base.values()), "noisy": [trained(noisy_train, s) for s in cfg["seeds"]]}
-    out = {k: dict(clean_test=_seeds([loss(r, data["val"]) for r in rs]),
-                   noisy_test=_seeds([loss(r, noisy_val) for r in rs])) for k, rs in runs.items()}
+
+    def noisy(docs, offset):  # substitutions only: the noisy text lines up with the clean one
+        return [ex.add_noise(d, rate=rate, kinds=("substitute",), seed=offset + i)
+                for i, d in enumerate(docs)]
+
+    noisy_train, noisy_val = noisy(data["train"], 0), noisy(data["val"], 100_000)
+    runs = {"clean": list(base.values()),
+            "noisy": [trained(data["train"], s, input_docs=noisy_train) for s in cfg["seeds"]]}
+    out = {k: dict(clean_test=ex.summary([loss(r, data["val"]) for r in rs]),
+                   noisy_test=ex.summary([loss(r, data["val"], noisy_val) for r in rs]))
+           for k, rs in runs.items()}
     for test in ("clean_test", "noisy_test"):
         out[f"noisy_minus_clean_on_{test}"] = ex.paired(out["noisy"][test]["per_seed"],
                                                         out["clean"][test]["per_seed"])
     for k in runs:
-        demo.say(f"  trained on {k:>5} text: loss on clean test {out[k]['clean_test']['mean']:.3f}, on noisy "
-                 f"test ({rate:.0%} of characters edited) {out[k]['noisy_test']['mean']:.3f} nats/char")
+        demo.say(f"  trained on {k:>5} inputs: next-character loss with clean inputs "
+                 f"{out[k]['clean_test']['mean']:.3f}, with {rate:.0%} of the input characters substituted "
+                 f"{out[k]['noisy_test']['mean']:.3f} nats/char")
     figures.noise_figure(demo, cfg, out)
     return out
 
@@ -306,8 +304,7 @@ def collapse(demo, cfg, data, base, trained, loss) -> dict:
              f"bits, rare chars {r['rare_char_share']:.2%}; sampling noise (two halves of gen 0's samples): "
              f"{noise['distinct_words']:.0f} words, {noise['real_words']:.0f} real words, "
              f"{noise['word_entropy']:.2f} bits, {noise['rare_char_share']:.2%} rare chars; seed spread of "
-             f"the "
-             f"loss {out['seed_spread']:.3f}")
+             f"the loss {out['seed_spread']:.3f}")
     for chain, v in out["verdicts"].items():
         first, last = out["chains"][chain][0], out["chains"][chain][-1]
         demo.say(f"  {chain}, gen 0 -> {last['generation']}: " + ", ".join(
@@ -344,8 +341,7 @@ def key_insights(demo, results: dict) -> dict:
           f"held-out real loss: real {rs['real']['real_val']['mean']:.3f}, synthetic "
           f"{rs['synthetic']['real_val']['mean']:.3f} "
           f"({syn} vs real), mixed {rs['mixed']['real_val']['mean']:.3f} ({mix}); on held-out synthetic text "
-          f"the "
-          f"synthetic model scores {rs['synthetic']['synthetic_val']['mean']:.3f} vs real's "
+          f"the synthetic model scores {rs['synthetic']['synthetic_val']['mean']:.3f} vs real's "
           f"{rs['real']['synthetic_val']['mean']:.3f}")
     nz = results["noise"]
     on_noisy = _effect(nz["noisy_minus_clean_on_noisy_test"], quick)
@@ -358,40 +354,45 @@ def key_insights(demo, results: dict) -> dict:
           f"({on_clean})")
     dup = results["duplication"]
     rows = [(rate, dup[f"{rate:.0%}"]) for rate in dup["rates"][1:] if "after" in dup[f"{rate:.0%}"]]
-    if rows:
-        memo = {rate: _effect(r["char_match_after_minus_before"], quick) for rate, r in rows}
+    if rows:  # memorisation = how much better the model knows the repeated documents: their loss
+        memo = {rate: _effect(r["repeated_loss_after_minus_before"], quick, False) for rate, r in rows}
         held = {rate: _effect(r["real_val_after_minus_before"], quick) for rate, r in rows}
         good = [rate for rate in memo if memo[rate] == "better" or held[rate] == "better"]
         bad = [rate for rate in memo if memo[rate] == "worse" or held[rate] == "worse"]
         ok = None if quick else (True if len(good) == len(rows) and not bad else "partly" if good else False)
         claim("dedup", "Deduplication prevents overfitting", ok, "; ".join(
-            f"{rate:.0%} copies -> dedup: characters of the repeated documents' continuations reproduced "
-            f"{r['before']['char_match']['mean']:.1%} -> {r['after']['char_match']['mean']:.1%} "
-            f"({memo[rate]}), "
-            f"verbatim {r['before']['verbatim']['mean']:.1%} -> {r['after']['verbatim']['mean']:.1%}, "
-            f"held-out loss "
-            f"{r['before']['real_val']['mean']:.3f} -> {r['after']['real_val']['mean']:.3f} ({held[rate]})"
+            f"{rate:.0%} copies -> dedup: loss on the repeated documents "
+            f"{r['before']['repeated_loss']['mean']:.3f} "
+            f"-> {r['after']['repeated_loss']['mean']:.3f} ({memo[rate]}: less memorised is better), "
+            f"held-out loss {r['before']['real_val']['mean']:.3f} -> {r['after']['real_val']['mean']:.3f} "
+            f"({held[rate]}), verbatim continuations {r['before']['verbatim']['mean']:.0%} -> "
+            f"{r['after']['verbatim']['mean']:.0%}"
             for rate, r in rows))
-    lk = results["leakage"]
-    inflated = _effect(lk["contaminated_minus_clean"], quick)
-    fixed = _effect(lk["after_minus_clean"], quick)
-    ok = None if quick else (True if inflated == "better" and fixed != "better" else False)
+    lk, top = results["leakage"], dup[f"{dup['rates'][-1]:.0%}"]["before"]
+    inflated, fixed = _effect(lk["contaminated_minus_clean"], quick), _effect(lk["after_minus_clean"], quick)
+    memorised = _effect(ex.paired(top["repeated_loss"]["per_seed"],
+                                  dup["0%"]["before"]["repeated_loss"]["per_seed"]), quick)
+    ok = None if quick else (True if inflated == "better" and fixed != "better" else
+                             "partly" if memorised == "better" else False)
     claim("splits", "Train/val/test splits crucial", ok,
-          f"{lk['leaked_docs']} leaked of {lk['val_docs']}: validation loss "
-          f"{lk['contaminated_val']['mean']:.3f} vs "
-          f"{lk['clean_part']['mean']:.3f} on its clean documents (the leak looks {inflated}); after dedup "
-          f"across "
-          f"splits {lk['after_dedup']['mean']:.3f} ({fixed} vs the clean documents)")
+          f"{lk['leaked_docs']} near-copies of training documents among {lk['val_docs']} validation "
+          f"documents: "
+          f"validation loss {lk['contaminated_val']['mean']:.3f} vs {lk['clean_part']['mean']:.3f} on its "
+          f"clean "
+          f"documents (the leak looks {inflated}); after dedup across splits {lk['after_dedup']['mean']:.3f} "
+          f"({fixed} vs the clean documents). A document repeated in training (experiment 2, "
+          f"{dup['rates'][-1]:.0%} copies) scores {top['repeated_loss']['mean']:.3f} vs "
+          f"{dup['0%']['before']['repeated_loss']['mean']:.3f} when seen once ({memorised}): a leak inflates "
+          "as much as the model memorised")
     aug = _effect(rs["mixed_minus_half_real"], quick)
     pre = rs["synthetic"]["real_val"]["mean"] < rs["unigram_loss"]
     ok = None if quick else (True if aug == "better" and pre else
                              "partly" if aug == "better" or pre else False)
     claim("useful", "Synthetic data useful for pretraining and augmentation", ok,
           f"half the real text plus synthetic {rs['mixed']['real_val']['mean']:.3f} vs half the real text "
-          f"alone "
-          f"{rs['half real']['real_val']['mean']:.3f} ({aug}); synthetic only "
-          f"{rs['synthetic']['real_val']['mean']:.3f} vs "
-          f"the no-context baseline {rs['unigram_loss']:.3f} nats/char on real text")
+          f"alone {rs['half real']['real_val']['mean']:.3f} ({aug}); synthetic only "
+          f"{rs['synthetic']['real_val']['mean']:.3f} vs the no-context baseline {rs['unigram_loss']:.3f} "
+          f"nats/char on real text")
     return out
 
 

@@ -34,7 +34,7 @@ from llmlab.synthetic_data.dedup import (
 )
 from llmlab.synthetic_data.generate import add_noise, model_samples, real_documents, template_stories
 from llmlab.transformer_block import GPT, gpt2_config
-from llmlab.utils import CharTokenizer, TrainConfig, encode, train
+from llmlab.utils import CharTokenizer, TrainConfig, encode, get_batch, train
 
 SEPARATOR = "\n\n"  # between documents of a corpus
 
@@ -79,8 +79,13 @@ def ids_of(docs: list[str], tokenizer) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------- training
-def train_lm(cfg: dict, docs: list[str], data: dict, *, seed: int, device) -> dict:
-    """A fresh GPT trained on `docs` (concatenated) with the shared loop; the curve is held-out real loss."""
+def train_lm(cfg: dict, docs: list[str], data: dict, *, seed: int, device,
+             input_docs: list[str] | None = None) -> dict:
+    """A fresh GPT trained on `docs` (concatenated) with the shared loop; the curve is held-out real loss.
+
+    input_docs: the same documents with some characters substituted (same lengths): the model reads them
+    and predicts the next character of `docs` (noise injection: corrupted inputs, clean targets).
+    """
     tok = data["tokenizer"]
     torch.manual_seed(seed)
     model = GPT(gpt2_config(vocab_size=tok.vocab_size, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
@@ -88,19 +93,38 @@ def train_lm(cfg: dict, docs: list[str], data: dict, *, seed: int, device) -> di
     tc = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], block_size=cfg["block_size"],
                      lr=cfg["lr"], warmup_steps=max(1, cfg["steps"] // 10),
                      eval_interval=max(1, cfg["steps"] // 6), eval_iters=cfg["eval_iters"], torch_optim=True)
-    history = train(model, ids_of(docs, tok), ids_of(data["val"], tok), tc, device=device, seed=seed,
-                    progress=False)
+    targets, val = ids_of(docs, tok), ids_of(data["val"], tok)
+    if input_docs is None:
+        history = train(model, targets, val, tc, device=device, seed=seed, progress=False)
+    else:
+        inputs = ids_of(input_docs, tok)
+        if inputs.shape != targets.shape:
+            raise ValueError("input_docs must have the lengths of docs (substitutions only)")
+        T, B = cfg["block_size"], cfg["batch_size"]
+
+        def batch(generator):  # the windows of get_batch: x from the noisy text, y from the clean one
+            starts = torch.randint(len(targets) - T, (B,), generator=generator)
+            at = starts[:, None] + torch.arange(T)  # (B, T)
+            return inputs[at], targets[at + 1]
+
+        history = train(model, None, None, tc, device=device, seed=seed, progress=False, batch_fn=batch,
+                        val_batch_fn=lambda g: get_batch(val, B, T, generator=g))
     return dict(model=model.eval(), history=history, seed=seed, docs=docs)
 
 
 @torch.no_grad()
-def text_loss(model: GPT, docs: list[str], tokenizer, block_size: int, batch: int = 64) -> float:
-    """Mean next-character loss (nats) over all of `docs`, cut into consecutive windows (deterministic)."""
+def text_loss(model: GPT, docs: list[str], tokenizer, block_size: int, batch: int = 64,
+              input_docs: list[str] | None = None) -> float:
+    """Mean next-character loss (nats) over all of `docs`, cut into consecutive windows (deterministic).
+    input_docs: what the model reads instead (the same lengths, e.g. with substitutions); the targets stay
+    `docs`."""
     ids = ids_of(docs, tokenizer)
+    source = ids if input_docs is None else ids_of(input_docs, tokenizer)
+    if source.shape != ids.shape:
+        raise ValueError("input_docs must have the lengths of docs (substitutions only)")
     n = (len(ids) - 1) // block_size
-    windows = ids[: n * block_size + 1]
-    x = windows[:-1].view(n, block_size)  # (n, T)
-    y = windows[1:].view(n, block_size)
+    x = source[: n * block_size].view(n, block_size)  # (n, T)
+    y = ids[1: n * block_size + 1].view(n, block_size)
     device = next(model.parameters()).device
     total = 0.0
     for i in range(0, n, batch):
@@ -116,6 +140,12 @@ def paired(a: list[float], b: list[float]) -> list[float]:
 def mean_sd(values) -> tuple[float, float]:
     values = list(values)
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def summary(values: list[float]) -> dict:
+    """A measurement at every seed: the values, their mean and standard deviation."""
+    mean, sd = mean_sd(values)
+    return dict(per_seed=values, mean=mean, sd=sd)
 
 
 # ------------------------------------------------------------------------------- 2. duplication

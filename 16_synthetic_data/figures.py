@@ -39,8 +39,7 @@ def real_vs_synthetic_figure(demo, cfg: dict, out: dict) -> None:
     fig.suptitle(f"Equal tokens: on real text, synthetic-only reaches "
                  f"{out['synthetic']['real_val']['mean']:.2f} and "
                  f"mixed {out['mixed']['real_val']['mean']:.2f} vs real {real:.2f} nats/char; on synthetic "
-                 f"text "
-                 f"the synthetic model wins ({out['synthetic']['synthetic_val']['mean']:.2f})",
+                 f"text the synthetic model wins ({out['synthetic']['synthetic_val']['mean']:.2f})",
                  fontweight="bold")
     demo.save_figure(fig, "real_vs_synthetic.png")
 
@@ -78,13 +77,14 @@ def duplication_figure(demo, cfg: dict, out: dict) -> None:
         ax.set(xticks=range(len(labels)), xticklabels=labels, xlabel=xlabel)
         ax.legend(fontsize=8)
     top = out[labels[-1]]
-    after = (f" -> {top['after']['char_match']['mean']:.0%} after dedup" if "after" in top else
+    after = (f", {top['after']['repeated_loss']['mean']:.2f} after dedup" if "after" in top else
              " (--no-dedup: not deduplicated)")
-    fig.suptitle(f"Duplication: with {labels[-1]} copies the model continues the repeated documents with "
-                 f"{top['before']['char_match']['mean']:.0%} of characters right{after} (seen once: "
-                 f"{out['0%']['before']['char_match']['mean']:.0%}); held-out loss "
-                 f"{top['before']['real_val']['mean']:.2f} "
-                 f"vs {out['0%']['before']['real_val']['mean']:.2f} without copies", fontweight="bold")
+    fig.suptitle(f"Duplication: with {labels[-1]} copies the repeated documents' loss falls to "
+                 f"{top['before']['repeated_loss']['mean']:.2f} nats/char (seen once: "
+                 f"{out['0%']['before']['repeated_loss']['mean']:.2f}){after}; held-out loss "
+                 f"{top['before']['real_val']['mean']:.2f} vs {out['0%']['before']['real_val']['mean']:.2f} "
+                 f"without "
+                 "copies", fontweight="bold")
     demo.save_figure(fig, "duplication.png")
 
 
@@ -105,7 +105,7 @@ def near_dup_figure(demo, cfg: dict, out: dict) -> None:
                      {"LSH candidates": [out["candidates"]["precision"], out["candidates"]["recall"]],
                       "candidates verified by exact Jaccard": [out["verified"]["precision"],
                                                                out["verified"]["recall"]]},
-                     fmt="{:.3f}", ylabel="against brute-force Jaccard (all pairs)",
+                     fmt="{:.3f}", ylabel="against brute-force Jaccard (all pairs)", headroom=1.3,
                      title=f"{out['true_pairs']} true pairs among {out['all_pairs']:,}")
     t = out["timing"]
     axes[2].loglog(t["sizes"], t["brute_s"], "o-", color=PALETTE[3],
@@ -125,8 +125,8 @@ def near_dup_figure(demo, cfg: dict, out: dict) -> None:
 
 def leakage_figure(demo, cfg: dict, out: dict) -> None:
     fig, axes = new_figure(1, 2, figsize=(15, 5.2))
-    names = ["its clean documents", "with the leaked copies", "after dedup across splits",
-             "the leaked copies alone", "a fully clean set"]
+    names = ["its clean\ndocuments", "with the\nleaked copies", "after dedup\nacross splits",
+             "the leaked\ncopies alone", "a fully\nclean set"]
     keys = ["clean_part", "contaminated_val", "after_dedup", "leaked_only", "clean_val"]
     means = [out[k]["mean"] for k in keys]
     axes[0].bar(names, means, color=[PALETTE[0], PALETTE[3], PALETTE[2], PALETTE[7], PALETTE[9]], alpha=0.85)
@@ -155,10 +155,11 @@ def leakage_figure(demo, cfg: dict, out: dict) -> None:
 def noise_figure(demo, cfg: dict, out: dict) -> None:
     fig, ax = new_figure(1, 1, figsize=(9, 5.2))
     tests = ["clean_test", "noisy_test"]
-    labels = ["clean test text", f"noisy test text ({cfg['noise_rate']:.0%} edited)"]
-    series = {f"trained on {k} text": [out[k][t]["mean"] for t in tests] for k in ("clean", "noisy")}
+    labels = ["clean inputs", f"{cfg['noise_rate']:.0%} of input characters substituted"]
+    series = {f"trained on {k} inputs": [out[k][t]["mean"] for t in tests] for k in ("clean", "noisy")}
     grouped_bar_plot(ax, labels, series,
-                     fmt="{:.3f}", ylabel="held-out loss (nats/char)", title="dots: seeds")
+                     fmt="{:.3f}", ylabel="held-out loss of the clean next character (nats/char)",
+                     title="test inputs (x); dots: seeds")
     for k, offset in (("clean", -0.2), ("noisy", 0.2)):
         for i, t in enumerate(tests):
             _dots(ax, i + offset, out[k][t]["per_seed"])
@@ -166,8 +167,8 @@ def noise_figure(demo, cfg: dict, out: dict) -> None:
     ax.set_ylim(low - 0.2, None)
     d_noisy = np.mean(out["noisy_minus_clean_on_noisy_test"])
     d_clean = np.mean(out["noisy_minus_clean_on_clean_test"])
-    fig.suptitle(f"Noise injection: training on noisy text changes the loss by {d_noisy:+.3f} on noisy and "
-                 f"{d_clean:+.3f} on clean test text (nats/char)", fontweight="bold")
+    fig.suptitle(f"Noise injection: training on noisy inputs changes the loss by {d_noisy:+.3f} on noisy and "
+                 f"{d_clean:+.3f} on clean inputs (nats/char)", fontweight="bold")
     demo.save_figure(fig, "noise.png")
 
 
@@ -185,14 +186,14 @@ def collapse_figure(demo, cfg: dict, out: dict) -> None:
             noise = out["seed_spread"] if key == "real_val" else out["noise"][key]
             ax.fill_between(gens, np.array(values) - noise / 2, np.array(values) + noise / 2,
                             color=PALETTE[3 if k == 0 else 2], alpha=0.15)
-        if key != "real_val":
+        if key == "word_entropy":
             ax.axhline(out["real"][key], color="gray", ls=":", label="the real training text")
         ax.set(xlabel="generation (0 = trained on real text)", ylabel=label, xticks=gens)
         ax.legend(fontsize=8)
     axes[0].set_title("band: seed spread of generation 0")
-    axes[1].set_title(f"first {cfg['stats_words']} words of the samples; band: sampling noise")
+    axes[1].set_title(f"in the first {cfg['stats_words']} words (real text: {out['real']['real_words']})")
     axes[2].set_title("band: sampling noise (two halves of gen 0's samples)")
-    axes[3].set_title(f"samples at temperature 1, top-p {cfg['top_p']}; band: sampling noise")
+    axes[3].set_title(f"top-p {cfg['top_p']} samples (real text: {out['real']['rare_char_share']:.1%})")
     rows = out["chains"]["synthetic only"]
     fig.suptitle(f"Model collapse: trained only on its predecessor's samples, generation "
                  f"{rows[-1]['generation']} has "

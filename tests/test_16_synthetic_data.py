@@ -537,6 +537,11 @@ def test_text_loss_is_the_models_loss_on_consecutive_windows():
     with torch.no_grad():
         _, expected = model(ids[: n * 8].view(n, 8), ids[1: n * 8 + 1].view(n, 8))
     assert ex.text_loss(model, docs, tok, 8, batch=1) == pytest.approx(float(expected), rel=1e-5)
+    assert ex.text_loss(model, docs, tok, 8, input_docs=docs) == ex.text_loss(model, docs, tok, 8)
+    noisy = [add_noise(d, rate=0.3, kinds=("substitute",), seed=i) for i, d in enumerate(docs)]
+    assert ex.text_loss(model, docs, tok, 8, input_docs=noisy) != ex.text_loss(model, docs, tok, 8)
+    with pytest.raises(ValueError, match="input_docs"):
+        ex.text_loss(model, docs, tok, 8, input_docs=["abc", "fed"])
     memo = ex.memorisation(model, ["abcdefabcdef"], tok, prompt_chars=4, new_chars=4, per_doc=2)
     assert memo["prompts"] == 2 and 0.0 <= memo["verbatim"] <= memo["char_match"] <= 1.0
 
