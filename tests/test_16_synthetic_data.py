@@ -458,3 +458,107 @@ def test_bad_input_is_refused_by_name():
     for call, error, name in cases:
         with pytest.raises(error, match=name):
             call()
+
+
+# ------------------------------------------------------------------------------------ the demo's parts
+@pytest.fixture(scope="module")
+def real_docs():
+    return real_documents(max_chars=40_000)
+
+
+def test_duplicated_corpus_keeps_the_size_and_dedup_removes_exactly_the_copies(real_docs):
+    from llmlab.synthetic_data import experiments as ex
+
+    docs = real_docs[:40]
+    corpus, sources = ex.duplicated_corpus(docs, 0.5, n_sources=2, seed=0)
+    assert len(corpus) == len(docs) and sources == docs[:2]
+    kept, counts = ex.dedup_corpus(corpus, threshold=0.5, num_perm=128)
+    assert counts["removed_exact"] >= 9  # 20 slots: 2 sources + 18 copies, half of them exact
+    assert counts["removed_exact"] + counts["removed_near"] == 18
+    assert len(kept) == 22 and set(docs[2:22]) <= set(kept)  # every single document survives
+    representatives = [d for d in kept if d not in docs[2:22]]  # one per source: the first in corpus order
+    assert sorted(max(range(2), key=lambda i: jaccard(shingles(d), shingles(sources[i])))
+                  for d in representatives) == [0, 1]
+    assert ex.duplicated_corpus(docs, 0.0, n_sources=2, seed=0)[0] == docs
+
+
+def test_cross_split_dedup_finds_the_leaked_copies_and_keeps_the_clean_documents(real_docs):
+    from llmlab.synthetic_data import experiments as ex
+
+    data = dict(train=real_docs[:30], val=real_docs[30:50])
+    val, leaked = ex.leaked_split(data, 0.25, seed=0)
+    assert len(val) == 20 and sum(leaked) == 5
+    found = ex.cross_split_dedup(data["train"], val, threshold=0.5, num_perm=128, ngram=5)
+    train_sets = [shingles(d) for d in data["train"]]
+    brute = [any(jaccard(shingles(d), t) >= 0.5 for t in train_sets) for d in val]
+    assert found == brute  # LSH + verification = brute force here
+    assert all(k for f, k in zip(found, leaked) if f) and sum(found) >= 4  # only leaked copies, most of them
+    flags13 = ex.ngram_flags(data["train"], val, 13)
+    assert all(f for f, k in zip(flags13, leaked) if k)  # a copy shares 13-grams with its original
+
+
+def test_detection_against_brute_force_on_planted_copies(real_docs):
+    from llmlab.synthetic_data import experiments as ex
+
+    docs = ex.planted_near_duplicates(real_docs[:30], 12, [0.001, 0.01, 0.04], seed=0)
+    out = ex.detection(docs, threshold=0.7, num_perm=128, ngram=5)
+    assert out["all_pairs"] == 42 * 41 // 2 and out["true_pairs"] >= 4
+    assert out["verified"]["precision"] == 1.0  # verification by exact Jaccard admits no false pair
+    assert out["candidates"]["recall"] == out["verified"]["recall"] >= 0.75
+    assert sum(b["pairs"] for b in out["s_curve"]) <= out["all_pairs"]
+    assert all(0 <= b["measured"] <= 1 and 0 <= b["predicted"] <= 1 for b in out["s_curve"])
+    t = ex.timing(docs, [10, 20, 40], threshold=0.7, num_perm=64, ngram=5)
+    assert len(t["brute_s"]) == len(t["lsh_s"]) == 3
+
+
+def test_text_stats_on_a_hand_example():
+    from collections import Counter
+
+    from llmlab.synthetic_data import experiments as ex
+
+    stats = ex.text_stats("a b a b", Counter({"a": 1000, " ": 1000, "b": 1}), n_words=10)
+    assert stats["distinct_words"] == 2 and stats["words"] == 4
+    assert stats["word_entropy"] == pytest.approx(1.0)
+    assert stats["rare_char_share"] == pytest.approx(2 / 7)  # "b" is rare in the reference
+    expected = -(3 / 7) * math.log2(3 / 7) - 2 * (2 / 7) * math.log2(2 / 7)
+    assert stats["char_entropy"] == pytest.approx(expected)
+
+
+def test_text_loss_is_the_models_loss_on_consecutive_windows():
+    from llmlab.synthetic_data import experiments as ex
+
+    tok = CharTokenizer.from_text("abcdef \n")
+    torch.manual_seed(0)
+    model = GPT(gpt2_config(vocab_size=tok.vocab_size, block_size=8, n_layer=1, n_head=2, d_model=16)).eval()
+    docs = ["abc def", "fed cba abc"]
+    ids = ex.ids_of(docs, tok)
+    assert tok.decode(ids.tolist()) == "abc def\n\nfed cba abc\n\n"
+    n = (len(ids) - 1) // 8
+    with torch.no_grad():
+        _, expected = model(ids[: n * 8].view(n, 8), ids[1: n * 8 + 1].view(n, 8))
+    assert ex.text_loss(model, docs, tok, 8, batch=1) == pytest.approx(float(expected), rel=1e-5)
+    assert ex.text_loss(model, docs, tok, 8, input_docs=docs) == ex.text_loss(model, docs, tok, 8)
+    noisy = [add_noise(d, rate=0.3, kinds=("substitute",), seed=i) for i, d in enumerate(docs)]
+    assert ex.text_loss(model, docs, tok, 8, input_docs=noisy) != ex.text_loss(model, docs, tok, 8)
+    with pytest.raises(ValueError, match="input_docs"):
+        ex.text_loss(model, docs, tok, 8, input_docs=["abc", "fed"])
+    memo = ex.memorisation(model, ["abcdefabcdef"], tok, prompt_chars=4, new_chars=4, per_doc=2)
+    assert memo["prompts"] == 2 and 0.0 <= memo["verbatim"] <= memo["char_match"] <= 1.0
+
+
+def test_demo_break_flags_run(tmp_path):
+    from llmlab.synthetic_data import demo
+
+    results = demo.main(["--quick", "--out", str(tmp_path), "--no-dedup", "--dup-rate", "0.9",
+                         "--noise-rate", "0", "--generations", "1"])
+    dup = results["duplication"]
+    assert dup["rates"] == [0.0, 0.9] and "after" not in dup["90%"]
+    assert results["leakage"]["removed"] == 0
+    assert results["leakage"]["after_dedup"] == results["leakage"]["contaminated_val"]
+    assert results["noise"]["noisy_minus_clean_on_noisy_test"] == [0.0, 0.0]  # rate 0: the same training
+    assert [len(rows) for rows in results["collapse"]["chains"].values()] == [2, 2]
+    assert "dedup" not in results["key_insights"]
+    assert len(list(tmp_path.glob("*.png"))) == 6
+    for bad in (["--corpus", "stories"], ["--dup-rate", "1.5"], ["--generations", "0"]):
+        with pytest.raises(SystemExit):
+            demo.main(["--quick", *bad])
