@@ -9,9 +9,11 @@ the shared training loop (`llmlab.utils.train`) trains any of them: `forward(x, 
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import statistics
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ from llmlab.pretraining_objectives.objectives import (
 from llmlab.tokenization import BPETokenizer
 from llmlab.transformer_block import GPT, gpt2_config
 from llmlab.transformer_block.pretrained import lab_tokenizer
-from llmlab.utils import TrainConfig, encode, get_batch, load_corpus, train, train_val_split
+from llmlab.utils import TrainConfig, encode, get_batch, load_corpus, make_optimizer, train, train_val_split
 from llmlab.utils.losses import cross_entropy
 from llmlab.utils.stories import generate_story_with_facts
 
@@ -363,11 +365,6 @@ def step_costs(runs: dict, cfg: dict, data: dict, reps: int) -> dict:
     """Milliseconds of one training step (forward, backward, an AdamW update on a copy) per objective: the
     median of `reps` steps taken round-robin, one objective after the other, so that load from other
     programs falls on all of them alike. runs: {objective: run}."""
-    import copy
-    import time
-
-    from llmlab.utils import make_optimizer
-
     setups = {}
     for o, run in runs.items():
         model = copy.deepcopy(run["model"]).train()
