@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bits", type=int, choices=range(2, 9), default=4, metavar="{2..8}",
                         help="bit width of the headline model (default 4)")
     parser.add_argument("--group-size", type="nonneg_int", default=128,
-                        help="group size of GPTQ/AWQ/QAT and the headline model; 0 = per channel (default 128)")
+                        help="group size of GPTQ/AWQ/QAT and the headline model; 0 = per channel "
+                             "(default 128)")
     parser.add_argument("--method", choices=("all", "rtn", "gptq", "awq"), default="all",
                         help="calibrated methods to run besides round-to-nearest (default all)")
     parser.add_argument("--no-ste", action="store_true",
@@ -115,7 +116,8 @@ def _run(args) -> dict:
              f"{base['perplexity']:.3f} on {windows[:, 1:].numel():,} tokens; calibration: {cfg['calib']} "
              f"training windows of {block} tokens.")
     if demo.quick:
-        demo.say("Quick mode: a barely trained model, few windows and steps; no comparison below is evidence.")
+        demo.say("Quick mode: a barely trained model, few windows and steps; no comparison below is "
+                 "evidence.")
 
     def experiment(name, fn, *inputs):
         results[name] = demo.timed(name, fn, demo, cfg, args, *inputs)
@@ -141,7 +143,7 @@ def distributions(demo, cfg, args, model, calib, grans) -> dict:
              f"{layers[act]['activation_max_over_median']:.1f}x the median channel's mean |x|; weights: "
              f"max|w| of {w} is {layers[w]['weight_absmax_over_std']:.1f} standard deviations")
     errs = out["mean_weight_error"]
-    demo.say(f"  {args.bits}-bit round-to-nearest, relative weight error ||W - Q(W)|| / ||W|| (mean of layers): "
+    demo.say(f"  {args.bits}-bit round-to-nearest, relative weight error ||W - Q(W)|| / ||W|| (layer mean): "
              + ", ".join(f"{g} {v:.4f}" for g, v in errs.items()))
     figures.distributions_figure(demo, args, out)
     for key in ("activation_channel_mean", "outlier_weights"):
@@ -164,13 +166,14 @@ def sweep(demo, cfg, args, model, windows, calib, reference, base, methods, gran
         q = ex.quantized(model, bits, gran, method, calib, **options)
         seconds = time.perf_counter() - start
         metrics, _ = ex.evaluate(q, windows, reference, n_chunks=cfg["chunks"])
+        vs_float = "inconclusive" if demo.quick else paired_effect(ex.chunk_diffs(base, metrics))
         rows.append(dict(bits=bits, granularity=gran, method=method, seconds=seconds, **metrics,
-                         ppl_ratio=base["perplexity"] / metrics["perplexity"],
-                         vs_float=paired_effect(ex.chunk_diffs(base, metrics)) if not demo.quick else "inconclusive"))
+                         ppl_ratio=base["perplexity"] / metrics["perplexity"], vs_float=vs_float))
     for r in rows:
         if r["method"] != "rtn" or r["granularity"] in ("channel", group):
-            demo.say(f"  {r['bits']} bits {r['method']:>4} {r['granularity']:>9}: perplexity {r['perplexity']:9.3f} "
-                     f"({100 * r['ppl_ratio']:5.1f}% of float's), top-1 agreement {100 * r['agreement']:5.1f}%"
+            demo.say(f"  {r['bits']} bits {r['method']:>4} {r['granularity']:>9}: perplexity "
+                     f"{r['perplexity']:9.3f} ({100 * r['ppl_ratio']:5.1f}% of float's), top-1 agreement "
+                     f"{100 * r['agreement']:5.1f}%"
                      f", {r['seconds']:.2f} s")
     out = dict(rows=rows, float_perplexity=base["perplexity"])
     headline = [r for r in rows if r["bits"] == args.bits and r["granularity"] == group]
@@ -228,28 +231,34 @@ def memory_speed(demo, cfg, args, model, windows, group) -> dict:
     fp16 = copy.deepcopy(model).half()
     n_weights = sum(model.get_submodule(n).weight.numel() for n in ex.target_linears(model))
     fp32_layers = ex.quantized_layer_bytes(model)
-    out = dict(quantized_weights=n_weights, model_bytes=dict(fp32=ex.tensor_bytes(model), fp16=ex.tensor_bytes(fp16),
-               int8=ex.tensor_bytes(int8), **{f"int{args.bits} {group}": ex.tensor_bytes(low)}),
-               layer_bytes={"fp32": fp32_layers, "fp16": fp32_layers // 2, "int8": ex.quantized_layer_bytes(int8),
-                            f"int{args.bits} {group}": ex.quantized_layer_bytes(low)})
+    name = f"int{args.bits} {group}"
+    out = dict(quantized_weights=n_weights,
+               model_bytes={"fp32": ex.tensor_bytes(model), "fp16": ex.tensor_bytes(fp16),
+                            "int8": ex.tensor_bytes(int8), name: ex.tensor_bytes(low)},
+               layer_bytes={"fp32": fp32_layers, "fp16": fp32_layers // 2,
+                            "int8": ex.quantized_layer_bytes(int8), name: ex.quantized_layer_bytes(low)})
     out["layer_bits_per_weight"] = {k: 8 * v / n_weights for k, v in out["layer_bytes"].items()}
     demo.say("  quantized layers, bits per weight (codes + scales): " + ", ".join(
         f"{k} {v:.2f}" for k, v in out["layer_bits_per_weight"].items()))
     demo.say("  whole model (embedding and output layer stay float32), MB: " + ", ".join(
         f"{k} {v / 1e6:.2f}" for k, v in out["model_bytes"].items()))
     models = {"fp32": model, "int8": int8, f"int{args.bits}": low}
-    shapes = {"1 token": windows[:1, :1], f"{cfg['speed_batch']}x128 tokens": windows[:cfg["speed_batch"], :-1]}
+    shapes = {"1 token": windows[:1, :1],
+              f"{cfg['speed_batch']}x128 tokens": windows[: cfg["speed_batch"], :-1]}
     out["tokens_per_s"], out["vs_fp32"] = {}, {}
     for label, ids in shapes.items():
         times = ex.forward_times(models, ids, cfg["speed_reps"])
         out["tokens_per_s"][label] = {k: ids.numel() / t for k, t in times.items()}
         out["vs_fp32"][label] = {k: times["fp32"] / t for k, t in times.items()}
-        demo.say(f"  {label}: tokens/s " + ", ".join(f"{k} {v:,.0f}" for k, v in out["tokens_per_s"][label].items())
-                 + " (speed vs fp32: " + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_fp32"][label].items()) + ")")
+        demo.say(f"  {label}: tokens/s "
+                 + ", ".join(f"{k} {v:,.0f}" for k, v in out["tokens_per_s"][label].items())
+                 + " (speed vs fp32: "
+                 + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_fp32"][label].items()) + ")")
         if label == "1 token":
             dq = ex.dequantize_seconds(low, cfg["speed_reps"])
             out["dequantize_share_1_token"] = dq / times[f"int{args.bits}"]
-    demo.say(f"  dequantizing every int{args.bits} weight takes {100 * out['dequantize_share_1_token']:.0f}% of "
+    demo.say(f"  dequantizing every int{args.bits} weight takes {100 * out['dequantize_share_1_token']:.0f}% "
+             "of "
              f"a 1-token forward: on a CPU the float matmul reads the float weight the dequantization just "
              f"wrote, so fewer bytes stored is not fewer bytes moved. Cited, not measured: {GPT_FAST}.")
     figures.memory_speed_figure(demo, args, out)
@@ -284,7 +293,7 @@ def key_insights(demo, results: dict, args, group: str, torch) -> dict:
     rows = results["sweep"]["rows"]
 
     def row(bits, gran, method):
-        return next((r for r in rows if (r["bits"], r["granularity"], r["method"]) == (bits, gran, method)), None)
+        return next(r for r in rows if (r["bits"], r["granularity"], r["method"]) == (bits, gran, method))
 
     def say(key, claim, mark, note):
         out[key] = dict(claim=claim, mark=mark if isinstance(mark, str) and mark == "not measurable here"
@@ -306,7 +315,8 @@ def key_insights(demo, results: dict, args, group: str, torch) -> dict:
     say("qat", "QAT: quantize during training, better quality",
         None if quick else (True if len(better) == len(q) else "partly" if better else False),
         "perplexity PTQ (float finetuned as long) -> QAT: " + ", ".join(
-            f"{b} bits {q[b]['ptq_after_float_finetune']['perplexity']:.3f} -> {q[b]['qat']['perplexity']:.3f} "
+            f"{b} bits {q[b]['ptq_after_float_finetune']['perplexity']:.3f} -> "
+            f"{q[b]['qat']['perplexity']:.3f} "
             f"({q[b]['qat_vs_ptq']})" for b in q)
         + ("" if results["qat"]["ste"] else "; --no-ste: no gradient reached the quantized weights"))
     r8 = row(8, "channel", "rtn")
@@ -314,12 +324,14 @@ def key_insights(demo, results: dict, args, group: str, torch) -> dict:
     saving = mem["layer_bytes"]["fp16"] / mem["layer_bytes"]["int8"]
     minimal = r8["vs_float"] == "tie" or (r8["ppl_ratio"] >= 0.99 and r8["agreement"] >= 0.98)
     say("int8", "8-bit: minimal accuracy loss, 2x memory savings",
-        None if quick else (True if minimal and saving >= 1.9 else "partly" if minimal or saving >= 1.9 else False),
+        None if quick else (True if minimal and saving >= 1.9 else
+                            "partly" if minimal or saving >= 1.9 else False),
         f"8-bit per channel: perplexity {100 * r8['ppl_ratio']:.2f}% of float's ({r8['vs_float']} vs float), "
         f"top-1 agreement {100 * r8['agreement']:.1f}%; quantized layers {saving:.2f}x smaller than fp16 "
         f"(whole model {mem['model_bytes']['fp16'] / mem['model_bytes']['int8']:.2f}x: embedding and output "
         "layer kept float32)")
-    best4 = max((r for r in rows if r["bits"] == 4 and r["granularity"] != "tensor"), key=lambda r: r["ppl_ratio"])
+    best4 = max((r for r in rows if r["bits"] == 4 and r["granularity"] != "tensor"),
+                key=lambda r: r["ppl_ratio"])
     hits = [best4["ppl_ratio"] >= 0.98, best4["agreement"] >= 0.98]
     say("int4", "4-bit: more aggressive, ~99% of performance",
         None if quick else (True if all(hits) else "partly" if any(hits) else False),

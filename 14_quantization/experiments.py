@@ -95,7 +95,8 @@ def chunk_diffs(a: dict, b: dict) -> list[float]:
 
 # --------------------------------------------------------------------------- 1. weights and activations
 @torch.no_grad()
-def weight_activation_stats(model: nn.Module, calibration: Tensor, bits: int, granularities: list[str]) -> dict:
+def weight_activation_stats(model: nn.Module, calibration: Tensor, bits: int,
+                            granularities: list[str]) -> dict:
     """Per quantized layer: how far the weights' largest value sits from their spread (max|w| / std), how
     unequal the output channels' ranges are (max / median of the per-row absmax), how unequal the input
     channels' activations are (max / median of mean|x| per channel), and the relative weight error
@@ -208,7 +209,7 @@ def finetune(model: nn.Module, train_data: Tensor, *, steps: int, batch_size: in
                                            for w in weights]).norm())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(float(loss.detach()))
     model.eval()
     return dict(losses=losses, seconds=time.perf_counter() - start, weight_grad_norm=grad_norm)
 
@@ -227,7 +228,8 @@ def tensor_bytes(model: nn.Module) -> int:
 def quantized_layer_bytes(model: nn.Module) -> int:
     """Bytes held by the quantized layers (QuantizedLinear.memory_bytes, or a float Linear's weight)."""
     total = 0
-    for name in target_linears(model) + [n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)]:
+    quantized_names = [n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)]
+    for name in target_linears(model) + quantized_names:
         m = model.get_submodule(name)
         total += m.memory_bytes() if isinstance(m, QuantizedLinear) else tensor_bytes(m)
     return total

@@ -27,7 +27,8 @@ def distributions_figure(demo, args, out: dict) -> None:
     for k in range(-(2 ** (args.bits - 1) - 1), 2 ** (args.bits - 1)):
         ax.axvline(k * step, color=PALETTE[3], lw=0.6, alpha=0.6)
     inside = float(np.mean(np.abs(w) < step / 2))
-    ax.set(title=f"{w_name}: {100 * inside:.0f}% of the weights round to 0\non a per-tensor {args.bits}-bit grid "
+    ax.set(title=f"{w_name}: {100 * inside:.0f}% of the weights round to 0\non a per-tensor {args.bits}-bit "
+                 "grid "
                  "(red lines) stretched by the largest |w|",
            xlabel="weight value", ylabel="count (log scale)")
     ax = axes[1]
@@ -63,7 +64,8 @@ def sweep_figure(demo, args, out: dict, group: str) -> None:
     for (method, gran), rs in series.items():
         rs = sorted(rs, key=lambda r: r["bits"])
         label = f"{method.upper() if method != 'rtn' else 'round-to-nearest'}, {gran}"
-        style = dict(ls=METHOD_STYLE[method], marker=METHOD_MARKER[method], color=_gran_color(gran), label=label)
+        style = dict(ls=METHOD_STYLE[method], marker=METHOD_MARKER[method], color=_gran_color(gran),
+                     label=label)
         axes[0].plot([r["bits"] for r in rs], [r["perplexity"] for r in rs], **style)
         axes[1].plot([r["bits"] for r in rs], [100 * r["agreement"] for r in rs], **style)
     fp = out["float_perplexity"]
@@ -71,7 +73,8 @@ def sweep_figure(demo, args, out: dict, group: str) -> None:
     r4 = [r for r in rows if r["bits"] == 4 and r["granularity"] != "tensor"]
     best = max(r4, key=lambda r: r["ppl_ratio"])
     r8 = next(r for r in rows if (r["bits"], r["granularity"], r["method"]) == (8, "channel", "rtn"))
-    axes[0].set(title=f"8-bit per channel keeps {100 * r8['ppl_ratio']:.1f}% of float's perplexity; the best 4-bit "
+    axes[0].set(title=f"8-bit per channel keeps {100 * r8['ppl_ratio']:.1f}% of float's perplexity; the best "
+                      "4-bit "
                       f"({best['method']}, {best['granularity']})\nkeeps {100 * best['ppl_ratio']:.1f}%; "
                       "below 4 bits everything degrades",
                 xlabel="bits per weight (codes)", ylabel="held-out perplexity (log scale)", yscale="log")
@@ -90,8 +93,8 @@ def qat_figure(demo, args, out: dict, base: dict) -> None:
     bits = list(out["bits"])
     labels = [f"{b} bits" for b in bits]
     series = {"PTQ of the trained model": [out["bits"][b]["ptq"]["perplexity"] for b in bits],
-              f"PTQ after {out['steps']} float steps": [out["bits"][b]["ptq_after_float_finetune"]["perplexity"]
-                                                       for b in bits],
+              f"PTQ after {out['steps']} float steps":
+                  [out["bits"][b]["ptq_after_float_finetune"]["perplexity"] for b in bits],
               f"QAT, {out['steps']} steps" + ("" if out["ste"] else " (no STE)"):
                   [out["bits"][b]["qat"]["perplexity"] for b in bits]}
     grouped_bar_plot(axes[0], labels, series, fmt="{:.2f}", ylabel="held-out perplexity (log scale)",
@@ -119,13 +122,15 @@ def memory_speed_figure(demo, args, out: dict) -> None:
     fig, axes = new_figure(1, 2, figsize=(16, 5))
     labels = list(out["layer_bytes"])
     grouped_bar_plot(axes[0], labels, {"quantized layers": [out["layer_bytes"][k] / 1e6 for k in labels],
-                                       "whole model": [out["model_bytes"].get(k, np.nan) / 1e6 for k in labels]},
+                                       "whole model": [out["model_bytes"].get(k, np.nan) / 1e6
+                                                       for k in labels]},
                      fmt="{:.2f}", ylabel="MB", xlabel="format (bits per weight of the layers in the title)")
     bpw = out["layer_bits_per_weight"]
     axes[0].set_title("bytes held: " + ", ".join(f"{k} {v:.2f}" for k, v in bpw.items()) + " bits/weight")
     shapes = list(out["vs_fp32"])
     kinds = list(out["vs_fp32"][shapes[0]])
-    grouped_bar_plot(axes[1], shapes, {k: [out["vs_fp32"][s][k] for s in shapes] for k in kinds}, fmt="{:.2f}x",
+    grouped_bar_plot(axes[1], shapes, {k: [out["vs_fp32"][s][k] for s in shapes] for k in kinds},
+                     fmt="{:.2f}x",
                      ylabel="speed vs fp32 (x, median of round-robin runs)", xlabel="forward pass")
     axes[1].axhline(1.0, color="k", lw=1)
     one = out["vs_fp32"][shapes[0]]
@@ -142,7 +147,8 @@ def gguf_figure(demo, out: dict) -> None:
     for i, q in enumerate(qtypes):
         axes[0].text(i, out[q]["file_bytes"] / 1e6, f"{out[q]['bits_per_weight']:.2f} bits/w", ha="center",
                      va="bottom", fontsize=9)
-    axes[0].set(title="GGUF file size: " + ", ".join(f"{q} {out[q]['file_bytes'] / 1e6:.2f} MB" for q in qtypes),
+    sizes = ", ".join(f"{q} {out[q]['file_bytes'] / 1e6:.2f} MB" for q in qtypes)
+    axes[0].set(title=f"GGUF file size: {sizes}",
                 xlabel="tensor type of the 2-D weights", ylabel="file size (MB)")
     x = np.arange(len(qtypes))
     floor = 1e-9  # an exact 0 drawn at the bottom of the log axis
@@ -153,13 +159,14 @@ def gguf_figure(demo, out: dict) -> None:
     axes[1].set_xticks(x, qtypes)
     worst = max(out[q]["max_abs_vs_our_reader"] for q in qtypes)
     axes[1].set(yscale="log", ylabel="max |logit difference| (log scale)", xlabel="tensor type",
-                title=(f"transformers reads every file as we wrote it (max |diff| {worst:.1g})" if worst <= 1e-5 else
+                title=(f"transformers reads every file as we wrote it (max |diff| {worst:.1g})"
+                       if worst <= 1e-5 else
                        f"transformers' logits DIFFER from ours on the same file (max |diff| {worst:.1g})")
                 + "\nthe distance to the float model is the quantization error")
     for i, q in enumerate(qtypes):
         for dx, key in ((-0.2, "max_abs_vs_our_reader"), (0.2, "max_abs_vs_float")):
             value = out[q][key]
-            axes[1].text(i + dx, max(value, floor), "0 (exact)" if value == 0 else f"{value:.2g}", ha="center",
-                         va="bottom", fontsize=8)
+            axes[1].text(i + dx, max(value, floor), "0 (exact)" if value == 0 else f"{value:.2g}",
+                         ha="center", va="bottom", fontsize=8)
     axes[1].legend()
     demo.save_figure(fig, "gguf.png")
