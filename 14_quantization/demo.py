@@ -44,15 +44,6 @@ def load_libraries() -> None:
     from llmlab.utils import Demo
 
 
-# citations, never measurements of this run
-GPTQ_2023 = ("Frantar et al. 2023 (GPTQ), Table 3: OPT-175B WikiText2 perplexity 8.34 fp16, 8.37 GPTQ 4-bit, "
-             "vs 10.1e3 round-to-nearest 4-bit per channel")
-AWQ_2023 = ("Lin et al. 2023 (AWQ), Table 4: Llama-2-7B WikiText2 perplexity 5.47 fp16, 5.60 AWQ int4 g128, "
-            "5.69 GPTQ, 5.73 round-to-nearest")
-INT8_2022 = ("Dettmers et al. 2022 (LLM.int8()): from ~6.7B parameters, activation outlier features of "
-             "magnitude up to 20x the rest break per-tensor int8")
-GPT_FAST = ("gpt-fast (PyTorch blog, 2023): Llama-2-7B on an A100, 104.9 tokens/s bf16, 157.4 int8, "
-            "202.1 int4 g32: decoding one token reads every weight, so fewer bytes is more tokens/s")
 BITS = [8, 6, 4, 3, 2]
 QAT_BITS = [4, 3, 2]
 
@@ -260,7 +251,8 @@ def memory_speed(demo, cfg, args, model, windows, group) -> dict:
     demo.say(f"  dequantizing every int{args.bits} weight takes {100 * out['dequantize_share_1_token']:.0f}% "
              "of "
              f"a 1-token forward: on a CPU the float matmul reads the float weight the dequantization just "
-             f"wrote, so fewer bytes stored is not fewer bytes moved. Cited, not measured: {GPT_FAST}.")
+             f"wrote, so fewer bytes stored is not fewer bytes moved (gpt-fast's GPU numbers, where fewer "
+             "bytes is faster, are cited in the README).")
     figures.memory_speed_figure(demo, args, out)
     return out
 
