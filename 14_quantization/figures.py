@@ -76,7 +76,7 @@ def sweep_figure(demo, args, out: dict, group: str) -> None:
     axes[0].set(title=f"8-bit per channel keeps {100 * r8['ppl_ratio']:.1f}% of float's perplexity; the best "
                       "4-bit "
                       f"({best['method']}, {best['granularity']})\nkeeps {100 * best['ppl_ratio']:.1f}%; "
-                      "below 4 bits everything degrades",
+                      f"the best 2-bit {100 * max(r['ppl_ratio'] for r in rows if r['bits'] == 2):.1f}%",
                 xlabel="bits per weight (codes)", ylabel="held-out perplexity (log scale)", yscale="log")
     axes[1].set(title=f"top-1 agreement with the float model: 8-bit {100 * r8['agreement']:.1f}%, best 4-bit "
                       f"{100 * best['agreement']:.1f}%",
