@@ -52,7 +52,7 @@ def settings(quick: bool) -> dict:
     if quick:
         return dict(windows=8, chunks=2, calib=2, awq_grid=2, qat_steps=3, qat_batch=2, speed_reps=3,
                     speed_batch=2, calibrated_bits="headline", gguf_qtypes=["Q4_0"])
-    return dict(windows=40, chunks=5, calib=8, awq_grid=10, qat_steps=150, qat_batch=8, speed_reps=15,
+    return dict(windows=40, chunks=5, calib=8, awq_grid=10, qat_steps=150, qat_batch=8, speed_reps=40,
                 speed_batch=8, calibrated_bits="all", gguf_qtypes=["F32", "F16", "Q8_0", "Q4_0"])
 
 

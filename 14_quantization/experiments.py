@@ -238,12 +238,15 @@ def quantized_layer_bytes(model: nn.Module) -> int:
 @torch.no_grad()
 def forward_times(models: dict[str, nn.Module], ids: Tensor, reps: int) -> dict[str, float]:
     """Median seconds of model(ids) per model, the models timed in turn (round-robin: a machine whose
-    load changes slows every variant alike). One warm-up call each."""
+    load changes slows every variant alike; the order rotates every round, so that none is always first).
+    One warm-up call each."""
     times: dict[str, list[float]] = {k: [] for k in models}
     for m in models.values():
         m(ids)
-    for _ in range(reps):
-        for k, m in models.items():
+    names = list(models)
+    for rep in range(reps):
+        for k in names[rep % len(names):] + names[: rep % len(names)]:
+            m = models[k]
             start = time.perf_counter()
             m(ids)
             times[k].append(time.perf_counter() - start)
