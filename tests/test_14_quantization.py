@@ -888,7 +888,7 @@ def test_quick_demo_with_every_break_flag(tmp_path):
     from llmlab.quantization import demo
 
     results = demo.main(["--quick", "--out", str(tmp_path), "--device", "cpu", "--bits", "3",
-                         "--group-size", "32", "--method", "gptq", "--no-ste"])
+                         "--group-size", "32", "--method", "gptq", "--no-ste", "--qat-steps", "1"])
     rows = results["sweep"]["rows"]
     assert {r["method"] for r in rows} == {"rtn", "gptq"}
     assert {(r["bits"], r["granularity"]) for r in rows if r["method"] == "gptq"} == {(3, "group 32")}
