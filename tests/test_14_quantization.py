@@ -802,3 +802,105 @@ def test_other_bad_arguments_name_themselves():
         gptq_quantize(torch.randn(4, 32), torch.eye(32), 4, group_size=12)
     with pytest.raises(ValueError, match="in_features"):
         QuantizedLinear(33, 8, 4)  # odd width cannot pack two codes per byte
+
+
+# ------------------------------------------------------------------------------ the demo's own pieces
+from llmlab.quantization import experiments as ex  # noqa: E402
+
+
+def tiny_windows(n=4, T=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(64, (n, T + 1), generator=g)
+
+
+def test_fake_quant_training_model_computes_what_the_quantized_model_will():
+    model = tiny_llama().eval()
+    ids = tiny_windows()[:, :-1]
+    for group_size in (None, 32):
+        wrapped = ex.with_fake_quant(model, 4, group_size)
+        real = quantize_model(model, bits=4, group_size=group_size)
+        with torch.no_grad():
+            torch.testing.assert_close(wrapped(ids)[0], real(ids)[0], rtol=1e-5, atol=1e-5)
+        # taking the wrappers off gives back the float model, and the original is untouched
+        assert all(not isinstance(m, ex.FakeQuantLinear) for m in ex.without_fake_quant(wrapped).modules())
+        assert isinstance(model.blocks[0].attn.q_proj, nn.Linear)
+
+
+@pytest.mark.parametrize("ste", [True, False])
+def test_qat_without_the_ste_moves_no_quantized_weight(ste):
+    model = ex.with_fake_quant(tiny_llama(), 3, None, ste=ste)
+    before = model.blocks[0].ffn.up_proj.linear.weight.detach().clone()
+    run = ex.finetune(model, torch.randint(64, (400,)), steps=2, batch_size=2, block_size=16, lr=1e-2, seed=0)
+    after = model.blocks[0].ffn.up_proj.linear.weight
+    assert len(run["losses"]) == 2
+    if ste:
+        assert run["weight_grad_norm"] > 0 and not torch.equal(before, after)
+    else:  # round() has zero derivative: nothing reaches W, and AdamW without weight decay leaves it
+        assert run["weight_grad_norm"] == 0 and torch.equal(before, after)
+
+
+def test_evaluate_reports_the_models_own_loss_and_full_agreement_with_itself():
+    model = tiny_llama().eval()
+    windows = tiny_windows(n=6)
+    metrics, preds = ex.evaluate(model, windows, batch_size=4, n_chunks=3)
+    with torch.no_grad():
+        _, loss = model(windows[:, :-1], windows[:, 1:])
+    assert metrics["mean_nll"] == pytest.approx(float(loss), rel=1e-5)
+    assert metrics["perplexity"] == pytest.approx(float(loss.exp()), rel=1e-5)
+    assert len(metrics["chunk_nll"]) == 3
+    again, _ = ex.evaluate(model, windows, preds)
+    assert again["agreement"] == 1.0
+    assert ex.chunk_diffs(metrics, metrics) == [0.0, 0.0, 0.0]
+
+
+def test_per_tensor_copy_is_quantize_dequantize_and_calibrated_methods_refuse_it():
+    model = tiny_llama()
+    copy = ex.quantized(model, 4, "tensor", "rtn", None)
+    W = model.blocks[1].attn.o_proj.weight
+    assert torch.equal(copy.blocks[1].attn.o_proj.weight, dequantize(quantize(W, 4)))
+    assert torch.equal(copy.lm_head.weight, model.lm_head.weight)  # the output layer stays float
+    with pytest.raises(ValueError, match="per tensor"):
+        ex.quantized(model, 4, "tensor", "gptq", tiny_windows()[:, :-1])
+    with pytest.raises(ValueError, match="granularity"):
+        ex.granularity_kwargs("row")
+
+
+def test_memory_counts_the_codes_and_scales_the_layers_hold():
+    model = tiny_llama()
+    n = sum(model.get_submodule(name).weight.numel() for name in ex.target_linears(model))
+    assert ex.quantized_layer_bytes(model) == 4 * n
+    q8 = quantize_model(model, bits=8)
+    q4 = quantize_model(model, bits=4, group_size=32)
+    assert ex.quantized_layer_bytes(q8) == n + 4 * sum(m.out_features for m in q8.modules()
+                                                       if isinstance(m, QuantizedLinear))
+    assert ex.quantized_layer_bytes(q4) == n // 2 + 4 * (n // 32)
+    assert ex.tensor_bytes(q4) < ex.tensor_bytes(q8) < ex.tensor_bytes(model)
+
+
+def test_val_windows_refuse_more_windows_than_tokens():
+    assert ex.val_windows(torch.arange(100), 3, 9).shape == (3, 10)
+    with pytest.raises(ValueError, match="n=11"):
+        ex.val_windows(torch.arange(100), 11, 9)
+
+
+@pytest.mark.slow
+def test_quick_demo_with_every_break_flag(tmp_path):
+    from llmlab.quantization import demo
+
+    results = demo.main(["--quick", "--out", str(tmp_path), "--device", "cpu", "--bits", "3",
+                         "--group-size", "32", "--method", "gptq", "--no-ste", "--qat-steps", "1"])
+    rows = results["sweep"]["rows"]
+    assert {r["method"] for r in rows} == {"rtn", "gptq"}
+    assert {(r["bits"], r["granularity"]) for r in rows if r["method"] == "gptq"} == {(3, "group 32")}
+    assert all(b["weight_grad_norm"] == 0 for b in results["qat"]["bits"].values())  # --no-ste
+    assert "int3 group 32" in results["memory_speed"]["layer_bytes"]
+    assert (tmp_path / "results.json").exists() and len(list(tmp_path.glob("*.png"))) == 5
+
+
+@pytest.mark.parametrize("flags", [["--group-size", "48"], ["--bits", "9"], ["--method", "hqq"]])
+def test_bad_demo_flags_are_usage_errors(flags):
+    from llmlab.quantization import demo
+
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(flags)
+    assert exit_info.value.code == 2
