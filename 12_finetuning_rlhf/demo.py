@@ -88,13 +88,16 @@ def _run(args) -> dict:
     lab = demo.timed("lab_model", lab_model, "gpt2", quick=demo.quick, device=demo.device, progress=False)
     tok, s = lab.tokenizer, demo.seed
     eos = tok.encode(D.EOS_TEXT)[0]
-    data = dict(train=D.make_examples(cfg["n_train"], s + 1, D.HELD_IN), test=D.make_examples(cfg["n_test"], s + 2),
+    data = dict(train=D.make_examples(cfg["n_train"], s + 1, D.HELD_IN),
+                test=D.make_examples(cfg["n_test"], s + 2),
                 pref_train=D.make_preferences(D.make_examples(cfg["n_train"], s + 3, D.HELD_IN)),
                 pref_test=D.make_preferences(D.make_examples(cfg["n_test"], s + 4, D.HELD_IN)))
     data["test_in"] = [e for e in data["test"] if e.family in D.HELD_IN]
-    demo.say(f"Data: {len(data['train'])} training questions ({', '.join(D.HELD_IN)}), {len(data['test'])} test "
+    demo.say(f"Data: {len(data['train'])} training questions ({', '.join(D.HELD_IN)}), "
+             f"{len(data['test'])} test "
              f"questions (+ held-out families {', '.join(D.HELD_OUT)}), {len(data['pref_train'])} / "
-             f"{len(data['pref_test'])} preference pairs; EOS = {D.EOS_TEXT!r} (id {eos}). Model: the lab GPT "
+             f"{len(data['pref_test'])} preference pairs; EOS = {D.EOS_TEXT!r} (id {eos}). "
+             "Model: the lab GPT "
              f"({sum(p.numel() for p in lab.model.parameters()):,} parameters, pretrained on the stories).")
     if demo.quick:
         demo.say("Quick mode: a few steps of everything at 1 seed; no comparison below is evidence.")
@@ -129,7 +132,8 @@ def sft_experiment(ctx: dict) -> dict:
         runs = []
         for seed in seeds:
             model = copy.deepcopy(ctx["lab"].model)
-            hist = ex.finetune(model, pairs, val, cfg, eos_id=eos, seed=seed, device=demo.device, lr=cfg["sft_lr"],
+            hist = ex.finetune(model, pairs, val, cfg, eos_id=eos, seed=seed, device=demo.device,
+                               lr=cfg["sft_lr"],
                                pad_is_eos=args.pad_is_eos, prompt_mask=not args.no_prompt_mask, desc=fmt)
             runs.append((hist, ex.evaluate(model, tok, data["test"], fmt, eos, cfg["new_tokens"])))
             ctx["models"].setdefault(f"sft {fmt}", model)
@@ -144,7 +148,8 @@ def sft_experiment(ctx: dict) -> dict:
             stop_rate=_summary([r[1]["stop_rate"] for r in runs]))
         o = out["formats"][fmt]
         demo.say(f"  {fmt:>11}: held-in accuracy {o['held_in']['mean']:.3f} (seeds "
-                 f"{', '.join(f'{v:.3f}' for v in o['held_in']['per_seed'])}), held-out {o['held_out']['mean']:.3f}"
+                 f"{', '.join(f'{v:.3f}' for v in o['held_in']['per_seed'])}), "
+                 f"held-out {o['held_out']['mean']:.3f}"
                  f", stops (emits EOS) {o['stop_rate']['mean']:.2f}, final held-out loss "
                  f"{o['final_val_loss']['mean']:.3f} nats/token")
     demo.say(f"  base model (no SFT, qa prompts): held-in {out['base']['held_in']:.3f}, held-out "
@@ -181,7 +186,8 @@ def lora_experiment(ctx: dict) -> dict:
     out = dict(runs=runs, step_ms=step_ms, full_seed_spread=sft["held_in"]["spread"],
                step_ratio={k: v / step_ms["full"] for k, v in step_ms.items()})
     for k, v in runs.items():
-        demo.say(f"  {k:>10}: {v['trainable']:>8,} trainable parameters, held-in accuracy {v['held_in']:.3f}, "
+        demo.say(f"  {k:>10}: {v['trainable']:>8,} trainable parameters, "
+                 f"held-in accuracy {v['held_in']:.3f}, "
                  f"a step {step_ms[k]:.1f} ms ({out['step_ratio'][k]:.2f}x full)")
     gap = runs["full"]["held_in"] - min(v["held_in"] for v in runs.values())
     figures.lora_figure(demo, out, f"LoRA vs full finetuning: largest accuracy gap {gap:.2f} (full FT's seed "
@@ -208,7 +214,8 @@ def reward_experiment(ctx: dict) -> dict:
     with torch.no_grad():
         scores = rm(out_ids, am).tolist()
     quality = [D.true_quality(t, e) for t, e in zip(texts, exs)]
-    out = dict(losses=losses, held_out=held_out, train_accuracy=train_acc["accuracy"], n_held_out=len(data["pref_test"]),
+    out = dict(losses=losses, held_out=held_out, train_accuracy=train_acc["accuracy"],
+               n_held_out=len(data["pref_test"]),
                samples=dict(reward=scores, quality=quality, spearman=ex.spearman(quality, scores)))
     out["chance_band"] = 0.5 + 2 * (0.25 / len(data["pref_test"])) ** 0.5
     demo.say(f"  pairwise accuracy: held-out {held_out['accuracy']:.3f} ("
@@ -232,7 +239,8 @@ def ppo_experiment(ctx: dict) -> dict:
     sft_eval = ex.evaluate(sft, tok, data["test_in"], "qa", eos, cfg["new_tokens"])
     out = dict(sft_accuracy=ex.family_mean(sft_eval["accuracy"], D.HELD_IN), runs={})
     for c in cfg["kl_coefs"]:
-        run = ex.ppo_run(sft, ctx["rm"], tok, data["train"], data["test_in"], cfg, eos, kl_coef=c, seed=demo.seed)
+        run = ex.ppo_run(sft, ctx["rm"], tok, data["train"], data["test_in"], cfg, eos, kl_coef=c,
+                         seed=demo.seed)
         ctx["models"][f"ppo {c:g}"] = run.pop("policy")
         final = run.pop("final")
         run["final_accuracy"] = ex.family_mean(final["accuracy"], D.HELD_IN)
@@ -241,14 +249,16 @@ def ppo_experiment(ctx: dict) -> dict:
                              - _first_last(run["diversity"])[0])
         run["hacking"] = bool(s1 - s0 > 0 and q1 - q0 < 0)
         out["runs"][f"{c:g}"] = run
-        demo.say(f"  kl_coef {c:<4g}: reward {s0:+.2f} -> {s1:+.2f}, true quality {q0:.2f} -> {q1:.2f}, KL k3 "
-                 f"{run['k3'][-1]:.2f} / k1 {run['k1'][-1]:.2f} nats (k1 < 0 on {max(run['k1_negative']):.0%} of "
+        demo.say(f"  kl_coef {c:<4g}: reward {s0:+.2f} -> {s1:+.2f}, true quality {q0:.2f} -> {q1:.2f}, "
+                 f"KL k3 {run['k3'][-1]:.2f} / k1 {run['k1'][-1]:.2f} nats "
+                 f"(k1 < 0 on {max(run['k1_negative']):.0%} of "
                  f"samples at worst), diversity {run['diversity'][-1]:.2f}; greedy accuracy "
                  f"{out['sft_accuracy']:.3f} (SFT) -> {run['final_accuracy']:.3f}"
                  + ("  <- reward up, true quality down: reward hacking" if run["hacking"] else ""))
     hacked = [k for k, r in out["runs"].items() if r["hacking"]]
     figures.ppo_figure(demo, out, "PPO: reward hacking (reward up, true quality down) at kl_coef "
-                       + (", ".join(hacked) if hacked else "none") + "; final KL " + ", ".join(f"{r['k3'][-1]:.1f}" for r in out["runs"].values()) + " nats")
+                       + (", ".join(hacked) if hacked else "none") + "; final KL "
+                       + ", ".join(f"{r['k3'][-1]:.1f}" for r in out["runs"].values()) + " nats")
     return out
 
 
@@ -272,13 +282,15 @@ def dpo_experiment(ctx: dict) -> dict:
                 matched[k] = y0 + (y1 - y0) * (kl - x0) / (x1 - x0)
                 break
     run["ppo_accuracy_at_dpo_kl"] = matched
-    demo.say(f"  DPO beta {args.beta:g}: policy log p(chosen) {run['chosen'][0]:.2f} -> {run['chosen'][-1]:.2f}, "
+    demo.say(f"  DPO beta {args.beta:g}: policy log p(chosen) {run['chosen'][0]:.2f} -> "
+             f"{run['chosen'][-1]:.2f}, "
              f"log p(rejected) {run['rejected'][0]:.2f} -> {run['rejected'][-1]:.2f}, margin "
              f"{run['margin'][-1]:.2f}; greedy accuracy {ppo['sft_accuracy']:.3f} (SFT) -> "
              f"{run['eval_accuracy'][-1]:.3f} at KL {kl:.2f} nats; PPO at the same KL: "
              + (", ".join(f"kl_coef {k} {v:.3f}" for k, v in matched.items()) or "no PPO run reached it"))
     both_fall = run["chosen"][-1] < run["chosen"][0] and run["rejected"][-1] < run["rejected"][0]
-    figures.dpo_figure(demo, run, ppo, f"DPO: chosen log-prob {run['chosen'][0]:.1f} -> {run['chosen'][-1]:.1f}, "
+    figures.dpo_figure(demo, run, ppo, f"DPO: chosen log-prob {run['chosen'][0]:.1f} -> "
+                       f"{run['chosen'][-1]:.1f}, "
                        f"rejected {run['rejected'][0]:.1f} -> {run['rejected'][-1]:.1f}"
                        + (" (both fall)" if both_fall else "") + f"; accuracy {run['eval_accuracy'][-1]:.2f} "
                        f"at KL {kl:.2f}")
@@ -314,24 +326,28 @@ def key_insights(demo: Demo, results: dict) -> dict:
     specific = paired(task_gap)
     out["sft"] = dict(claim="Supervised FT: fast convergence, task-specific", mark=claim_mark(
         None if quick else (True if specific == "better" else "partly")), held_in_minus_held_out=task_gap,
-        note=f"qa SFT: held-in {f['qa']['held_in']['mean']:.3f} vs held-out {f['qa']['held_out']['mean']:.3f} "
+        note=f"qa SFT: held-in {f['qa']['held_in']['mean']:.3f} vs held-out "
+             f"{f['qa']['held_out']['mean']:.3f} "
              f"accuracy (held-in - held-out: {specific}); the base model scores "
              f"{results['sft']['base']['held_in']:.3f}; 'fast' is not compared with anything here")
     gen = paired(results["sft"]["instruction_minus_plain_held_out"])
     out["instruction"] = dict(claim="Instruction TG: better generalization to new tasks", mark=claim_mark(
         None if quick else gen == "better"), effect=gen,
         note=f"held-out-family accuracy instruction {f['instruction']['held_out']['mean']:.3f} vs plain "
-             f"{f['plain']['held_out']['mean']:.3f} ({gen} at {len(f['plain']['held_out']['per_seed'])} seeds)")
+             f"{f['plain']['held_out']['mean']:.3f} ({gen} at "
+             f"{len(f['plain']['held_out']['per_seed'])} seeds)")
     fmt = paired(results["sft"]["qa_minus_plain"])
     out["format"] = dict(claim="Instruction format matters (QA > plain)", mark=claim_mark(
         None if quick else fmt == "better"), effect=fmt,
-        note=f"held-in + held-out accuracy qa {f['qa']['held_in']['mean'] + f['qa']['held_out']['mean']:.3f} vs "
+        note="held-in + held-out accuracy qa "
+             f"{f['qa']['held_in']['mean'] + f['qa']['held_out']['mean']:.3f} vs "
              f"plain {f['plain']['held_in']['mean'] + f['plain']['held_out']['mean']:.3f} ({fmt})")
     rw = results["reward"]
     learned = rw["held_out"]["accuracy"] > rw["chance_band"]
     out["rlhf"] = dict(claim="RLHF: learns from human preference signals", mark=claim_mark(
         None if quick else ("partly" if learned else False)),
-        note=f"the reward model ranks {rw['held_out']['accuracy']:.3f} of held-out pairs right (chance + 2 s.e. "
+        note=f"the reward model ranks {rw['held_out']['accuracy']:.3f} of held-out pairs right "
+             "(chance + 2 s.e. "
              f"{rw['chance_band']:.3f}); the preferences are synthetic (ground truth), not human. Compare "
              f"{OUYANG_2022}.")
     runs = results["ppo"]["runs"]
@@ -341,7 +357,8 @@ def key_insights(demo: Demo, results: dict) -> dict:
         monotone = all(a >= b for a, b in zip(kls, kls[1:]))
         out["tradeoff"] = dict(claim="RLHF trade-off: reward maximization vs staying close to base (KL)",
                                mark=claim_mark(None if quick else (True if monotone else False)),
-                               note="final KL by kl_coef " + ", ".join(f"{c}: {k:.2f}" for c, k in zip(coefs, kls))
+                               note="final KL by kl_coef "
+                               + ", ".join(f"{c}: {k:.2f}" for c, k in zip(coefs, kls))
                                + "; reward change " + ", ".join(f"{c}: {runs[c]['change']['score']:+.2f}"
                                                                for c in coefs) + " (1 seed)")
     for v in out.values():

@@ -57,7 +57,8 @@ def reward_figure(demo, out: dict, title: str) -> None:
     values = [out["held_out"]["accuracy"]] + list(out["held_out"]["by_kind"].values())
     ax1.bar(kinds, values, color=PALETTE[2])
     ax1.axhline(0.5, color="grey", linestyle="--", label="chance")
-    ax1.set(ylabel="pairwise accuracy on held-out pairs", ylim=(0, 1.05), title="chosen scored above rejected")
+    ax1.set(ylabel="pairwise accuracy on held-out pairs", ylim=(0, 1.05),
+            title="chosen scored above rejected")
     ax1.legend()
     rng = np.random.default_rng(0)
     q = np.array(out["samples"]["quality"])

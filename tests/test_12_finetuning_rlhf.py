@@ -740,7 +740,7 @@ def test_render_formats_and_preferences_and_true_quality():
     pairs = D.make_preferences(D.make_examples(2, 0, ("who", "thing")))
     assert [p[3] for p in pairs] == ["wrong", "rambling", "wrong", "rambling"]
     examples = D.make_examples(2, 0, ("who", "thing"))
-    for (prompt, chosen, rejected, kind), ex in zip(pairs, examples):
+    for (_, chosen, rejected, kind), ex in zip(pairs, examples):
         assert D.true_quality(chosen, ex) == 1.0
         assert D.true_quality(rejected, ex) == (0.0 if kind == "wrong" else 0.5)
     assert D.true_quality(" nothing", e) == 0.0
