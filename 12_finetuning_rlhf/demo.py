@@ -25,10 +25,13 @@ Break flags:
 from __future__ import annotations
 
 import copy
+import math
+import statistics
+import time
 from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
-from llmlab.utils.verdicts import claim_mark, paired_effect
+from llmlab.utils.verdicts import claim_mark, paired_effect, verdict_sentence
 
 if TYPE_CHECKING:
     from llmlab.finetuning_rlhf import data as D
@@ -63,7 +66,6 @@ def settings(quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse the flags, run every experiment, write the figures and results.json."""
     parser = demo_parser(__doc__)
     parser.add_argument("--no-prompt-mask", action="store_true", help="break: SFT scores the prompt too")
     parser.add_argument("--kl-coef", type="nonneg_float", default=None,
@@ -77,14 +79,12 @@ def main(argv: list[str] | None = None) -> dict:
 def _run(args) -> dict:
     load_libraries()
     from llmlab.transformer_block.pretrained import lab_model
-
     demo = Demo(args, lesson_file=__file__)
     cfg = settings(demo.quick)
     if args.kl_coef is not None:
         cfg["kl_coefs"] = [args.kl_coef]
     results = demo.results
-    results["config"] = dict(cfg, beta=args.beta, prompt_mask=not args.no_prompt_mask,
-                             pad_is_eos=args.pad_is_eos)
+    results["config"] = dict(cfg, beta=args.beta, pad_is_eos=args.pad_is_eos, no_mask=args.no_prompt_mask)
     lab = demo.timed("lab_model", lab_model, "gpt2", quick=demo.quick, device=demo.device, progress=False)
     tok, s = lab.tokenizer, demo.seed
     eos = tok.encode(D.EOS_TEXT)[0]
@@ -93,12 +93,10 @@ def _run(args) -> dict:
                 pref_train=D.make_preferences(D.make_examples(cfg["n_train"], s + 3, D.HELD_IN)),
                 pref_test=D.make_preferences(D.make_examples(cfg["n_test"], s + 4, D.HELD_IN)))
     data["test_in"] = [e for e in data["test"] if e.family in D.HELD_IN]
-    demo.say(f"Data: {len(data['train'])} training questions ({', '.join(D.HELD_IN)}), "
-             f"{len(data['test'])} test "
-             f"questions (+ held-out families {', '.join(D.HELD_OUT)}), {len(data['pref_train'])} / "
-             f"{len(data['pref_test'])} preference pairs; EOS = {D.EOS_TEXT!r} (id {eos}). "
-             "Model: the lab GPT "
-             f"({sum(p.numel() for p in lab.model.parameters()):,} parameters, pretrained on the stories).")
+    demo.say(f"Data: {len(data['train'])} training questions ({', '.join(D.HELD_IN)}), {len(data['test'])} "
+             f"test questions (+ held-out families {', '.join(D.HELD_OUT)}), {len(data['pref_train'])} / "
+             f"{len(data['pref_test'])} preference pairs; EOS = {D.EOS_TEXT!r} (id {eos}). Model: the lab "
+             f"GPT ({sum(p.numel() for p in lab.model.parameters()):,} parameters, pretrained on stories).")
     if demo.quick:
         demo.say("Quick mode: a few steps of everything at 1 seed; no comparison below is evidence.")
     ctx = dict(demo=demo, cfg=cfg, lab=lab, tok=tok, eos=eos, data=data, args=args)
@@ -110,8 +108,18 @@ def _run(args) -> dict:
     results["samples"] = samples(ctx)
     results["timings_s"] = results.pop("experiment_seconds")
     results["key_insights"] = key_insights(demo, results)
+    results["cpu_seconds"] = round(time.process_time(), 1)
+    demo.say(f"CPU time of this process: {results['cpu_seconds']} s")
     demo.finish()
     return results
+
+
+def _drop_share(hist) -> float:
+    """The share of the held-out loss drop (step 0 to the end) reached by a quarter of the steps."""
+    steps, loss = hist.eval_steps, hist.val_loss
+    at = max(i for i, st in enumerate(steps) if st <= steps[-1] / 4)
+    total = loss[0] - loss[-1]
+    return (loss[0] - loss[at]) / total if total > 0 else float("nan")
 
 
 def _summary(values: list[float]) -> dict:
@@ -132,16 +140,18 @@ def sft_experiment(ctx: dict) -> dict:
         runs = []
         for seed in seeds:
             model = copy.deepcopy(ctx["lab"].model)
-            hist = ex.finetune(model, pairs, val, cfg, eos_id=eos, seed=seed, device=demo.device,
+            hist, initial = ex.finetune(model, pairs, val, cfg, eos_id=eos, seed=seed, device=demo.device,
                                lr=cfg["sft_lr"],
                                pad_is_eos=args.pad_is_eos, prompt_mask=not args.no_prompt_mask, desc=fmt)
+            hist.val_loss.insert(0, initial)
+            hist.eval_steps.insert(0, 0)
             runs.append((hist, ex.evaluate(model, tok, data["test"], fmt, eos, cfg["new_tokens"])))
             ctx["models"].setdefault(f"sft {fmt}", model)
         accs = [r[1]["accuracy"] for r in runs]
         out["formats"][fmt] = dict(
-            eval_steps=[0] + runs[0][0].eval_steps, val_curves=[[float("nan")] + h.val_loss for h, _ in runs],
+            eval_steps=runs[0][0].eval_steps, val_curves=[h.val_loss for h, _ in runs],
             final_val_loss=_summary([h.val_loss[-1] for h, _ in runs]),
-            first_eval_drop=_summary([(h.val_loss[0] - h.val_loss[-1]) for h, _ in runs]),
+            drop_at_quarter=_summary([_drop_share(h) for h, _ in runs]),
             held_in=_summary([ex.family_mean(a, D.HELD_IN) for a in accs]),
             held_out=_summary([ex.family_mean(a, D.HELD_OUT) for a in accs]),
             by_family={f: _summary([a[f] for a in accs]) for f in D.FAMILIES},
@@ -150,8 +160,10 @@ def sft_experiment(ctx: dict) -> dict:
         demo.say(f"  {fmt:>11}: held-in accuracy {o['held_in']['mean']:.3f} (seeds "
                  f"{', '.join(f'{v:.3f}' for v in o['held_in']['per_seed'])}), "
                  f"held-out {o['held_out']['mean']:.3f}"
-                 f", stops (emits EOS) {o['stop_rate']['mean']:.2f}, final held-out loss "
-                 f"{o['final_val_loss']['mean']:.3f} nats/token")
+                 f", stops (emits EOS) {o['stop_rate']['mean']:.2f}, held-out loss "
+                 f"{o['val_curves'][0][0]:.3f} -> {o['final_val_loss']['mean']:.3f} nats/token "
+                 f"({o['drop_at_quarter']['mean']:.0%} of the drop "
+                 "by a quarter of the steps)")
     demo.say(f"  base model (no SFT, qa prompts): held-in {out['base']['held_in']:.3f}, held-out "
              f"{out['base']['held_out']:.3f}")
     f = out["formats"]
@@ -160,9 +172,9 @@ def sft_experiment(ctx: dict) -> dict:
         f["plain"]["held_in"]["per_seed"], f["plain"]["held_out"]["per_seed"])]
     out["instruction_minus_plain_held_out"] = [a - b for a, b in zip(f["instruction"]["held_out"]["per_seed"],
                                                                      f["plain"]["held_out"]["per_seed"])]
-    best = max(f, key=lambda k: f[k]["held_in"]["mean"])
-    figures.sft_figure(demo, out, f"SFT: {best} format best held-in ({f[best]['held_in']['mean']:.2f}); "
-                       f"held-out families {max(f[k]['held_out']['mean'] for k in f):.2f} at best")
+    figures.sft_figure(demo, out, "SFT held-in accuracy " + ", ".join(
+        f"{k} {f[k]['held_in']['mean']:.2f}" for k in f) + f" ({len(seeds)} seeds); held-out families "
+        f"{max(f[k]['held_out']['mean'] for k in f):.2f} at best")
     return out
 
 
@@ -227,9 +239,13 @@ def reward_experiment(ctx: dict) -> dict:
     return out
 
 
-def _first_last(values: list[float], k: int = 3) -> tuple[float, float]:
+def _first_last(values: list[float], k: int = 5) -> tuple[float, float, float]:
+    """Mean of the first and the last k values, and 2 standard errors of their difference (the noise
+    of iteration-to-iteration sampling; nan with fewer than 2 values on a side)."""
     k = max(1, min(k, len(values) // 2 or 1))
-    return sum(values[:k]) / k, sum(values[-k:]) / k
+    first, last = values[:k], values[-k:]
+    noise = 2 * ((statistics.variance(first) + statistics.variance(last)) / k) ** 0.5 if k > 1 else math.nan
+    return sum(first) / k, sum(last) / k, noise
 
 
 def ppo_experiment(ctx: dict) -> dict:
@@ -244,17 +260,20 @@ def ppo_experiment(ctx: dict) -> dict:
         ctx["models"][f"ppo {c:g}"] = run.pop("policy")
         final = run.pop("final")
         run["final_accuracy"] = ex.family_mean(final["accuracy"], D.HELD_IN)
-        (s0, s1), (q0, q1) = _first_last(run["score"]), _first_last(run["quality"])
-        run["change"] = dict(score=s1 - s0, quality=q1 - q0, diversity=_first_last(run["diversity"])[1]
-                             - _first_last(run["diversity"])[0])
-        run["hacking"] = bool(s1 - s0 > 0 and q1 - q0 < 0)
+        (s0, s1, sn), (q0, q1, qn) = _first_last(run["score"]), _first_last(run["quality"])
+        run["change"] = dict(score=s1 - s0, score_noise=sn, quality=q1 - q0, quality_noise=qn)
+        # reward hacking: the reward rises and the true quality falls, each beyond its noise
+        run["hacking"] = bool(s1 - s0 > sn and q0 - q1 > qn)
         out["runs"][f"{c:g}"] = run
-        demo.say(f"  kl_coef {c:<4g}: reward {s0:+.2f} -> {s1:+.2f}, true quality {q0:.2f} -> {q1:.2f}, "
+        demo.say(f"  kl_coef {c:<4g}: reward {s0:+.2f} -> {s1:+.2f} (noise {sn:.2f}), true quality "
+                 f"{q0:.2f} -> "
+                 f"{q1:.2f} (noise {qn:.2f}), "
                  f"KL k3 {run['k3'][-1]:.2f} / k1 {run['k1'][-1]:.2f} nats "
                  f"(k1 < 0 on {max(run['k1_negative']):.0%} of "
                  f"samples at worst), diversity {run['diversity'][-1]:.2f}; greedy accuracy "
                  f"{out['sft_accuracy']:.3f} (SFT) -> {run['final_accuracy']:.3f}"
-                 + ("  <- reward up, true quality down: reward hacking" if run["hacking"] else ""))
+                 + ("  <- reward up, true quality down beyond the noise: reward hacking" if run["hacking"]
+                    else "  (no reward hacking beyond the noise)"))
     hacked = [k for k, r in out["runs"].items() if r["hacking"]]
     figures.ppo_figure(demo, out, "PPO: reward hacking (reward up, true quality down) at kl_coef "
                        + (", ".join(hacked) if hacked else "none") + "; final KL "
@@ -282,12 +301,19 @@ def dpo_experiment(ctx: dict) -> dict:
                 matched[k] = y0 + (y1 - y0) * (kl - x0) / (x1 - x0)
                 break
     run["ppo_accuracy_at_dpo_kl"] = matched
+    n = len(data["test_in"])  # 2 binomial standard errors of a difference of two accuracies on n prompts
+    acc = run["eval_accuracy"][-1]
+    run["vs_ppo"] = {k: verdict_sentence("DPO", acc, f"PPO kl_coef {k}", v, lower_is_better=False, unit="",
+                                         noise=2 * ((acc * (1 - acc) + v * (1 - v)) / n) ** 0.5)
+                     for k, v in matched.items()}
     demo.say(f"  DPO beta {args.beta:g}: policy log p(chosen) {run['chosen'][0]:.2f} -> "
              f"{run['chosen'][-1]:.2f}, "
              f"log p(rejected) {run['rejected'][0]:.2f} -> {run['rejected'][-1]:.2f}, margin "
              f"{run['margin'][-1]:.2f}; greedy accuracy {ppo['sft_accuracy']:.3f} (SFT) -> "
              f"{run['eval_accuracy'][-1]:.3f} at KL {kl:.2f} nats; PPO at the same KL: "
              + (", ".join(f"kl_coef {k} {v:.3f}" for k, v in matched.items()) or "no PPO run reached it"))
+    for sentence in run["vs_ppo"].values():
+        demo.say(f"    {sentence} (1 seed; noise = 2 binomial s.e. of the difference)")
     both_fall = run["chosen"][-1] < run["chosen"][0] and run["rejected"][-1] < run["rejected"][0]
     figures.dpo_figure(demo, run, ppo, f"DPO: chosen log-prob {run['chosen'][0]:.1f} -> "
                        f"{run['chosen'][-1]:.1f}, "
@@ -300,7 +326,7 @@ def dpo_experiment(ctx: dict) -> dict:
 def samples(ctx: dict) -> dict:
     """Experiment 6: greedy answers of every stage's model to the same held-out prompts."""
     demo, cfg, tok, eos, data = (ctx[k] for k in ("demo", "cfg", "tok", "eos", "data"))
-    exs = data["test"][: cfg["samples"]]
+    exs = data["test"][5: 5 + cfg["samples"]]  # one of each family (the test set interleaves them)
     names = ["base", "sft qa"] + [k for k in ctx["models"] if k.startswith("ppo")] + ["dpo"]
     out = {}
     for e in exs:
@@ -324,12 +350,16 @@ def key_insights(demo: Demo, results: dict) -> dict:
     f = results["sft"]["formats"]
     task_gap = [a - b for a, b in zip(f["qa"]["held_in"]["per_seed"], f["qa"]["held_out"]["per_seed"])]
     specific = paired(task_gap)
-    out["sft"] = dict(claim="Supervised FT: fast convergence, task-specific", mark=claim_mark(
-        None if quick else (True if specific == "better" else "partly")), held_in_minus_held_out=task_gap,
+    fast = min(min(f[k]["drop_at_quarter"]["per_seed"]) for k in f) >= 0.75  # every run, every seed
+    mark = None if quick else (True if specific == "better" and fast else
+                               "partly" if specific == "better" or fast else False)
+    out["sft"] = dict(claim="Supervised FT: fast convergence, task-specific", mark=claim_mark(mark),
+        held_in_minus_held_out=task_gap, fast=fast,
         note=f"qa SFT: held-in {f['qa']['held_in']['mean']:.3f} vs held-out "
-             f"{f['qa']['held_out']['mean']:.3f} "
-             f"accuracy (held-in - held-out: {specific}); the base model scores "
-             f"{results['sft']['base']['held_in']:.3f}; 'fast' is not compared with anything here")
+             f"{f['qa']['held_out']['mean']:.3f} accuracy (held-in - held-out: {specific}; the base model "
+             f"scores {results['sft']['base']['held_in']:.3f}); share of the held-out loss drop reached by a "
+             "quarter of the steps: " + ", ".join(f"{k} {f[k]['drop_at_quarter']['mean']:.0%}" for k in f)
+             + f" ('fast' = at least 75% in every run: {'yes' if fast else 'no'})")
     gen = paired(results["sft"]["instruction_minus_plain_held_out"])
     out["instruction"] = dict(claim="Instruction TG: better generalization to new tasks", mark=claim_mark(
         None if quick else gen == "better"), effect=gen,

@@ -31,6 +31,7 @@ from llmlab.finetuning_rlhf import (
 from llmlab.finetuning_rlhf.data import EOS_TEXT, render, true_quality
 from llmlab.kv_cache import generate
 from llmlab.utils import TrainConfig, train
+from llmlab.utils.train import estimate_loss
 
 PAD_ID = 0  # a byte token that no prompt here contains; --pad-is-eos makes it the EOS id
 
@@ -60,14 +61,17 @@ def sft_batch_fn(pairs, batch_size: int, eos_id: int, *, pad_is_eos: bool = Fals
 
 def finetune(model, pairs, val_pairs, cfg: dict, *, eos_id: int, seed: int, device, lr: float,
              pad_is_eos: bool = False, prompt_mask: bool = True, desc: str = "sft"):
-    """SFT through the shared loop -> its History (train loss per step, val loss every eval_interval)."""
+    """SFT through the shared loop -> (its History: train loss per step, val loss every eval_interval;
+    the val loss before the first step)."""
     config = TrainConfig(steps=cfg["sft_steps"], batch_size=cfg["batch_size"], block_size=128, lr=lr,
                          warmup_steps=cfg["sft_steps"] // 10, eval_interval=max(1, cfg["sft_steps"] // 8),
                          eval_iters=cfg["eval_iters"], weight_decay=0.0)
-    return train(model, None, None, config, device=device, seed=seed, progress=False, desc=desc,
-                 batch_fn=sft_batch_fn(pairs, cfg["batch_size"], eos_id, pad_is_eos=pad_is_eos,
-                                       prompt_mask=prompt_mask),
-                 val_batch_fn=sft_batch_fn(val_pairs, cfg["batch_size"], eos_id))
+    val_fn = sft_batch_fn(val_pairs, cfg["batch_size"], eos_id)
+    initial = estimate_loss(model, None, config, device=device, batch_fn=val_fn)  # the loop's eval batches
+    history = train(model, None, None, config, device=device, seed=seed, progress=False, desc=desc,
+                    batch_fn=sft_batch_fn(pairs, cfg["batch_size"], eos_id, pad_is_eos=pad_is_eos,
+                                          prompt_mask=prompt_mask), val_batch_fn=val_fn)
+    return history, initial
 
 
 def lora_model(base, r: int):

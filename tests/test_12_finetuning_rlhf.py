@@ -779,7 +779,7 @@ def test_demo_quick_with_break_flags(tmp_path):
     results = demo.main(["--quick", "--out", str(tmp_path), "--no-prompt-mask", "--pad-is-eos",
                          "--kl-coef", "0.5", "--beta", "0.5"])
     assert list(results["ppo"]["runs"]) == ["0.5"] and results["dpo"]["beta"] == 0.5
-    assert results["config"]["pad_is_eos"] and not results["config"]["prompt_mask"]
+    assert results["config"]["pad_is_eos"] and results["config"]["no_mask"]
     assert (tmp_path / "results.json").exists() and len(list(tmp_path.glob("*.png"))) == 5
     with pytest.raises(SystemExit):
         demo.main(["--quick", "--beta", "0"])
