@@ -198,9 +198,8 @@ def lora_experiment(ctx: dict) -> dict:
     out = dict(runs=runs, step_ms=step_ms, full_seed_spread=sft["held_in"]["spread"],
                step_ratio={k: v / step_ms["full"] for k, v in step_ms.items()})
     for k, v in runs.items():
-        demo.say(f"  {k:>10}: {v['trainable']:>8,} trainable parameters, "
-                 f"held-in accuracy {v['held_in']:.3f}, "
-                 f"a step {step_ms[k]:.1f} ms ({out['step_ratio'][k]:.2f}x full)")
+        demo.say(f"  {k:>10}: {v['trainable']:>8,} trainable parameters, held-in accuracy {v['held_in']:.3f},"
+                 f" a step {step_ms[k]:.1f} ms ({out['step_ratio'][k]:.2f}x full)")
     gap = runs["full"]["held_in"] - min(v["held_in"] for v in runs.values())
     figures.lora_figure(demo, out, f"LoRA vs full finetuning: largest accuracy gap {gap:.2f} (full FT's seed "
                         f"spread {out['full_seed_spread']:.2f}); steps {min(out['step_ratio'].values()):.2f}-"
@@ -216,16 +215,8 @@ def reward_experiment(ctx: dict) -> dict:
     ctx["rm"] = rm
     held_out = ex.reward_accuracy(rm, tok, data["pref_test"], eos)
     train_acc = ex.reward_accuracy(rm, tok, data["pref_train"][:64], eos)
-    # SFT samples at temperature 1: the reward model's score vs the ground truth's quality
-    import torch
     exs = (data["test_in"] * 8)[: cfg["rm_samples"]]
-    prompts = [tok.encode(D.render(e, "qa")[0]) for e in exs]
-    gen = torch.Generator().manual_seed(demo.seed)
-    out_ids, am, P, mask = ex.respond(sft, prompts, cfg["new_tokens"], eos, temperature=1.0, generator=gen)
-    texts, _ = ex.decode_responses(tok, out_ids, P, mask, eos)
-    with torch.no_grad():
-        scores = rm(out_ids, am).tolist()
-    quality = [D.true_quality(t, e) for t, e in zip(texts, exs)]
+    scores, quality = ex.score_samples(sft, rm, tok, exs, cfg["new_tokens"], eos, demo.seed)
     out = dict(losses=losses, held_out=held_out, train_accuracy=train_acc["accuracy"],
                n_held_out=len(data["pref_test"]),
                samples=dict(reward=scores, quality=quality, spearman=ex.spearman(quality, scores)))
@@ -264,6 +255,7 @@ def ppo_experiment(ctx: dict) -> dict:
         run["change"] = dict(score=s1 - s0, score_noise=sn, quality=q1 - q0, quality_noise=qn)
         # reward hacking: the reward rises and the true quality falls, each beyond its noise
         run["hacking"] = bool(s1 - s0 > sn and q0 - q1 > qn)
+        run["kl_last"] = _first_last(run["k3"])[1]  # k3 per response, mean of the last iterations
         out["runs"][f"{c:g}"] = run
         demo.say(f"  kl_coef {c:<4g}: reward {s0:+.2f} -> {s1:+.2f} (noise {sn:.2f}), true quality "
                  f"{q0:.2f} -> "
@@ -273,11 +265,12 @@ def ppo_experiment(ctx: dict) -> dict:
                  f"samples at worst), diversity {run['diversity'][-1]:.2f}; greedy accuracy "
                  f"{out['sft_accuracy']:.3f} (SFT) -> {run['final_accuracy']:.3f}"
                  + ("  <- reward up, true quality down beyond the noise: reward hacking" if run["hacking"]
-                    else "  (no reward hacking beyond the noise)"))
+                    else "  (no noise estimate)" if math.isnan(sn) else "  (no reward hacking beyond noise)"))
     hacked = [k for k, r in out["runs"].items() if r["hacking"]]
-    figures.ppo_figure(demo, out, "PPO: reward hacking (reward up, true quality down) at kl_coef "
-                       + (", ".join(hacked) if hacked else "none") + "; final KL "
-                       + ", ".join(f"{r['k3'][-1]:.1f}" for r in out["runs"].values()) + " nats")
+    figures.ppo_figure(demo, out, "PPO: greedy accuracy " + ", ".join(
+        f"{r['final_accuracy']:.2f}" for r in out["runs"].values()) + f" (SFT {out['sft_accuracy']:.2f}) at "
+        f"kl_coef {', '.join(out['runs'])}; reward hacking beyond the noise at kl_coef "
+        + (", ".join(hacked) if hacked else "none"))
     return out
 
 
@@ -306,20 +299,21 @@ def dpo_experiment(ctx: dict) -> dict:
     run["vs_ppo"] = {k: verdict_sentence("DPO", acc, f"PPO kl_coef {k}", v, lower_is_better=False, unit="",
                                          noise=2 * ((acc * (1 - acc) + v * (1 - v)) / n) ** 0.5)
                      for k, v in matched.items()}
-    demo.say(f"  DPO beta {args.beta:g}: policy log p(chosen) {run['chosen'][0]:.2f} -> "
-             f"{run['chosen'][-1]:.2f}, "
-             f"log p(rejected) {run['rejected'][0]:.2f} -> {run['rejected'][-1]:.2f}, margin "
-             f"{run['margin'][-1]:.2f}; greedy accuracy {ppo['sft_accuracy']:.3f} (SFT) -> "
+    (c0, c1, cn), (r0, r1, rn) = _first_last(run["chosen"]), _first_last(run["rejected"])
+    run["first_last"] = dict(chosen=[c0, c1, cn], rejected=[r0, r1, rn], margin=_first_last(run["margin"]))
+    demo.say(f"  DPO beta {args.beta:g} (means of the first / last 5 batches): log p(chosen) {c0:.2f} -> "
+             f"{c1:.2f} (noise {cn:.2f}), log p(rejected) {r0:.2f} -> {r1:.2f} (noise {rn:.2f}), margin "
+             f"{run['first_last']['margin'][1]:.2f}; greedy accuracy {ppo['sft_accuracy']:.3f} (SFT) -> "
              f"{run['eval_accuracy'][-1]:.3f} at KL {kl:.2f} nats; PPO at the same KL: "
              + (", ".join(f"kl_coef {k} {v:.3f}" for k, v in matched.items()) or "no PPO run reached it"))
     for sentence in run["vs_ppo"].values():
         demo.say(f"    {sentence} (1 seed; noise = 2 binomial s.e. of the difference)")
-    both_fall = run["chosen"][-1] < run["chosen"][0] and run["rejected"][-1] < run["rejected"][0]
-    figures.dpo_figure(demo, run, ppo, f"DPO: chosen log-prob {run['chosen'][0]:.1f} -> "
-                       f"{run['chosen'][-1]:.1f}, "
-                       f"rejected {run['rejected'][0]:.1f} -> {run['rejected'][-1]:.1f}"
-                       + (" (both fall)" if both_fall else "") + f"; accuracy {run['eval_accuracy'][-1]:.2f} "
-                       f"at KL {kl:.2f}")
+    moves = {k: ("falls" if b - a < -n else "rises" if b - a > n else "no measurable change")
+             for k, (a, b, n) in (("chosen", (c0, c1, cn)), ("rejected", (r0, r1, rn)))}
+    run["moves"] = moves
+    figures.dpo_figure(demo, run, ppo, f"DPO: log p(chosen) {c0:.1f} -> {c1:.1f} ({moves['chosen']}), "
+                       f"log p(rejected) {r0:.1f} -> {r1:.1f} ({moves['rejected']}); accuracy "
+                       f"{run['eval_accuracy'][-1]:.2f} at KL {kl:.2f}")
     return run
 
 
@@ -383,14 +377,18 @@ def key_insights(demo: Demo, results: dict) -> dict:
     runs = results["ppo"]["runs"]
     if len(runs) >= 2:
         coefs = sorted(runs, key=float)
-        kls = [runs[c]["k3"][-1] for c in coefs]
+        kls = [runs[c]["kl_last"] for c in coefs]
         monotone = all(a >= b for a, b in zip(kls, kls[1:]))
+        lo, hi = runs[coefs[0]]["change"], runs[coefs[-1]]["change"]
+        reward_gap = lo["score"] - hi["score"] > max(lo["score_noise"], hi["score_noise"])
         out["tradeoff"] = dict(claim="RLHF trade-off: reward maximization vs staying close to base (KL)",
-                               mark=claim_mark(None if quick else (True if monotone else False)),
-                               note="final KL by kl_coef "
+                               mark=claim_mark(None if quick else (True if monotone and reward_gap else
+                                                                   "partly" if monotone else False)),
+                               note="KL (k3, mean of the last iterations) by kl_coef "
                                + ", ".join(f"{c}: {k:.2f}" for c, k in zip(coefs, kls))
                                + "; reward change " + ", ".join(f"{c}: {runs[c]['change']['score']:+.2f}"
-                                                               for c in coefs) + " (1 seed)")
+                                                               for c in coefs)
+                               + f" (noise {max(lo['score_noise'], hi['score_noise']):.2f}; 1 seed)")
     for v in out.values():
         demo.say(f"  [{v['mark']}] {v['claim']} — {v['note']}")
     return out

@@ -188,6 +188,16 @@ def reward_accuracy(rm, tok, pairs, eos_id: int) -> dict:
     return dict(accuracy=sum(wins) / len(wins), by_kind={k: sum(v) / len(v) for k, v in kinds.items()})
 
 
+@torch.no_grad()
+def score_samples(sft, rm, tok, examples, n_new: int, eos_id: int, seed: int) -> tuple[list, list]:
+    """Temperature-1 samples of the SFT model on qa prompts -> (reward model scores, true qualities)."""
+    prompts = [tok.encode(render(ex, "qa")[0]) for ex in examples]
+    out, am, P, mask = respond(sft, prompts, n_new, eos_id, temperature=1.0,
+                               generator=torch.Generator().manual_seed(seed))
+    texts, _ = decode_responses(tok, out, P, mask, eos_id)
+    return rm(out, am).tolist(), [true_quality(t, ex) for t, ex in zip(texts, examples)]
+
+
 # ------------------------------------------------------------------------------------------------ RL
 def policy_logprobs(model, out, am, P: int):
     """Token log-probs of the response columns (B, n_new) and the final hidden states."""

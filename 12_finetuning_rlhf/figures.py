@@ -10,6 +10,12 @@ from llmlab.utils.plotting import PALETTE, new_figure
 FORMAT_COLORS = {"plain": PALETTE[0], "qa": PALETTE[1], "instruction": PALETTE[2]}
 
 
+def _running_mean(values, k: int = 5) -> np.ndarray:
+    """The mean of the last k values at each point (fewer at the start)."""
+    v = np.asarray(values, dtype=float)
+    return np.array([v[max(0, i - k + 1): i + 1].mean() for i in range(len(v))])
+
+
 def sft_figure(demo, out: dict, title: str) -> None:
     """Experiment 1: held-out SFT loss per step for each format, and exact-match accuracy per format."""
     fig, (ax1, ax2) = new_figure(1, 2, figsize=(12, 4.5), suptitle=title)
@@ -94,12 +100,14 @@ def dpo_figure(demo, out: dict, ppo: dict, title: str) -> None:
     """Experiment 5: DPO's chosen/rejected log-probs and margin, and accuracy vs KL for DPO and PPO."""
     fig, (ax1, ax2, ax3) = new_figure(1, 3, figsize=(17, 4.5), suptitle=title)
     steps = np.arange(1, len(out["chosen"]) + 1)
-    ax1.plot(steps, out["chosen"], label="chosen", color=PALETTE[0])
-    ax1.plot(steps, out["rejected"], label="rejected", color=PALETTE[1])
-    ax1.set(xlabel="DPO step", ylabel="policy log p(response | prompt) (nats)", title="log-probs")
+    lines = ((ax1, "chosen", PALETTE[0]), (ax1, "rejected", PALETTE[1]), (ax2, "margin", PALETTE[2]))
+    for ax, key, color in lines:
+        ax.plot(steps, out[key], color=color, alpha=0.35)
+        ax.plot(steps, _running_mean(out[key]), color=color, linewidth=2, label=f"{key} (mean of 5 batches)")
+    ax1.set(xlabel="DPO step", ylabel="policy log p(response | prompt) (nats, batch mean)", title="log-probs")
     ax1.legend()
-    ax2.plot(steps, out["margin"], color=PALETTE[2])
     ax2.set(xlabel="DPO step", ylabel="implicit reward margin β·Δlog-ratio", title="margin")
+    ax2.legend()
     for i, (label, run) in enumerate(ppo["runs"].items()):
         ax3.plot([0] + run["eval_kl"], [ppo["sft_accuracy"]] + run["eval_accuracy"], marker="o",
                  color=PALETTE[i % len(PALETTE)], label=f"PPO kl_coef {label}")
