@@ -28,7 +28,7 @@ from llmlab.finetuning_rlhf import (
     token_logprobs,
     value_loss,
 )
-from llmlab.finetuning_rlhf.data import EOS_TEXT, render, true_quality
+from llmlab.finetuning_rlhf.data import render, true_quality
 from llmlab.kv_cache import generate
 from llmlab.utils import TrainConfig, train
 from llmlab.utils.train import estimate_loss
@@ -341,6 +341,3 @@ def spearman(x: list[float], y: list[float]) -> float:
     sx = sum((a - mx) ** 2 for a in rx) ** 0.5
     sy = sum((b - my) ** 2 for b in ry) ** 0.5
     return cov / (sx * sy) if sx > 0 and sy > 0 else float("nan")
-
-
-EOS = EOS_TEXT
