@@ -698,3 +698,88 @@ def test_rl_bad_input_names_the_argument():
         ppo_policy_loss(x, x, torch.zeros(3), mask)
     with pytest.raises(ValueError, match="clip_range_value"):
         value_loss(x, x, x, mask, clip_range_value=-0.1)
+
+
+# ------------------------------------------------------------------------------------------------
+# the demo's data (data.py) and its own pieces (experiments.py)
+
+
+def test_data_is_deterministic_and_answers_come_from_the_story():
+    from llmlab.finetuning_rlhf import data as D
+
+    a, b = D.make_examples(6, 3), D.make_examples(6, 3)
+    assert a == b and len(a) == 6 * len(D.FAMILIES)
+    assert [e.family for e in a[: len(D.FAMILIES)]] == list(D.FAMILIES)
+    for e in a:
+        if e.family in ("who", "thing", "other"):
+            assert e.answer in e.context  # the answer is in the sentence asked about
+        assert e.wrong != e.answer
+        if e.family == "pronoun":
+            assert e.answer in D.PRONOUNS
+        if e.family == "kind":
+            assert e.answer in ("girl", "boy")
+    assert {e.family for e in D.make_examples(2, 0, D.HELD_IN)} == set(D.HELD_IN)
+    assert not set(D.HELD_IN) & set(D.HELD_OUT)
+    with pytest.raises(ValueError, match="families"):
+        D.make_examples(2, 0, ("nope",))
+    with pytest.raises(ValueError, match="n_per_family"):
+        D.make_examples(0, 0)
+
+
+def test_render_formats_and_preferences_and_true_quality():
+    from llmlab.finetuning_rlhf import data as D
+
+    e = D.make_examples(1, 0, ("who",))[0]
+    for fmt in D.FORMATS:
+        prompt, response = D.render(e, fmt)
+        assert response == f" {e.answer}" and e.context in prompt
+    assert D.render(e, "qa")[0].endswith("\nA:")
+    assert D.render(e, "instruction")[0].startswith("### Instruction:")
+    with pytest.raises(ValueError, match="fmt"):
+        D.render(e, "chat")
+    pairs = D.make_preferences(D.make_examples(2, 0, ("who", "thing")))
+    assert [p[3] for p in pairs] == ["wrong", "rambling", "wrong", "rambling"]
+    examples = D.make_examples(2, 0, ("who", "thing"))
+    for (_, chosen, rejected, kind), ex in zip(pairs, examples):
+        assert D.true_quality(chosen, ex) == 1.0
+        assert D.true_quality(rejected, ex) == (0.0 if kind == "wrong" else 0.5)
+    assert D.true_quality(" nothing", e) == 0.0
+
+
+def test_sft_batch_fn_masks_prompt_and_the_pad_is_eos_bug_masks_the_eos():
+    from llmlab.finetuning_rlhf import experiments as ex
+
+    pairs = [([5, 6, 7], [8, 9]), ([5, 6], [8])]
+    g = torch.Generator().manual_seed(0)
+    x, y = ex.sft_batch_fn(pairs, 4, eos_id=3)(g)
+    assert x.shape == y.shape and (y == 3).any()  # the EOS is a target
+    assert not ((y == 5) | (y == 6) | (y == 7)).any()  # no prompt token is a target
+    _, y_bug = ex.sft_batch_fn(pairs, 4, eos_id=3, pad_is_eos=True)(torch.Generator().manual_seed(0))
+    assert not (y_bug == 3).any()  # the classic bug: the EOS label is gone
+    _, y_all = ex.sft_batch_fn(pairs, 4, eos_id=3, prompt_mask=False)(torch.Generator().manual_seed(0))
+    assert ((y_all == 6) | (y_all == 7)).any()
+
+
+def test_spearman_and_lora_model_trainable_counts():
+    from llmlab.finetuning_rlhf import experiments as ex
+
+    assert ex.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert ex.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert ex.spearman([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(0.894427, abs=1e-5)
+    assert math.isnan(ex.spearman([1, 1], [1, 2]))
+    base = GPT(gpt2_config(vocab_size=64, block_size=16, n_layer=1, d_model=16, n_head=2))
+    m1, m4 = ex.lora_model(base, 1), ex.lora_model(base, 4)
+    assert ex.trainable(m4) == 4 * ex.trainable(m1) > 0
+    assert all(p.requires_grad for p in base.parameters())  # the base was copied, not frozen
+
+
+def test_demo_quick_with_break_flags(tmp_path):
+    from llmlab.finetuning_rlhf import demo
+
+    results = demo.main(["--quick", "--out", str(tmp_path), "--no-prompt-mask", "--pad-is-eos",
+                         "--kl-coef", "0.5", "--beta", "0.5"])
+    assert list(results["ppo"]["runs"]) == ["0.5"] and results["dpo"]["beta"] == 0.5
+    assert results["config"]["pad_is_eos"] and results["config"]["no_mask"]
+    assert (tmp_path / "results.json").exists() and len(list(tmp_path.glob("*.png"))) == 5
+    with pytest.raises(SystemExit):
+        demo.main(["--quick", "--beta", "0"])
