@@ -269,8 +269,9 @@ def ppo_experiment(ctx: dict) -> dict:
     hacked = [k for k, r in out["runs"].items() if r["hacking"]]
     figures.ppo_figure(demo, out, "PPO: greedy accuracy " + ", ".join(
         f"{r['final_accuracy']:.2f}" for r in out["runs"].values()) + f" (SFT {out['sft_accuracy']:.2f}) at "
-        f"kl_coef {', '.join(out['runs'])}; reward hacking beyond the noise at kl_coef "
-        + (", ".join(hacked) if hacked else "none"))
+        f"kl_coef {', '.join(out['runs'])}; "
+        + (f"reward hacking beyond the noise at kl_coef {', '.join(hacked)}" if hacked
+           else "no reward hacking beyond the noise"))
     return out
 
 
