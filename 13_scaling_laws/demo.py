@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     """Parse the flags, run every experiment, write the figures and results.json."""
     parser = demo_parser(__doc__)
     parser.add_argument("--lr-schedule", choices=("cosine", "fixed"), default="cosine",
-                        help="cosine: decay over each run's own length (default); fixed: break, constant rate")
+                        help="cosine: decay over each run's own length (default); "
+                             "fixed: break, a constant rate")
     parser.add_argument("--include-embeddings", action="store_true",
                         help="break: fit on total parameters (embeddings included)")
     return _run(parser.parse_args(argv))
@@ -134,7 +135,8 @@ def _point(run: dict) -> dict:
 
 
 def fits(demo: Demo, cfg: dict, runs: dict, include_embeddings: bool) -> dict:
-    """Experiment 1: L(N) on the sweep, L(N, D) on every run (Approach 3), the IsoFLOP parabolas (Approach 2)."""
+    """Experiment 1: L(N) on the sweep, L(N, D) on every run (Approach 3), the IsoFLOP parabolas
+    (Approach 2)."""
     key = "N_total" if include_embeddings else "N"
     sweep, iso = runs["sweep"], runs["iso"]
     seed_noise = (abs(runs["noise"][0]["loss"] - next(r["loss"] for r in iso if r["size"] == runs["noise"][0]
@@ -154,14 +156,16 @@ def fits(demo: Demo, cfg: dict, runs: dict, include_embeddings: bool) -> dict:
     demo.say(f"== 1. Scaling fits on {out['parameters']} parameters ({len(sweep)} sizes spanning "
              f"{out['span']:.0f}x at {sweep[0]['D']:,} tokens; {len(iso)} IsoFLOP runs)")
     a_lo, a_hi = power["alpha_interval"]
-    demo.say(f"  L(N) = {power['E']:.3f} + {power['A']:.3g}/N^{power['alpha']:.3f}: alpha {power['alpha']:.3f} "
+    demo.say(f"  L(N) = {power['E']:.3f} + {power['A']:.3g}/N^{power['alpha']:.3f}: "
+             f"alpha {power['alpha']:.3f} "
              f"(80% bootstrap {a_lo:.3f}-{a_hi:.3f}), floor E {power['E']:.3f} nats, rms residual "
              f"{100 * power['rms_residual']:.2f}% of the loss. Kaplan: alpha_N 0.076 on non-embedding N, "
              "no floor, 1e3 times larger models (a citation).")
     f = chin["fit"]
     t_lo, t_hi = chin["tokens_per_param_interval"]
     demo.say(f"  L(N, D) = {f['E']:.3f} + {f['A']:.3g}/N^{f['alpha']:.3f} + {f['B']:.3g}/D^{f['beta']:.3f} "
-             f"(rms residual {100 * chin['rms_residual']:.2f}%): compute-optimal {chin['tokens_per_param']:.1f} "
+             f"(rms residual {100 * chin['rms_residual']:.2f}%): "
+             f"compute-optimal {chin['tokens_per_param']:.1f} "
              f"tokens per parameter at C = {C_ref:.3g} (80% bootstrap {t_lo:.1f}-{t_hi:.1f}); "
              "Chinchilla: ~20 (a citation).")
     if "error" in isoflop:
@@ -190,14 +194,18 @@ def chinchilla(demo: Demo, cfg: dict) -> dict:
                hoffmann=dict(zip(("N", "D"), sc.compute_optimal(C, **sc.HOFFMANN_2022))),
                besiroglu=dict(zip(("N", "D"), sc.compute_optimal(C, **sc.BESIROGLU_2024))),
                chinchilla_6ND=6 * 70e9 * 1.4e12,
-               exponents={name: dict(a=k["beta"] / (k["alpha"] + k["beta"]), b=k["alpha"] / (k["alpha"] + k["beta"]))
-                          for name, k in (("hoffmann", sc.HOFFMANN_2022), ("besiroglu", sc.BESIROGLU_2024))})
+               exponents={name: dict(a=k["beta"] / (k["alpha"] + k["beta"]),
+                                     b=k["alpha"] / (k["alpha"] + k["beta"]))
+                          for name, k in (("hoffmann", sc.HOFFMANN_2022),
+                                          ("besiroglu", sc.BESIROGLU_2024))})
     demo.say("== 2. Chinchilla's arithmetic (published constants, citations)")
-    demo.say(f"  C = 6 N D for Chinchilla 70B on 1.4T tokens: {out['chinchilla_6ND']:.3g} FLOPs (Gopher's budget "
+    demo.say(f"  C = 6 N D for Chinchilla 70B on 1.4T tokens: {out['chinchilla_6ND']:.3g} FLOPs "
+             "(Gopher's budget "
              f"{C:.3g})")
     for name in ("hoffmann", "besiroglu"):
         v, e = out[name], out["exponents"][name]
-        demo.say(f"  {name:>10} constants at C = {C:.3g}: N_opt {v['N'] / 1e9:.1f}B, D_opt {v['D'] / 1e12:.2f}T, "
+        demo.say(f"  {name:>10} constants at C = {C:.3g}: N_opt {v['N'] / 1e9:.1f}B, "
+                 f"D_opt {v['D'] / 1e12:.2f}T, "
                  f"{v['D'] / v['N']:.1f} tokens/param; N_opt ~ C^{e['a']:.3f}, D_opt ~ C^{e['b']:.3f}")
     figures.chinchilla_figure(demo, out)
     return out
@@ -216,7 +224,8 @@ def sample_efficiency(demo: Demo, cfg: dict, runs: dict) -> dict:
         needed.append(below[0] if below else None)
     out = dict(target_loss=target, curves=curves, tokens_to_target=needed,
                flops_to_target=[6 * r["N"] * t if t else None for r, t in zip(runs["sweep"], needed)])
-    demo.say(f"== 3. Sample efficiency: tokens to reach the smallest model's final loss {target:.3f}: " + ", ".join(
+    demo.say(f"== 3. Sample efficiency: tokens to reach the smallest model's final loss {target:.3f}: "
+             + ", ".join(
         f"N {r['N']:,}: {t:,}" if t else f"N {r['N']:,}: not reached" for r, t in zip(runs["sweep"], needed)))
     figures.sample_efficiency_figure(demo, out)
     return out
@@ -244,16 +253,20 @@ def pareto(demo: Demo, cfg: dict, runs: dict) -> dict:
     small = min(on_budget, key=lambda r: r["N"])
     optimum = min(on_budget, key=lambda r: r["loss"])
     noise = demo.results["fits"]["seed_noise"]
-    out = dict(points=points, frontier=frontier, frontier_sizes=sorted({tuple(points[i]["size"]) for i in frontier}),
+    out = dict(points=points, frontier=frontier,
+               frontier_sizes=sorted({tuple(points[i]["size"]) for i in frontier}),
                budget=mid, big_stopped_early=dict(size=big["size"], N=big["N"], loss=early),
-               small_trained_long=dict(size=small["size"], N=small["N"], loss=small["loss"], steps=small["steps"]),
-               isoflop_best=dict(size=optimum["size"], N=optimum["N"], loss=optimum["loss"]), seed_noise=noise,
+               small_trained_long=dict(size=small["size"], N=small["N"], loss=small["loss"],
+                                       steps=small["steps"]),
+               isoflop_best=dict(size=optimum["size"], N=optimum["N"], loss=optimum["loss"]),
+               seed_noise=noise,
                early_vs_small=verdict_sentence("bigger stopped early", early, "smaller trained long",
                                                small["loss"], noise),
                best_vs_small=verdict_sentence("IsoFLOP best", optimum["loss"], "smallest trained longest",
                                               small["loss"], noise))
     demo.say(f"== 4. Pareto frontier (loss vs wall time): {len(frontier)} runs from "
-             f"{len(out['frontier_sizes'])} sizes; at C = {mid:.2g}: {out['early_vs_small']}; {out['best_vs_small']}")
+             f"{len(out['frontier_sizes'])} sizes; at C = {mid:.2g}: {out['early_vs_small']}; "
+             f"{out['best_vs_small']}")
     figures.pareto_figure(demo, out)
     return out
 
@@ -266,9 +279,11 @@ def planning(demo: Demo, cfg: dict, runs: dict) -> dict:
     for name, config in sc.REAL_MODELS.items():
         n = sc.count_params(config)
         t32 = sc.training_memory(config, batch_size=1, seq_len=2048, dtype=torch.float32, checkpointing=True)
-        t16 = sc.training_memory(config, batch_size=1, seq_len=2048, dtype=torch.bfloat16, checkpointing=True)
+        t16 = sc.training_memory(config, batch_size=1, seq_len=2048, dtype=torch.bfloat16,
+                                 checkpointing=True)
         serve = {bits: sc.inference_memory(config, seq_len=config.block_size, weight_bits=bits,
-                                           group_size=32 if bits < 16 else None)["total"] for bits in (16, 8, 4)}
+                                           group_size=32 if bits < 16 else None)["total"]
+                 for bits in (16, 8, 4)}
         flops = sc.flops_per_token(config, seq_len=2048) * 20 * n  # Chinchilla's 20 tokens/param
         table[name] = dict(params=n, train_fp32=t32["total"], train_bf16=t16["total"],
                            serve=serve, gpu_days_20_tokens_per_param=flops / (MFU * GPU_FLOPS) / 86400)
@@ -276,12 +291,12 @@ def planning(demo: Demo, cfg: dict, runs: dict) -> dict:
         r["config"], batch_size=cfg["batch_size"], seq_len=cfg["block_size"], device=demo.device))
         for r in (runs["sweep"][0], runs["sweep"][-1])]
     out = dict(mfu=MFU, gpu_flops=GPU_FLOPS, seq_len=2048, real=table, measured=measured)
-    demo.say(f"== 5. Planning (batch 1 x 2048, activation checkpointing; H100 bf16 at {MFU:.0%} MFU, a stated "
-             "assumption)")
+    demo.say(f"== 5. Planning (batch 1 x 2048, activation checkpointing; H100 bf16 at {MFU:.0%} MFU, "
+             "a stated assumption)")
     for name, v in table.items():
         demo.say(f"  {name:>12}: train bf16+AdamW {v['train_bf16'] / 2**30:,.1f} GiB, serve 16/8/4-bit "
                  + "/".join(f"{v['serve'][b] / 2**30:,.1f}" for b in (16, 8, 4))
-                 + f" GiB, {v['gpu_days_20_tokens_per_param']:,.1f} GPU-days for 20 tokens/param")
+                 + f" GiB, {v['gpu_days_20_tokens_per_param']:,.3g} GPU-days for 20 tokens/param")
     for m in measured:
         demo.say(f"  lab GPT {m['size']}: predicted vs measured bytes: " + ", ".join(
             f"{k} {m['predicted'][k]:,} / {m['measured'][k]:,}" for k in m["predicted"]))
@@ -296,8 +311,9 @@ def ddp(demo: Demo, cfg: dict) -> dict:
         out["float32"] = ex.run_ddp(cfg["ddp_steps"], "float32")
     demo.say("== 6. DDP, 2 processes on this machine (gloo)")
     for dtype, r in out.items():
-        demo.say(f"  {dtype}: {r['tokens_per_s_total']:,.0f} tokens/s in all, {r['tokens_per_s_per_process']:,.0f} "
-                 f"per process; max |w_DDP - w_single| = {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:g}): "
+        demo.say(f"  {dtype}: {r['tokens_per_s_total']:,.0f} tokens/s in all, "
+                 f"{r['tokens_per_s_per_process']:,.0f} per process; max |w_DDP - w_single| = "
+                 f"{r['max_abs_diff']:.3g} (tolerance {r['tolerance']:g}): "
                  + ("the same training" if r["check_passed"] else "NOT the same training"))
     figures.ddp_figure(demo, out)
     return out
@@ -318,15 +334,16 @@ def key_insights(demo: Demo, results: dict) -> dict:
     kaplan_in = lo <= 0.076 <= hi
     claim("power_law", "Loss follows power law: loss ≈ a + b/N^0.07",
           True if form_ok and kaplan_in else "partly" if form_ok or kaplan_in else False,
-          f"the form fits to {100 * pw['rms_residual']:.2f}% rms; alpha here {pw['alpha']:.3f} (80% bootstrap "
-          f"{lo:.3f}-{hi:.3f}) on {fit['parameters']} parameters. 0.076 is Kaplan's alpha_N, for NON-embedding "
-          "parameters and a law without the offset a (a citation)")
+          f"the form fits to {100 * pw['rms_residual']:.2f}% rms; alpha here {pw['alpha']:.3f} "
+          f"(80% bootstrap {lo:.3f}-{hi:.3f}) on {fit['parameters']} parameters. 0.076 is Kaplan's "
+          "alpha_N, for NON-embedding parameters and a law without the offset a (a citation)")
     iso, ch = fit["isoflop"], fit["chinchilla"]
     a = iso.get("a", float("nan"))
-    claim("chinchilla", "Chinchilla optimal: equal compute for model & data (corrected: N and D scale equally, "
-          "~20 tokens/param)", (abs(a - 0.5) < 0.1) if np.isfinite(a) else None,
+    claim("chinchilla", "Chinchilla optimal: equal compute for model & data (corrected: N and D scale "
+          "equally, ~20 tokens/param)", (abs(a - 0.5) < 0.1) if np.isfinite(a) else None,
           "as worded the claim has no meaning (C = 6ND is one product, not a model share plus a data share); "
-          f"measured here N_opt ~ C^{a:.2f} (IsoFLOP) and {ch['tokens_per_param']:.1f} tokens/param (Approach 3, "
+          f"measured here N_opt ~ C^{a:.2f} (IsoFLOP) and {ch['tokens_per_param']:.1f} tokens/param "
+          "(Approach 3, "
           f"80% bootstrap {ch['tokens_per_param_interval'][0]:.1f}-{ch['tokens_per_param_interval'][1]:.1f})")
     need = results["sample_efficiency"]["tokens_to_target"]
     reached = [t for t in need if t]
@@ -334,10 +351,13 @@ def key_insights(demo: Demo, results: dict) -> dict:
     flops = [f for f in results["sample_efficiency"]["flops_to_target"] if f]
     claim("sample_efficiency", "Bigger models: better sample efficiency, but more compute",
           True if fewer and flops[-1] > flops[0] else "partly" if fewer else False,
-          "tokens to reach the smallest model's final loss: " + ", ".join(f"{t:,}" if t else "-" for t in need)
-          + (f"; FLOPs for it {flops[0]:.2g} (smallest) vs {flops[-1]:.2g} (largest reaching it)" if flops else ""))
+          "tokens to reach the smallest model's final loss: "
+          + ", ".join(f"{t:,}" if t else "-" for t in need)
+          + (f"; FLOPs for it {flops[0]:.2g} (smallest) vs {flops[-1]:.2g} (largest reaching it)"
+             if flops else ""))
     p = results["pareto"]
-    claim("pareto", "Optimal size depends on time/memory budget (Pareto frontier)", len(p["frontier_sizes"]) > 1,
+    claim("pareto", "Optimal size depends on time/memory budget (Pareto frontier)",
+          len(p["frontier_sizes"]) > 1,
           f"the loss-vs-time frontier holds {len(p['frontier_sizes'])} model sizes: "
           + ", ".join(str(list(s)) for s in p["frontier_sizes"]) + " ([n_layer, d_model])")
     verdict = p["early_vs_small"]

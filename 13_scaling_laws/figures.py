@@ -49,7 +49,8 @@ def scaling_figure(demo, out: dict) -> None:
     ax_res.legend(fontsize=8)
     lo, hi = pw["alpha_interval"]
     fig.suptitle(f"Loss falls as a power law in N with α = {pw['alpha']:.3f} (80% CI {lo:.3f}-{hi:.3f}) on "
-                 f"{out['parameters']} parameters; compute-optimal here {ch['tokens_per_param']:.1f} tokens/param",
+                 f"{out['parameters']} parameters; compute-optimal here {ch['tokens_per_param']:.1f} "
+                 "tokens/param",
                  fontweight="bold")
     demo.save_figure(fig, "scaling_fit.png")
 
@@ -65,7 +66,8 @@ def chinchilla_figure(demo, out: dict) -> None:
         N = np.array([r[f"{key}_N"] for r in out["rows"]])
         ax.plot(C, D / N, marker=marker, color=color, label=label)
     h, b = out["hoffmann"], out["besiroglu"]
-    ax.axvline(out["C_chinchilla"], color="gray", ls=":", label=f"Chinchilla / Gopher budget {out['C_chinchilla']:.3g}")
+    ax.axvline(out["C_chinchilla"], color="gray", ls=":",
+               label=f"Chinchilla / Gopher budget {out['C_chinchilla']:.3g}")
     ax.set(xscale="log", xlabel="training compute C (FLOPs)", ylabel="optimal tokens per parameter D/N")
     ax.legend(fontsize=8)
     ax.set_title(f"At Chinchilla's budget the rounded constants give {h['D'] / h['N']:.0f} tokens/param, "
@@ -107,12 +109,16 @@ def pareto_figure(demo, out: dict) -> None:
     ax.legend(fontsize=7)
     ax_mem.set(xscale="log", xlabel="training memory, fp32 AdamW (MiB, scaling.training_memory)",
                ylabel="held-out loss (nats/token)", title="loss vs memory (each size, every run length)")
+    memory = {tuple(p["size"]): p["memory"] / 2**20 for p in pts}
     for key, marker in (("big_stopped_early", "*"), ("small_trained_long", "D"), ("isoflop_best", "P")):
         v = out[key]
-        ax_mem.scatter([], [], marker=marker, color="black", label=f"{key.replace('_', ' ')}: {v['loss']:.3f}")
+        ax_mem.scatter([memory[tuple(v["size"])]], [v["loss"]], marker=marker, s=90, color="black",
+                       facecolors="none", label=f"{key.replace('_', ' ')}: {v['loss']:.3f}")
     ax_mem.legend(fontsize=7, title=f"at C = {out['budget']:.2g}", title_fontsize=7)
-    fig.suptitle(f"The best size grows with the time budget ({len(out['frontier_sizes'])} sizes on the "
-                 f"frontier); same compute: {out['early_vs_small'].split(':')[0]}", fontweight="bold", fontsize=10)
+    fast, best = f[0], f[-1]
+    fig.suptitle(f"{len(out['frontier_sizes'])} sizes on the loss-vs-time frontier: fastest {fast['size']}, "
+                 f"lowest loss {best['size']}; same compute: {out['early_vs_small'].split(':')[0]}",
+                 fontweight="bold", fontsize=10)
     demo.save_figure(fig, "pareto.png")
 
 
@@ -130,7 +136,8 @@ def planning_figure(demo, out: dict) -> None:
         ax.bar(x + j * width, [out["real"][n]["serve"][bits] / 2**30 for n in names], width,
                label=f"serve {bits}-bit + fp16 KV cache (full context)", color=PALETTE[2 + j])
     ax.axhline(80, color="gray", ls=":", label="one 80 GB GPU")
-    ax.set(yscale="log", xticks=x, xticklabels=names, ylabel="GiB", title="real shapes (batch 1, checkpointing)")
+    ax.set(yscale="log", xticks=x, xticklabels=names, ylabel="GiB",
+           title="real shapes (batch 1, checkpointing)")
     ax.legend(fontsize=7)
     parts = ["params", "grads", "optimizer_states", "activations"]
     for i, m in enumerate(out["measured"]):
@@ -145,9 +152,12 @@ def planning_figure(demo, out: dict) -> None:
              ylabel="measured tensor bytes", title="formula vs one real training step")
     ax_m.legend(fontsize=7)
     act = [m["measured"]["activations"] / m["predicted"]["activations"] for m in out["measured"]]
+    exact = all(m["measured"][p] == m["predicted"][p] for m in out["measured"] for p in parts[:3])
     fig.suptitle(f"Llama-3-70B needs {out['real']['Llama-3-70B']['train_bf16'] / 2**30:,.0f} GiB to train; "
-                 f"the formulas match measured weights/states exactly, activations to "
-                 f"{min(act):.2f}-{max(act):.2f}x", fontweight="bold", fontsize=10)
+                 f"weights, grads, AdamW states {'match' if exact else 'do NOT match'} the formula "
+                 f"{'exactly' if exact else ''}, activations measured/predicted "
+                 f"{min(act):.2f}-{max(act):.2f}x",
+                 fontweight="bold", fontsize=10)
     demo.save_figure(fig, "planning.png")
 
 
@@ -156,8 +166,8 @@ def ddp_figure(demo, out: dict) -> None:
     fig, (ax, ax_d) = new_figure(1, 2, figsize=(12, 4.5))
     for i, (dtype, r) in enumerate(out.items()):
         ax.plot(range(1, len(r["losses"]) + 1), r["losses"], marker="o", color=PALETTE[i],
-                label=f"{dtype}: {r['tokens_per_s_total']:,.0f} tokens/s ({r['tokens_per_s_per_process']:,.0f}"
-                      " per process)")
+                label=f"{dtype}: {r['tokens_per_s_total']:,.0f} tokens/s "
+                      f"({r['tokens_per_s_per_process']:,.0f} per process)")
     ax.set(xlabel="optimizer step", ylabel="training loss of the global batch (nats/token)",
            title="DDP on 2 processes (gloo)")
     ax.legend(fontsize=8)
