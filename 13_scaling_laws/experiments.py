@@ -127,7 +127,10 @@ def chinchilla_fit(N, D, L, C_ref: float, *, n_boot: int, seed: int) -> dict:
     residuals = np.log(L) - np.log(fit["E"] + fit["A"] / N ** fit["alpha"] + fit["B"] / D ** fit["beta"])
 
     def tpp(f: dict) -> float:
-        n, d = compute_optimal(C_ref, **f)
+        try:
+            n, d = compute_optimal(C_ref, **f)
+        except ValueError:  # a resample whose fit put a constant at 0 (no optimum)
+            return float("nan")
         return d / n
 
     boots = bootstrap(lambda n, d, y: fit_chinchilla(n, d, y, n_starts=4), [N, D, L], n_boot, seed)
