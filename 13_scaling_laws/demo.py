@@ -99,6 +99,11 @@ def _run(args) -> dict:
     experiment("ddp", ddp)
     results["timings_s"] = results.pop("experiment_seconds")
     results["key_insights"] = key_insights(demo, results)
+    import resource  # CPU seconds of this process and of the torchrun subprocesses: the load-free cost
+
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    results["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in usage), 1)
+    demo.say(f"CPU time: {results['cpu_seconds']} s (this process and its torchrun children)")
     demo.finish()
     return results
 
