@@ -52,7 +52,7 @@ def settings(quick: bool) -> dict:
         return dict(n_chars=100_000, vocab_size=512, block_size=32, batch_size=8, lr=1e-2, warmup=5,
                     eval_iters=4, sizes=[[1, 16], [1, 24], [1, 32], [2, 32], [2, 48], [2, 64]],
                     sweep_steps=30, budgets=[5e8, 1.5e9], iso_sizes=[[0, 1, 2, 3], [0, 1, 2, 3]],
-                    n_boot=10, ddp_steps=3, ddp_float32=False, noise_seed=False)
+                    n_boot=3, ddp_steps=3, ddp_float32=False, noise_seed=False)
     return dict(n_chars=1_000_000, vocab_size=512, block_size=64, batch_size=16, lr=1e-2, warmup=20,
                 eval_iters=20, sizes=[[1, 8], [1, 16], [1, 24], [1, 32], [2, 32], [2, 48], [3, 64], [4, 96]],
                 sweep_steps=400, budgets=[6e9, 2e10, 6e10],

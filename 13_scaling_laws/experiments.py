@@ -124,7 +124,8 @@ def chinchilla_fit(N, D, L, C_ref: float, *, n_boot: int, seed: int) -> dict:
 
     N, D, L = (np.asarray(a, float) for a in (N, D, L))
     fit = fit_chinchilla(N, D, L, n_starts=16)
-    residuals = np.log(L) - np.log(fit["E"] + fit["A"] / N ** fit["alpha"] + fit["B"] / D ** fit["beta"])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a degenerate fit: inf residuals
+        residuals = np.log(L) - np.log(fit["E"] + fit["A"] / N ** fit["alpha"] + fit["B"] / D ** fit["beta"])
 
     def tpp(f: dict) -> float:
         try:
