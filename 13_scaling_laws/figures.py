@@ -48,10 +48,10 @@ def scaling_figure(demo, out: dict) -> None:
                title="residuals (measured minus fitted)")
     ax_res.legend(fontsize=8)
     lo, hi = pw["alpha_interval"]
-    fig.suptitle(f"Loss falls as a power law in N with α = {pw['alpha']:.3f} (80% CI {lo:.3f}-{hi:.3f}) on "
-                 f"{out['parameters']} parameters; compute-optimal here {ch['tokens_per_param']:.1f} "
-                 "tokens/param",
-                 fontweight="bold")
+    shape = "a clean power law" if pw["rms_residual"] < 0.01 else "NOT a clean power law"
+    fig.suptitle(f"L(N): α = {pw['alpha']:.3f} (80% CI {lo:.3f}-{hi:.3f}) on {out['parameters']} parameters, "
+                 f"rms residual {100 * pw['rms_residual']:.1f}% ({shape}); compute-optimal here "
+                 f"{ch['tokens_per_param']:.1f} tokens/param", fontweight="bold", fontsize=10)
     demo.save_figure(fig, "scaling_fit.png")
 
 
