@@ -195,16 +195,23 @@ class HFContinuousBatchingBackend:
 class VLLMBackend:
     """vLLM's offline `LLM` on the lab GPT's weights (saved with to_hf into a temporary folder), token-id
     prompts, no tokenizer. max_num_seqs: vLLM's batch limit; memory_fraction: the share of the machine's
-    memory vLLM may reserve (on the CPU build, `gpu_memory_utilization` means CPU memory); extra keyword
-    arguments go to `vllm.LLM`. Loading takes tens of seconds on a CPU."""
+    memory vLLM may reserve (on the CPU build, `gpu_memory_utilization` means CPU memory); cpus: the CPU
+    cores its worker's OpenMP threads are bound to ("0": one thread on core 0, as the lab backends' one
+    torch thread; None: vLLM's own choice, every core); extra keyword arguments go to `vllm.LLM`. Loading
+    takes tens of seconds on a CPU."""
 
     name = "vllm"
 
-    def __init__(self, model, *, max_num_seqs: int = 64, memory_fraction: float = 0.05, **llm_kwargs) -> None:
+    def __init__(self, model, *, max_num_seqs: int = 64, memory_fraction: float = 0.05,
+                 cpus: str | None = "0",
+                 **llm_kwargs) -> None:
+        import os
         import tempfile
 
         if not self.available():
             raise RuntimeError(f"vLLM is not usable here: {self.unavailable_reason()}")
+        if cpus is not None:  # read by vLLM's CPU worker when it starts
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpus
         from vllm import LLM
 
         self.folder = tempfile.TemporaryDirectory(prefix="llmlab-vllm-")

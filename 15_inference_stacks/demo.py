@@ -23,6 +23,8 @@ Break flags:
 
 from __future__ import annotations
 
+import os
+import time
 from typing import TYPE_CHECKING
 
 from llmlab.utils.cli import demo_parser
@@ -110,7 +112,8 @@ def _run(args) -> dict:
         vllm = demo.timed("vllm_load", VLLMBackend, model, max_num_seqs=max(cfg["batch_sizes"]))
         import vllm as vllm_module
         demo.say(f"vLLM {vllm_module.__version__}: loaded the same weights (to_hf -> save_pretrained) in "
-                 f"{results['experiment_seconds']['vllm_load']:.0f} s.")
+                 f"{results['experiment_seconds']['vllm_load']:.0f} s; its worker's OpenMP threads bound to "
+                 "core 0 (one thread, as the other backends' one torch thread).")
     results["vllm"] = dict(used=vllm is not None, reason=reason)
     results["exllamav2"] = dict(used=False, reason="needs CUDA (GPU-only kernels and EXL2 weights); this "
                                                    "machine has none")
@@ -168,6 +171,8 @@ def _run(args) -> dict:
     figures.preemption_figure(demo, r)
 
     results["recommendations"] = recommendations(demo, results)
+    results["cpu_seconds"] = time.process_time()  # this process only (not vLLM's worker processes)
+    results["load_average_1min"] = os.getloadavg()[0]
     results["timings_s"] = results.pop("experiment_seconds")
     results["key_insights"] = key_insights(demo, results)
     demo.finish()
