@@ -188,6 +188,8 @@ def report_throughput(demo, r: dict, wl: dict) -> None:
                         f"TTFT {r['ttft_ms'][n][b]:.1f} ms, TPOT {r['tpot_ms'][n][b]:.2f} ms"
                         for b in r["batch_sizes"])
         demo.say(f"  {n:<23} {row}")
+    demo.say("  the lab engine's throughput / each backend's (median of per-rep ratios): " + "; ".join(
+        f"{n} " + ", ".join(f"b={b} {v:.2f}x" for b, v in d.items()) for n, d in r["engine_over"].items()))
     demo.say("  greedy tokens equal to the lab engine's: "
              + ", ".join(f"{n} {'yes' if v else 'NO'}" for n, v in r["greedy_equal_to_engine"].items()))
 

@@ -149,6 +149,8 @@ def throughput(model, wl: dict, batch_sizes: list[int], reps: int, latency_token
     tok_s = {n: {b: [useful / s for s in secs[n][b]] for b in batch_sizes} for n in names}
     ref = "hf-generate"
     ratio = {n: {b: [e / h for e, h in zip(tok_s[n][b], tok_s[ref][b])] for b in batch_sizes} for n in names}
+    engine = {n: {b: _median([e / o for e, o in zip(tok_s["lab-engine"][b], tok_s[n][b])])
+                  for b in batch_sizes} for n in names if n != "lab-engine"}  # lab engine / each other
     agree = {n: outputs[n] == outputs["lab-engine"] for n in names}
     return dict(useful_tokens=useful, batch_sizes=batch_sizes, reps=reps, names=names,
                 tokens_per_s={n: {b: _median(v) for b, v in d.items()} for n, d in tok_s.items()},
@@ -156,7 +158,7 @@ def throughput(model, wl: dict, batch_sizes: list[int], reps: int, latency_token
                 ratio_to_hf={n: {b: _median(v) for b, v in d.items()} for n, d in ratio.items()},
                 ttft_ms={n: {b: 1e3 * _median(v) for b, v in d.items()} for n, d in ttft.items()},
                 tpot_ms={n: {b: 1e3 * _median(v) for b, v in d.items()} for n, d in tpot.items()},
-                greedy_equal_to_engine=agree)
+                engine_over=engine, greedy_equal_to_engine=agree)
 
 
 # ------------------------------------------------------------------------------------------------
