@@ -1,7 +1,7 @@
 """Lesson 15 benchmark: the lab engine's throughput as a ratio to transformers' `generate` and to vLLM's, on
 one workload and the same weights (the lab Llama), in one run.
 
-    python benchmark.py [--requests N] [--batch B] [--new-tokens T] [--reps R] [--quick]
+    python benchmark.py [--requests N] [--batch B] [--new-tokens T] [--reps R] [--quick] [--out FILE]
 
 Backends run round-robin (rep r starts at a different backend) and the ratios are medians of per-rep
 ratios, with their range; the load average is printed because the machine may be shared. vLLM runs where
@@ -11,6 +11,7 @@ it imports (`make vllm-venv`, then `.venv-vllm/bin/python benchmark.py`); elsewh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="the quick lab model (seconds to train)")
+    parser.add_argument("--out", default=None, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
 
     import torch
@@ -46,14 +48,20 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.reps} round-robin reps; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     for n in r["names"]:
         print(f"  {n:<12} {r['tokens_per_s'][n][b]:8.0f} output tokens/s (median)")
-    out = {}
+    out = dict(load_average_before=load[0], load_average_after=os.getloadavg()[0], batch=b,
+               requests=args.requests, new_tokens=args.new_tokens, reps=args.reps, vllm_reason=reason,
+               tokens_per_s=r["tokens_per_s"], tokens_per_s_per_rep=per, engine_over={})
     for other in ("hf-generate", "vllm"):
         if other not in per:
             print(f"  lab engine / {other}: not measured ({reason})")
             continue
         ratios = [e / o for e, o in zip(per["lab-engine"][b], per[other][b])]
-        out[other] = statistics.median(ratios)
-        print(f"  lab engine / {other}: {out[other]:.2f}x (per rep {min(ratios):.2f}-{max(ratios):.2f})")
+        out["engine_over"][other] = dict(median=statistics.median(ratios), per_rep=ratios)
+        print(f"  lab engine / {other}: {statistics.median(ratios):.2f}x "
+              f"(per rep {min(ratios):.2f}-{max(ratios):.2f})")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=2, default=str)
     return out
 
 

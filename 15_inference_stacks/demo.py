@@ -23,6 +23,7 @@ Break flags:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import TYPE_CHECKING
@@ -199,8 +200,9 @@ def _faster(r: dict, a: str, b: str, batch: int, reps: int) -> str:
     "tie", or "inconclusive" with fewer than 2 reps."""
     if reps < 2:
         return "inconclusive"
-    per = r["tokens_per_s_per_rep"]
-    return paired_effect([x - y for x, y in zip(per[a][batch], per[b][batch])], lower_is_better=False)
+    per = r["tokens_per_s_per_rep"]  # log ratios: timing noise on a shared machine is multiplicative
+    return paired_effect([math.log(x / y) for x, y in zip(per[a][batch], per[b][batch])],
+                         lower_is_better=False)
 
 
 def recommendations(demo, results: dict) -> list[dict]:
@@ -270,7 +272,8 @@ def key_insights(demo, results: dict) -> dict:
     say("exllama", "ExLlama: fastest for Llama, quantized only", None,
         f"not measurable here: ExLlamaV2 {results['exllamav2']['reason']}")
     scales = {n: ("inconclusive" if reps < 2 else paired_effect(
-        [a - b for a, b in zip(t["tokens_per_s_per_rep"][n][big], t["tokens_per_s_per_rep"][n][one])],
+        [math.log(x / y) for x, y in zip(t["tokens_per_s_per_rep"][n][big],
+                                         t["tokens_per_s_per_rep"][n][one])],
         lower_is_better=False)) for n in t["names"]}
     up = [n for n, v in scales.items() if v == "better"]
     mark = None if quick else (True if len(up) == len(scales) else "partly" if up else False)
@@ -279,11 +282,13 @@ def key_insights(demo, results: dict) -> dict:
             f"{n} {t['tokens_per_s'][n][big] / t['tokens_per_s'][n][one]:.1f}x ({scales[n]})"
             for n in t["names"]))
     if "vllm" in t["names"]:
-        best = [n for n in t["names"] if n != "vllm" and _faster(t, "vllm", n, big, reps) != "better"]
-        mark = None if quick else (True if not best else False)
-        note = ("vLLM beats every other backend at batch " + str(big) if not best else
-                "at batch " + str(big) + " vLLM does not beat " + ", ".join(best)) + \
-            " (throughput only; production features such as streaming and an HTTP server are not measured)"
+        vs = {n: _faster(t, "vllm", n, big, reps) for n in t["names"] if n != "vllm"}
+        mark = None if quick else (True if all(v == "better" for v in vs.values()) else
+                                   "partly" if any(v == "better" for v in vs.values()) else False)
+        note = (f"vLLM's throughput / each backend's at batch {big}: " + ", ".join(
+            f"{n} {t['tokens_per_s']['vllm'][big] / t['tokens_per_s'][n][big]:.2f}x ({v})"
+            for n, v in vs.items())
+            + " (throughput only; production features such as streaming and an HTTP server are not measured)")
     else:
         mark, note = None, "not measured (no vLLM in this run)"
     say("vllm_production", "For production: vLLM is typically optimal", mark, note)
