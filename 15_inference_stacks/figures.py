@@ -71,9 +71,11 @@ def prefix_caching_figure(demo, r: dict) -> None:
     axes[1].bar(keys, [r["seconds"][k] for k in keys], color=[PALETTE[1], PALETTE[0]])
     axes[1].set_ylabel("wall seconds to serve the stream (median)")
     saved = 1 - r["stats"]["caching"]["prefill_tokens"] / r["stats"]["no caching"]["prefill_tokens"]
-    fig.suptitle(f"A shared system prompt: prefix caching skips {saved:.0%} of the prefill tokens and serves "
-                 f"the stream {r['speedup']:.2f}x as fast (per rep {min(r['speedup_per_rep']):.2f}-"
-                 f"{max(r['speedup_per_rep']):.2f}x)")
+    verdict = {"tie": "no measurable difference in time", "better": "faster beyond the noise",
+               "worse": "slower beyond the noise"}.get(r.get("time_verdict"), "time not judged")
+    fig.suptitle(f"A shared system prompt: prefix caching skips {saved:.0%} of the prefill tokens; "
+                 f"serving time {r['speedup']:.2f}x (per rep {min(r['speedup_per_rep']):.2f}-"
+                 f"{max(r['speedup_per_rep']):.2f}x): {verdict}")
     demo.save_figure(fig, "prefix_caching.png")
 
 
