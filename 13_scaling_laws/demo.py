@@ -21,9 +21,8 @@ Break flags:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from llmlab.utils.cli import demo_parser
 from llmlab.utils.verdicts import claim_mark, verdict_sentence
@@ -254,7 +253,7 @@ def pareto(demo: Demo, cfg: dict, runs: dict) -> dict:
     mid = max(cfg["budgets"])
     # the largest sweep model whose curve reaches this compute (its first evaluation comes before it)
     covered = [r for r in runs["sweep"]
-               if np.isfinite(ex.loss_at_tokens(r["history"], mid / (6 * r["N"]), tps))]
+               if math.isfinite(ex.loss_at_tokens(r["history"], mid / (6 * r["N"]), tps))]
     big = max(covered or runs["sweep"][-1:], key=lambda r: r["N"])
     on_budget = [r for r in runs["iso"] if r["budget"] == mid]
     early = ex.loss_at_tokens(big["history"], mid / (6 * big["N"]), tps)
@@ -349,7 +348,7 @@ def key_insights(demo: Demo, results: dict) -> dict:
     # the IsoFLOP exponent only when every parabola's minimum lies inside the sizes tried
     a = iso["a"] if "a" in iso and all(iso["inside"]) else float("nan")
     claim("chinchilla", "Chinchilla optimal: equal compute for model & data (corrected: N and D scale "
-          "equally, ~20 tokens/param)", (abs(a - 0.5) < 0.1) if np.isfinite(a) else None,
+          "equally, ~20 tokens/param)", (abs(a - 0.5) < 0.1) if math.isfinite(a) else None,
           "as worded the claim has no meaning (C = 6ND is one product, not a model share plus a data share); "
           f"measured here N_opt ~ C^{a:.2f} (IsoFLOP) and {ch['tokens_per_param']:.1f} tokens/param "
           "(Approach 3, "

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from llmlab.scaling_laws.scaling import (
+    compute_optimal,
     count_params,
     fit_chinchilla,
     fit_isoflops,
@@ -24,7 +25,7 @@ from llmlab.scaling_laws.scaling import (
 from llmlab.transformer_block import GPT, gpt2_config
 from llmlab.transformer_block.pretrained import lab_tokenizer
 from llmlab.utils import TrainConfig, encode, load_corpus, train, train_val_split
-from llmlab.utils.train import cached_training
+from llmlab.utils.train import cached_training, make_optimizer
 
 HERE = Path(__file__).resolve().parent
 TRAIN_DDP = HERE / "train_ddp.py"
@@ -120,7 +121,6 @@ def power_law_fit(N, L, *, n_boot: int, seed: int) -> dict:
 
 def chinchilla_fit(N, D, L, C_ref: float, *, n_boot: int, seed: int) -> dict:
     """Approach 3 on every run, the compute-optimal tokens per parameter at C_ref, bootstrap intervals."""
-    from llmlab.scaling_laws.scaling import compute_optimal
 
     N, D, L = (np.asarray(a, float) for a in (N, D, L))
     fit = fit_chinchilla(N, D, L, n_starts=16)
@@ -167,7 +167,6 @@ def measured_training_bytes(config, *, batch_size: int, seq_len: int, device) ->
     """Bytes of one fp32 AdamW training step of GPT(config), by part: params, grads, optimizer states (the
     tensors themselves) and the activations autograd saves for the backward pass (unique storages, caught
     with saved_tensors_hooks); on CUDA also torch.cuda.max_memory_allocated of the step."""
-    from llmlab.utils.train import make_optimizer
 
     torch.manual_seed(0)
     device = torch.device(device)
