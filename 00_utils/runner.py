@@ -5,6 +5,9 @@
     llm-lab run 01 03 --quick      # some lessons (by number, folder or package name), quick mode
     llm-lab run --quick --out DIR  # gallery in DIR/index.html (default ./outputs)
     llm-lab figures 01             # copy a full run's PNGs into 01_tokenization/figures/ (README images)
+    llm-lab exercise 03            # write exercises/03_attention_basics/: the lesson's code to write
+    llm-lab check 03               # grade it with the lesson's tests (llmlab.utils.exercises)
+    llm-lab run 03 --exercises exercises/03_attention_basics   # the demo on your code
 
 Each demo runs in its own process (`python -m llmlab.<lesson>.demo --out DIR/<folder>`), so one
 failing lesson does not stop the others; the exit status is non-zero if any failed. Its output is
@@ -30,6 +33,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from llmlab.utils import exercises as ex_mode  # stdlib only: no torch
 
 # (folder, package, what it teaches)
 LESSONS: list[tuple[str, str, str]] = [
@@ -63,6 +68,12 @@ def lesson_dir(package: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def source_folder(package: str) -> Path | None:
+    """The lesson's folder in the source checkout (through the links of a strict editable install)."""
+    installed = lesson_dir(package)
+    return None if installed is None else (installed / "__init__.py").resolve().parent
 
 
 def demo_file(package: str) -> Path | None:
@@ -325,8 +336,17 @@ def run_demo(cmd: list[str]) -> tuple[int, str | None]:
     return proc.returncode, "".join(tail)
 
 
-def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str) -> int:
+def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str,
+            exercises: Path | None = None) -> int:
+    """Run the demos; with `exercises` (a workspace of `llm-lab exercise`), one lesson's demo on the
+    learner's modules."""
     lessons = resolve(names) if names else [row for row in LESSONS if has_demo(row[1])]
+    if exercises is not None:
+        manifest = ex_mode.read_manifest(exercises)
+        if len(lessons) != 1 or manifest.get("lesson") != lessons[0][0]:
+            print(f"llm-lab: --exercises runs one lesson's demo on its workspace; {exercises} holds "
+                  f"{manifest.get('lesson') or 'no exercise workspace'}", file=sys.stderr)
+            return 2
     missing = [row[0] for row in lessons if not has_demo(row[1])]
     lessons = [row for row in lessons if has_demo(row[1])]
     if not lessons:
@@ -341,6 +361,8 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str) ->
     for folder, package, _ in lessons:
         cmd = [sys.executable, "-m", f"llmlab.{package}.demo", "--out", str(out / folder),
                "--seed", str(seed), "--device", device] + (["--quick"] if quick else [])
+        if exercises is not None:  # the same demo with the workspace's modules in place of the lesson's
+            cmd[1:2] = ["-m", "llmlab.utils.exercises", str(exercises), "-m"]
         print(f"\n### {folder}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         returncode, tail = run_demo(cmd)
@@ -426,19 +448,45 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, default=Path("outputs"), help="gallery folder (default ./outputs)")
     run.add_argument("--seed", type=nonneg_int, default=0)
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    run.add_argument("--exercises", type=Path, metavar="DIR",
+                     help="run one lesson's demo on an exercise workspace (your modules)")
     figures = sub.add_parser("figures", help="copy a full run's PNGs into <lesson>/figures/ (README images)")
     figures.add_argument("lessons", nargs="*", help="lessons (default: every lesson with results in --out)")
     figures.add_argument("--out", type=Path, default=Path("outputs"),
                          help="the run's folder (default ./outputs)")
     figures.add_argument("--allow-quick", action="store_true", help="also copy a --quick run's figures")
+    exercise = sub.add_parser("exercise", help="write a lesson's exercises (blanked code) to a workspace")
+    exercise.add_argument("lesson", nargs="?", help="lesson number, folder or package name")
+    exercise.add_argument("--list", action="store_true", help="list the exercises of every lesson (or one)")
+    exercise.add_argument("--dir", type=Path, help="the workspace (default exercises/<lesson>/)")
+    exercise.add_argument("--solutions", action="store_true", help="write the lesson's own code instead")
+    exercise.add_argument("--force", action="store_true", help="overwrite files you have edited")
+    check = sub.add_parser("check", help="grade an exercise workspace with the lesson's tests")
+    check.add_argument("lesson", help="lesson number, folder or package name")
+    check.add_argument("--dir", type=Path, help="the workspace (default exercises/<lesson>/)")
+    check.add_argument("-k", dest="name", metavar="NAME",
+                       help="one exercise (id like 03.2, or its name), else a pytest -k expression")
+    check.add_argument("-v", "--verbose", action="store_true", help="show pytest's output and tracebacks")
     args = parser.parse_args(argv)
+    if args.command == "exercise":
+        if args.list:
+            rows = resolve([args.lesson]) if args.lesson else LESSONS[1:]
+            return ex_mode.cmd_list([(lesson, pkg, source_folder(pkg)) for lesson, pkg, _ in rows])
+        if not args.lesson:
+            parser.error("exercise: name a lesson (e.g. `llm-lab exercise 03`) or pass --list")
+        (lesson, package, _), *_ = resolve([args.lesson])
+        return ex_mode.cmd_exercise(lesson, package, source_folder(package), args.dir, args.solutions,
+                                    args.force)
+    if args.command == "check":
+        (lesson, package, _), *_ = resolve([args.lesson])
+        return ex_mode.cmd_check(lesson, package, source_folder(package), args.dir, args.name, args.verbose)
     if args.command in ("list", "run"):
         warn_if_install_is_stale()
     if args.command == "list":
         return cmd_list()
     if args.command == "figures":
         return cmd_figures(args.lessons, args.out, args.allow_quick)
-    return cmd_run(args.lessons, args.quick, args.out, args.seed, args.device)
+    return cmd_run(args.lessons, args.quick, args.out, args.seed, args.device, args.exercises)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 # lesson 05 (a later lesson): the one entropy of the lab, of softmax(logits) in nats
 from llmlab.sampling import entropy
 from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor, renamed_arguments
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "MultiHeadAttention",
@@ -52,6 +53,7 @@ def _resolve_scale(scale: float | None, head_dim: int) -> float:
     return check_number("scale", scale, low=0, low_open=True)
 
 
+@exercise(2, "scores = k @ q * scale; softmax them (subtract the max before exp); the output is weights @ v")
 def single_query_attention(
     q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -75,9 +77,9 @@ def single_query_attention(
         raise ValueError("q must have width >= 1, got shape (0,)")
     if k.shape[0] == 0:
         raise ValueError(f"k must hold at least one key, got shape {tuple(k.shape)}")
+    scale = _resolve_scale(scale, q.shape[-1])
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k and v must share one dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}")
-    scale = _resolve_scale(scale, q.shape[-1])
 
     scores = (k @ q) * scale  # (T,)  how well each key matches the query
     # subtract the max before exp: softmax is unchanged, but exp can no longer overflow
@@ -87,6 +89,7 @@ def single_query_attention(
     return out, weights
 
 
+@exercise(1, "a (Tq, Tk) bool matrix of ones, kept on and below the diagonal shifted by offset: tril")
 def causal_mask(
     Tq: int, Tk: int | None = None, *, offset: int = 0, device: torch.device | str | None = None
 ) -> Tensor:
@@ -105,6 +108,9 @@ def causal_mask(
     return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
+@exercise(6, "scores = q @ k^T * scale (in float32 for half inputs); -inf where causal or mask forbids "
+          "(a float mask is added); a row with nothing allowed gives zero weights, not NaN; softmax "
+          "over the keys, dropout, weights @ v")
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -278,6 +284,8 @@ def head_divergence(weights: Tensor, *, base: float = math.e) -> Tensor:
     return out + out.T  # symmetric, zero diagonal
 
 
+@exercise(3, "query i sits at position Tk - Tq + i; weight each |query position - key position| by the "
+          "attention weight and sum over the keys")
 def attention_distance(weights: Tensor) -> Tensor:
     """Mean attention distance of each query: sum_j w_ij |pos_i - j|, (..., Tq, Tk) -> (..., Tq), in tokens.
 
@@ -319,11 +327,13 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
+    @exercise(4, "view (B, T, C) as (B, T, H, D), then swap the T and H dims")
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, H, T, D): each head gets its own D = C / H wide slice of the channels."""
         B, T, _ = x.shape
         return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
+    @exercise(5, "the inverse of split_heads: swap H and T back, make it contiguous, view as (B, T, C)")
     def merge_heads(self, x: Tensor) -> Tensor:
         """(B, H, T, D) -> (B, T, C): concatenate the heads' outputs side by side again."""
         B, _, T, _ = x.shape
@@ -337,6 +347,8 @@ class MultiHeadAttention(nn.Module):
             )
         return x
 
+    @exercise(7, "project x to q and kv to k, v; split the heads; scaled_dot_product_attention (dropout "
+              "only in training); merge the heads; out_proj")
     def forward(
         self,
         x: Tensor,
