@@ -128,6 +128,12 @@ def _is_check(statement: ast.stmt) -> bool:
     return False
 
 
+def _first_sentence(doc: str, limit: int = 90) -> str:
+    """The docstring's first paragraph on one line, cut at a word boundary to at most `limit` characters."""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rsplit(" ", 1)[0] + " …"
+
+
 def _exercises_in(path: Path, lesson: str, package: str) -> list[Exercise]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = []
@@ -156,7 +162,7 @@ def _exercises_in(path: Path, lesson: str, package: str) -> list[Exercise]:
                 last_kept = kept[-1] if kept else node.body[0]
                 found.append(Exercise(
                     lesson=lesson, package=package, module=path.stem, qualname=prefix + node.name,
-                    number=args[0].value, hint=args[1].value, summary=doc.splitlines()[0].strip(),
+                    number=args[0].value, hint=args[1].value, summary=_first_sentence(doc),
                     indent=" " * node.body[0].col_offset, keep_until=last_kept.end_lineno,
                     end=node.end_lineno))
 
@@ -360,7 +366,7 @@ def cmd_list(lessons: list[tuple[str, str, Path | None]]) -> int:
         found = find_exercises(folder, lesson, package) if folder is not None else []
         print(f"{lesson} ({len(found)} exercises)")
         for ex in found:
-            print(f"  {ex.id:<6} {ex.file}:{ex.qualname:<44} {ex.summary}")
+            print(f"  {ex.id:<6} {ex.file + ':' + ex.qualname:<48} {ex.summary}")
     return 0
 
 
@@ -519,7 +525,7 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
                   + ", ".join(f"{i} ({'not implemented yet' if i in unimplemented else 'failing'})"
                               for i in blockers))
         elif mine:
-            print(f"  {label}passed ({len(mine)} tests)")
+            print(f"  {label}passed ({len(mine)} test{'s' if len(mine) > 1 else ''})")
             done += 1
         else:
             print(f"  {label}no test reached it")

@@ -456,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="the run's folder (default ./outputs)")
     figures.add_argument("--allow-quick", action="store_true", help="also copy a --quick run's figures")
     exercise = sub.add_parser("exercise", help="write a lesson's exercises (blanked code) to a workspace")
-    exercise.add_argument("lesson", nargs="?", help="lesson number, folder or package name")
+    exercise.add_argument("lessons", nargs="*",
+                          help="a lesson number, folder or package name (several with --list)")
     exercise.add_argument("--list", action="store_true", help="list the exercises of every lesson (or one)")
     exercise.add_argument("--dir", type=Path, help="the workspace (default exercises/<lesson>/)")
     exercise.add_argument("--solutions", action="store_true", help="write the lesson's own code instead")
@@ -470,11 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "exercise":
         if args.list:
-            rows = resolve([args.lesson]) if args.lesson else LESSONS[1:]
+            rows = resolve(args.lessons) if args.lessons else LESSONS[1:]
             return ex_mode.cmd_list([(lesson, pkg, source_folder(pkg)) for lesson, pkg, _ in rows])
-        if not args.lesson:
-            parser.error("exercise: name a lesson (e.g. `llm-lab exercise 03`) or pass --list")
-        (lesson, package, _), *_ = resolve([args.lesson])
+        if len(args.lessons) != 1:
+            parser.error("exercise: name one lesson (e.g. `llm-lab exercise 03`), or pass --list")
+        (lesson, package, _), *_ = resolve(args.lessons)
         return ex_mode.cmd_exercise(lesson, package, source_folder(package), args.dir, args.solutions,
                                     args.force)
     if args.command == "check":

@@ -46,6 +46,7 @@ from llmlab.positional_embeddings import (
 )
 from llmlab.transformer_block.config import GPTConfig, _check_bool, _check_int
 from llmlab.utils.checks import renamed_arguments
+from llmlab.utils.exercises import exercise
 from llmlab.utils.losses import cross_entropy as lab_cross_entropy  # 00_utils: the loss from scratch
 
 __all__ = ["GPT", "CausalSelfAttention", "GPTTrace", "TransformerBlock", "build_attention_mask",
@@ -54,6 +55,10 @@ __all__ = ["GPT", "CausalSelfAttention", "GPTTrace", "TransformerBlock", "build_
 CausalSelfAttention = GroupedQueryAttention  # the GPT's attention class, by the name it had in lesson 04
 
 
+@exercise(5, "offset = Tk - Tq; attn_mask replaces the causal mask, else causal_mask(Tq, Tk, offset) cut"
+          " to the sliding_window most recent keys (all True when not causal); with attention_mask "
+          "hide padded keys but let each query see itself; for ALiBi return the bias with -inf where "
+          "the mask says no")
 def build_attention_mask(config: GPTConfig, Tq: int, Tk: int, *, attention_mask: Tensor | None = None,
                          attn_mask: Tensor | None = None, device=None,
                          dtype: torch.dtype = torch.float32) -> Tensor:
@@ -135,6 +140,9 @@ class TransformerBlock(nn.Module):
         return FeedForward(config.d_model, config.ffn_dim, config.activation, bias=config.bias,
                            dropout=config.dropout, fused=config.kernels == "torch")
 
+    @exercise(4, "used alone (no mask, no cache) build the config's mask for the whole sequence; pre-"
+              "norm: x = add(x, attn(norm1(x))) then x = add(x, ffn(norm2(x))); post-norm: norm after"
+              " each add; return x and the weights")
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None,
         kv_cache=None, return_weights: bool = False
@@ -157,6 +165,8 @@ class TransformerBlock(nn.Module):
             x = self.norm2(self.add(x, self.ffn(x)))
         return x, weights
 
+    @exercise(1, "the residual stream: the sub-layer's output is added to x (and replaces it when "
+              "config.residual is False)")
     def add(self, x: Tensor, h: Tensor) -> Tensor:
         """The residual connection x + h: a sub-layer only adds a correction to the stream, and the
         gradient reaches early layers through the "+" unchanged. residual=False keeps h alone."""
@@ -233,6 +243,9 @@ class GPT(nn.Module):
                 std = param.shape[1] ** -0.5 if fan_in else 0.02
                 nn.init.normal_(param, mean=0.0, std=std * depth)
 
+    @exercise(2, "sum numel over self.parameters() (a tied matrix is one parameter, counted once); "
+              "non_embedding subtracts the token embedding, the learned position table and an untied "
+              "lm_head")
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Scalar parameters (tied matrices once). non_embedding=True leaves out the token embedding, the
         learned position table and an untied output layer: the N of Kaplan et al.'s scaling laws."""
@@ -336,6 +349,11 @@ class GPT(nn.Module):
                 raise ValueError(f"attn_mask must be a bool tensor (T, T) = ({T}, {T}) or (B, T, T) "
                                  f"(True = may attend), got {what}")
 
+    @exercise(6, "positions, last = self._positions(...) (checks the context); token embeddings (times "
+              "embedding_scale) plus _absolute_positions, dropout; the mask (build_attention_mask for"
+              " the keys the cache will attend) and the rotary angles once; every block; norm_f and "
+              "lm_head; cross-entropy over targets != -100 plus moe_aux_loss when training an MoE; "
+              "the trace when asked")
     def forward(
         self,
         idx: Tensor,
@@ -379,6 +397,10 @@ class GPT(nn.Module):
                             f"(a lesson 06 KVCache), got {type(kv_cache).__name__}")
         start = kv_cache.length if kv_cache is not None else 0  # tokens already cached (a host int)
         self._check_masks(attention_mask, attn_mask, B, T, start, kv_cache)
+        if targets is not None and (not isinstance(targets, Tensor) or targets.shape != idx.shape):
+            shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {shape}")
+
         positions, last = self._positions(idx, positions, attention_mask, start, allow_longer)
 
         x = self.tok_emb(idx)  # (B, T, d_model)
@@ -406,9 +428,6 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            if not isinstance(targets, Tensor) or targets.shape != idx.shape:
-                shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {shape}")
             ce = F.cross_entropy if self.config.kernels == "torch" else lab_cross_entropy
             loss = ce(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
             if self.training and self.config.n_experts > 0:  # lesson 08: keep the routers balanced

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from llmlab.transformer_block.model import GPT
+from llmlab.utils.exercises import exercise
 
 __all__ = ["attention_maps", "logit_lens", "residual_norms"]
 
@@ -54,6 +55,8 @@ def attention_maps(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> li
     return trace.attn
 
 
+@exercise(3, "run the model with return_hidden=True in eval mode without gradients, then decode every "
+          "hidden state with the final norm and the lm_head; stack them")
 def logit_lens(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> Tensor:
     """The logit lens (nostalgebraist 2020): decode the residual stream after the embeddings and after
     every block with the final norm and lm_head, as if the model stopped there: (n_layer + 1, B, T, vocab).
