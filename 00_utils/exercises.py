@@ -544,14 +544,58 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
     return 0 if ok else 1
 
 
+README_SECTION = "## Do it yourself"
+
+
+def readme_section(lesson: str, exercises: list[Exercise]) -> str:
+    """The "Do it yourself" section of a lesson README: the commands and a table of its exercises."""
+    n = lesson[:2]
+    rows = "\n".join(f"| {ex.id} | `{ex.module}.{ex.qualname}` | {ex.summary.replace('|', chr(92) + '|')} |"
+                     for ex in exercises)
+    text = (f"`llm-lab exercise {n}` writes this lesson's modules to `exercises/{lesson}/` with the bodies "
+            f"of the {len(exercises)} functions below blanked: their signatures, docstrings and argument "
+            f"checks stay; a hint takes the place of the code. Write them in order; `llm-lab check {n}` "
+            f"grades them with this lesson's own tests (the ones that prove the lesson's code equal to its "
+            f"references), and `llm-lab run {n} --exercises exercises/{lesson}` runs the demo on your code. "
+            f"The top README's \"Do it yourself\" says more.")
+    return (f"{README_SECTION}\n\n{textwrap.fill(text, width=100, break_on_hyphens=False)}\n\n"
+            f"| exercise | function | what it is |\n|---|---|---|\n{rows}\n")
+
+
+def update_readme(folder: Path) -> bool:
+    """Write (or rewrite) the "Do it yourself" section of the lesson's README from its marks (a new one goes
+    at the end, after "Questions to try"). Returns whether the file changed."""
+    folder = Path(folder)
+    path = folder / "README.md"
+    text = path.read_text(encoding="utf-8")
+    section = readme_section(folder.name, find_exercises(folder))
+    if README_SECTION in text:
+        before, rest = text.split(README_SECTION, 1)
+        after = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+        new = before + section + ("\n## " + after if after else "")
+    else:
+        new = text.rstrip("\n") + "\n\n" + section
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m llmlab.utils.exercises WORKSPACE -m MODULE [ARGS...]`: run MODULE (a demo) as __main__
-    with the workspace installed (what `llm-lab run NN --exercises DIR` does)."""
+    with the workspace installed (what `llm-lab run NN --exercises DIR` does).
+    `python -m llmlab.utils.exercises --readme`: rewrite the lesson READMEs' exercise tables (the marks)."""
     import runpy
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--readme"]:
+        root = Path(__file__).resolve().parent.parent
+        for folder in sorted(root.glob("[0-9][0-9]_*")):
+            if folder.name != "00_utils" and find_exercises(folder) and update_readme(folder):
+                print(f"updated {folder.name}/README.md")
+        return 0
     if len(argv) < 3 or argv[1] != "-m":
-        print("usage: python -m llmlab.utils.exercises WORKSPACE -m MODULE [ARGS...]", file=sys.stderr)
+        print("usage: python -m llmlab.utils.exercises WORKSPACE -m MODULE [ARGS...]\n"
+              "       python -m llmlab.utils.exercises --readme", file=sys.stderr)
         return 2
     try:
         install(Path(argv[0]))
