@@ -492,11 +492,21 @@ def still_blank(workspace: Path) -> set[str]:
     return found
 
 
+def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 5) -> None:
+    """The failing tests, the cases of one parametrized test on one line, each with its first message."""
+    groups: dict[str, list[str]] = {}
+    for nodeid in failed:
+        groups.setdefault(nodeid.split("::", 1)[-1].split("[", 1)[0], []).append(nodeid)
+    for name, nodeids in list(groups.items())[:limit]:
+        cases = f" ({len(nodeids)} cases)" if len(nodeids) > 1 else ""
+        message = tests[nodeids[0]]["message"]
+        print(f"      {name}{cases}: {message if len(message) <= 110 else message[:109] + '…'}")
+    if len(groups) > limit:
+        print(f"      … and {len(groups) - limit} more tests")
+
+
 def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors: list[str],
                   seconds: float, blank: set[str]) -> int:
-    def short(nodeid: str) -> str:
-        return nodeid.split("::", 1)[-1]
-
     width = max((len(f"{ex.id} {ex.qualname}") for ex in chosen), default=20) + 2
     reached = {ex.id: [t for t, e in tests.items() if ex.id in e["reached"]] for ex in chosen}
     failed = {t for t, e in tests.items() if e["outcome"] == "failed"}
@@ -515,10 +525,7 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
             print(f"  {label}not implemented yet")
         elif own:
             print(f"  {label}FAILED {len(own)} of {len(mine)} tests:")
-            for t in own[:5]:
-                print(f"      {short(t)}: {tests[t]['message']}")
-            if len(own) > 5:
-                print(f"      … and {len(own) - 5} more")
+            _print_failures(own, tests)
         elif blockers:
             shared = sum(t in failed for t in mine)
             print(f"  {label}{len(mine) - shared} tests pass; {shared} more wait for "
@@ -534,8 +541,7 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
     if others:
         print(f"  other tests (reach no exercise): {len(others) - len(other_failed)} of {len(others)} pass"
               + (":" if other_failed else ""))
-        for t in other_failed[:5]:
-            print(f"      {short(t)}: {tests[t]['message']}")
+        _print_failures(other_failed, tests)
     for error in collect_errors:
         print(f"  could not import the tests: {error}")
     ok = done == len(chosen) and not other_failed and not collect_errors
