@@ -24,7 +24,7 @@ from llmlab.positional_embeddings import (
     similarity_vs_distance,
     sinusoidal_embeddings,
 )
-from llmlab.transformer_block import GPT, gpt2_config
+from llmlab.transformer_block import GPT, gpt2_config, trace
 from llmlab.utils import (
     CharTokenizer,
     TrainConfig,
@@ -248,11 +248,11 @@ def relative_spreads(cfg: dict, models: dict, n_positions: int, *, seed: int, of
         token = pairs[0][0]
         T_check = min(L, 16)
         idx = torch.full((1, T_check), token, device=model.tok_emb.weight.device)
-        _, _, trace = model(idx, return_attn=True)
+        _, recorded = trace(model, idx, attn=True)
         mask = torch.ones(T_check, T_check, dtype=torch.bool, device=idx.device).tril()
         logits = layer0_logits(model, token, token, T_check).masked_fill(~mask, float("-inf"))
         mine = torch.softmax(logits, dim=-1)  # (H, T, T)
-        checks[label] = float((mine - trace.attn[0][0]).abs().max())
+        checks[label] = float((mine - recorded.attn[0][0]).abs().max())
         # the spread of the logit over all (m, n) with the same offset, relative to the logits' spread
         worst = 0.0
         for token_q, token_k in pairs:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +48,8 @@ from llmlab.utils.checks import renamed_arguments
 from llmlab.utils.exercises import exercise
 from llmlab.utils.losses import cross_entropy as lab_cross_entropy  # 00_utils: the loss from scratch
 
-__all__ = ["GPT", "CausalSelfAttention", "GPTTrace", "TransformerBlock", "build_attention_mask",
-           "gpt_mha_to_gqa", "make_attention"]
+__all__ = ["GPT", "CausalSelfAttention", "TransformerBlock", "build_attention_mask", "gpt_mha_to_gqa",
+           "make_attention"]
 
 CausalSelfAttention = GroupedQueryAttention  # the GPT's attention class, by the name it had in lesson 04
 
@@ -171,15 +170,6 @@ class TransformerBlock(nn.Module):
         """The residual connection x + h: a sub-layer only adds a correction to the stream, and the
         gradient reaches early layers through the "+" unchanged. residual=False keeps h alone."""
         return x + h if self.config.residual else h
-
-
-@dataclass
-class GPTTrace:
-    """What GPT.forward records on request. hidden: n_layer + 1 residual streams (B, T, d_model), after
-    the embeddings and after each block; attn: n_layer attention weights (B, n_head, T, T_all)."""
-
-    hidden: list[Tensor] | None = None
-    attn: list[Tensor] | None = None
 
 
 class GPT(nn.Module):
@@ -352,8 +342,7 @@ class GPT(nn.Module):
     @exercise(6, "positions, last = self._positions(...) (checks the context); token embeddings (times "
               "embedding_scale) plus _absolute_positions, dropout; the mask (build_attention_mask for"
               " the keys the cache will attend) and the rotary angles once; every block; norm_f and "
-              "lm_head; cross-entropy over targets != -100 plus moe_aux_loss when training an MoE; "
-              "the trace when asked")
+              "lm_head; cross-entropy over targets != -100 plus moe_aux_loss when training an MoE")
     def forward(
         self,
         idx: Tensor,
@@ -365,9 +354,7 @@ class GPT(nn.Module):
         kv_cache=None,
         allow_longer: bool = False,
         validate: bool = True,
-        return_hidden: bool = False,
-        return_attn: bool = False,
-    ) -> tuple[Tensor, Tensor | None] | tuple[Tensor, Tensor | None, GPTTrace]:
+    ) -> tuple[Tensor, Tensor | None]:
         """idx: (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         targets: (B, T) next-token ids; loss = mean cross-entropy over the targets != -100.
@@ -383,11 +370,11 @@ class GPT(nn.Module):
             read of the tensor back to the host. Lesson 06's decode steps pass False for the tokens they
             sampled themselves, so a decode step never waits on the device (DESIGN §7: validate at the
             boundary). Shapes and dtypes are always checked.
-        return_hidden / return_attn: also return a GPTTrace, as (logits, loss, trace).
+        What flows through the blocks (residual streams, attention weights) is recorded from outside, with
+        hooks: llmlab.transformer_block.probes.trace.
         Raises TypeError/ValueError naming the argument for bad input.
         """
-        for name, flag in (("allow_longer", allow_longer), ("validate", validate),
-                           ("return_hidden", return_hidden), ("return_attn", return_attn)):
+        for name, flag in (("allow_longer", allow_longer), ("validate", validate)):
             _check_bool(name, flag)
         idx = self._check_idx(idx, validate)
         B, T = idx.shape
@@ -417,13 +404,8 @@ class GPT(nn.Module):
                                     device=idx.device, dtype=x.dtype)
         rope = self.rotary(positions, max_position=last) if self.rotary is not None else None
 
-        trace = GPTTrace(hidden=[x] if return_hidden else None, attn=[] if return_attn else None)
         for block in self.blocks:
-            x, weights = block(x, mask=mask, rope=rope, kv_cache=kv_cache, return_weights=return_attn)
-            if return_hidden:
-                trace.hidden.append(x)
-            if return_attn:
-                trace.attn.append(weights)
+            x, _ = block(x, mask=mask, rope=rope, kv_cache=kv_cache)
 
         logits = self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
         loss = None
@@ -432,8 +414,6 @@ class GPT(nn.Module):
             loss = ce(logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=-100)
             if self.training and self.config.n_experts > 0:  # lesson 08: keep the routers balanced
                 loss = loss + self.moe_aux_loss()
-        if return_hidden or return_attn:
-            return logits, loss, trace
         return logits, loss
 
     def moe_aux_loss(self) -> Tensor:

@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 from tqdm.auto import tqdm
 
 from llmlab.normalization.layers import ffn_hidden_size
-from llmlab.transformer_block import GPT, GPTConfig
+from llmlab.transformer_block import GPT, GPTConfig, trace
 from llmlab.transformer_block.pretrained import lab_tokenizer
 from llmlab.utils import Demo, TrainConfig, encode, get_batch, load_corpus, plotting, train, train_val_split
 from llmlab.utils.verdicts import compare, effect, paired_effect
@@ -293,9 +293,9 @@ def init_ffn_output_rms(demo: Demo, cfg: dict, data: dict) -> dict:
         torch.manual_seed(demo.seed)
         model = GPT(make_config(cfg, data["vocab_size"], "layernorm", act, True)).to(demo.device)
         with torch.no_grad():
-            _, _, trace = model(idx, return_hidden=True)
+            _, recorded = trace(model, idx)
             block = model.blocks[0]
-            x = trace.hidden[0]  # (B, T, d_model): the embeddings, block 0's input
+            x = recorded.hidden[0]  # (B, T, d_model): the embeddings, block 0's input
             x = x + block.attn(block.norm1(x))[0]  # (B, T, d_model): after block 0's attention
             ffn_out = block.ffn(block.norm2(x))  # (B, T, d_model): what the FFN adds to the stream
         out[act] = float(ffn_out.pow(2).mean().sqrt())

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from llmlab.normalization.experiments_grid import run_label
 from llmlab.normalization.layers import gelu, layer_norm, relu, rms_norm, silu, token_statistics
-from llmlab.transformer_block import GPT
+from llmlab.transformer_block import GPT, trace
 from llmlab.utils import Demo, get_batch, plotting
 
 # ------------------------------------------------------------------------------------------------
@@ -63,8 +63,8 @@ def norm_statistics(demo: Demo, cfg: dict, data: dict, run: dict) -> dict:
     idx, _ = get_batch(data["val"], cfg["batch_size"], cfg["block_size"], generator=generator,
                        device=demo.device)
     with torch.no_grad():
-        _, _, trace = model(idx, return_hidden=True)
-    stream = trace.hidden[-1].reshape(-1, model.config.d_model).float().cpu()  # (N, d): final norm's input
+        _, recorded = trace(model, idx)
+    stream = recorded.hidden[-1].reshape(-1, model.config.d_model).float().cpu()  # (N, d): final norm's input
     n_tokens, dim = stream.shape
     # synthetic: skewed (log-normal) vectors, each token with its own offset and scale
     g = torch.Generator().manual_seed(demo.seed)

@@ -28,7 +28,7 @@ from llmlab.pretraining_objectives.objectives import (
     prefix_lm_mask,
 )
 from llmlab.tokenization import BPETokenizer
-from llmlab.transformer_block import GPT, gpt2_config
+from llmlab.transformer_block import GPT, gpt2_config, trace
 from llmlab.transformer_block.pretrained import lab_tokenizer
 from llmlab.utils import TrainConfig, encode, get_batch, load_corpus, make_optimizer, train, train_val_split
 from llmlab.utils.losses import cross_entropy
@@ -290,8 +290,8 @@ def sentence_features(run: dict, sentences: list[list[int]], block_size: int, ba
         if not bidirectional:
             visible = visible & torch.ones(T, T, dtype=torch.bool).tril()
         visible = visible | torch.eye(T, dtype=torch.bool)  # a padded query sees itself: no empty rows
-        _, _, trace = gpt(ids, attn_mask=visible, return_hidden=True)
-        h = gpt.norm_f(trace.hidden[-1])  # (B, T, d_model)
+        _, recorded = trace(gpt, ids, attn_mask=visible)
+        h = gpt.norm_f(recorded.hidden[-1])  # (B, T, d_model)
         rows.append(((h * real[..., None]).sum(1) / lengths[:, None]).numpy())
     return np.concatenate(rows)
 

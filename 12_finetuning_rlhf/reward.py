@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmlab.transformer_block import GPT
+from llmlab.transformer_block import GPT, trace
 from llmlab.utils.checks import check_bool, check_number, check_tensor, describe
 
 __all__ = ["RewardModel", "final_hidden", "last_token_index", "reward_loss"]
@@ -33,8 +33,8 @@ def final_hidden(gpt: GPT, ids: Tensor, attention_mask: Tensor | None = None) ->
     the final-normed residual stream that the lm_head reads (what a reward or value head reads too)."""
     if not isinstance(gpt, GPT):
         raise TypeError(f"gpt must be a lab GPT (llmlab.transformer_block.GPT), got {type(gpt).__name__}")
-    logits, _, trace = gpt(ids, attention_mask=attention_mask, return_hidden=True)
-    return logits, gpt.norm_f(trace.hidden[-1])  # (B, T, V), (B, T, d_model)
+    logits, recorded = trace(gpt, ids, attention_mask=attention_mask)
+    return logits, gpt.norm_f(recorded.hidden[-1])  # (B, T, V), (B, T, d_model)
 
 
 def last_token_index(attention_mask: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from llmlab.transformer_block import (
     logit_lens,
     residual_norms,
     to_hf,
+    trace,
 )
 from llmlab.transformer_block.config import MODEL_VERSION, POSITIONS
 from llmlab.transformer_block.model import make_attention
@@ -415,8 +416,8 @@ def test_sinusoidal_positions_scale_the_token_embeddings_by_sqrt_d_model():
     unscaled.load_state_dict(model.state_dict())
     idx = torch.randint(0, 256, (2, 16))
     with torch.no_grad():
-        scaled_in = model(idx, return_hidden=True)[2].hidden[0]
-        plain_in = unscaled(idx, return_hidden=True)[2].hidden[0]
+        scaled_in = trace(model, idx)[1].hidden[0]
+        plain_in = trace(unscaled, idx)[1].hidden[0]
         table = model.pos_table[:16]
     torch.testing.assert_close(scaled_in - table, 8.0 * (plain_in - table))
 
@@ -641,3 +642,31 @@ def test_gpt_generate_on_a_half_precision_model_at_tiny_temperature_is_greedy(dt
     tiny_t = generate(model, prompt, 6, use_cache=False, temperature=1e-4,
                       generator=torch.Generator().manual_seed(0))
     assert torch.equal(tiny_t, greedy)
+
+
+def test_trace_records_the_stream_through_hooks_and_leaves_none_behind():
+    model = GPT(gpt2_config(**TINY)).eval()
+    idx = torch.randint(0, 61, (2, 10))
+    logits, recorded = trace(model, idx, attn=True)
+    torch.testing.assert_close(logits, model(idx)[0])
+    assert len(recorded.hidden) == 3 and len(recorded.attn) == 2
+    # after the embeddings: token + learned position vectors; the last stream is what norm_f reads
+    torch.testing.assert_close(recorded.hidden[0], model.tok_emb(idx) + model.pos_emb.weight[:10])
+    torch.testing.assert_close(model.lm_head(model.norm_f(recorded.hidden[-1])), logits)
+    assert recorded.attn[0].shape == (2, 4, 10, 10)
+    torch.testing.assert_close(recorded.attn[1].sum(-1), torch.ones(2, 4, 10))
+    assert not trace(model, idx)[1].attn  # weights only on request
+    hooks = lambda: sum(len(b._forward_hooks) + len(b._forward_pre_hooks) for b in model.blocks)  # noqa: E731
+    assert hooks() == 0
+    with pytest.raises(ValueError, match="idx holds token id 99"):
+        trace(model, torch.full((1, 4), 99))
+    assert hooks() == 0  # removed when the forward raises too
+    # gradients flow through the recorded stream (lesson 12's reward head reads it)
+    model.train()
+    _, recorded = trace(model, idx)
+    recorded.hidden[-1].sum().backward()
+    assert model.tok_emb.weight.grad is not None and model.tok_emb.weight.grad.abs().sum() > 0
+    with pytest.raises(TypeError, match="model must be a GPT"):
+        trace(torch.nn.Linear(2, 2), idx)
+    with pytest.raises(TypeError, match="attn must be a bool"):
+        trace(model, idx, attn=1)
