@@ -45,6 +45,7 @@ from torch.utils._pytree import tree_flatten
 from llmlab.attention_basics import causal_mask, scaled_dot_product_attention
 from llmlab.transformer_block import GPT
 from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "PeakMemory",
@@ -92,6 +93,8 @@ def _check_qkv(q: object, k: object, v: object) -> tuple[int, ...]:
 # sliding-window attention: each query sees its `window` most recent keys
 
 
+@exercise(1, "distance = query position minus key position, a (T, T) table from two aranges; allowed "
+          "where 0 <= distance < window")
 def sliding_window_mask(T: int, window: int, *, device: torch.device | str | None = None) -> Tensor:
     """Boolean (T, T) mask, True where query i may attend key j, i.e. where i - window < j <= i.
 
@@ -105,6 +108,9 @@ def sliding_window_mask(T: int, window: int, *, device: torch.device | str | Non
     return (distance >= 0) & (distance < window)
 
 
+@exercise(3, "pad q to whole blocks of c = min(window, T); pad k, v with one block in front and unfold "
+          "windows of 2c with step c; mask the band (and the front padding) from the positions; one "
+          "attention per block; drop the padded queries")
 def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, *,
                              scale: float | None = None) -> Tensor:
     """Causal sliding-window self-attention in O(T · window) memory, without a T x T matrix.
@@ -151,6 +157,9 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, *,
 # chunked attention: exact attention, one chunk of keys at a time (online softmax)
 
 
+@exercise(4, "keep m, l, acc per query; per chunk of keys: scores, causal mask, m' = max(m, chunk max), "
+          "p = exp(s - m'), rescale l and acc by exp(m - m') (unless rescale=False) and add p's sums;"
+          " no in-place writes (autograd must see the loop); float32 for half inputs; return acc / l")
 def chunked_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True, chunk_size: int = 128,
                       scale: float | None = None, rescale: bool = True) -> Tensor:
     """Exact softmax(q k^T * scale) v, visiting the keys `chunk_size` at a time: O(Tq · chunk) memory.
@@ -272,6 +281,9 @@ class PeakMemory(TorchDispatchMode):
 # the context-length experiments: where does a long input hurt, and does a window help?
 
 
+@exercise(2, "windows start at linspace(0, len(data) - length - 1, n_windows).long(); pass "
+          "allow_longer=True only when length > block_size; eval mode, batch by batch, cross_entropy "
+          "with reduction='none'; restore the training mode; average in float64")
 @torch.no_grad()
 def loss_per_position(model: nn.Module, data: Tensor, length: int, n_windows: int, *,
                       batch_size: int = 16, reduce: bool = True) -> Tensor:
@@ -295,12 +307,12 @@ def loss_per_position(model: nn.Module, data: Tensor, length: int, n_windows: in
     if data.numel() < length + 1:
         raise ValueError(f"length must be < len(data) = {data.numel()} (a window holds length + 1 tokens), "
                          f"got {length}")
+    check_bool("reduce", reduce)
     device = next(model.parameters()).device
     block_size = getattr(getattr(model, "config", None), "block_size", None)
     longer = {"allow_longer": True} if block_size is not None and length > block_size else {}
     starts = torch.linspace(0, data.numel() - length - 1, n_windows).long()  # (n_windows,)
     offsets = torch.arange(length + 1)  # (length + 1,)
-    check_bool("reduce", reduce)
     was_training = model.training
     model.eval()
     per_window = []

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from llmlab.normalization import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward  # lesson 10: the experts
 from llmlab.sampling import entropy  # lesson 05: the one entropy of the lab, of softmax(logits) in nats
 from llmlab.utils.checks import check_bool, check_int, check_number
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "MoECost",
@@ -85,6 +86,8 @@ def _check_router_logits(router_logits: object) -> Tensor:
 # the maths as plain functions
 
 
+@exercise(3, "pool the layers' logits; softmax in float32; f = how often each expert is among the top_k,"
+          " divided by the token count; P = mean probability; return E * sum(f * P)")
 def load_balancing_loss(router_logits: Tensor | list[Tensor] | tuple[Tensor, ...], n_experts: int,
                         top_k: int) -> Tensor:
     """The Switch Transformer load-balancing loss (Fedus et al. 2021, eq. 4-6), in Mixtral's top-k form.
@@ -129,6 +132,8 @@ def router_z_loss(router_logits: Tensor) -> Tensor:
     return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
 
 
+@exercise(1, "None for no capacity factor; otherwise the ceiling of factor * n_tokens * top_k / "
+          "n_experts, rounded to 9 decimals first so that float error cannot add one")
 def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float | None) -> int | None:
     """Assignments one expert may take from a sequence of n_tokens: ceil(capacity_factor · n_tokens · top_k /
     n_experts).
@@ -175,6 +180,9 @@ def dense_ffn_flops_per_token(d_model: int, d_ff: int, activation: str = "swiglu
     return 2 * n_matrices * d_model * d_ff
 
 
+@exercise(2, "start from dense_ffn_flops_per_token (it also checks the sizes and the activation); one "
+          "expert has 3 weight matrices when gated, 2 otherwise (plus biases); the router is d_model "
+          "x n_experts; total counts all experts, active only top_k")
 def moe_cost(d_model: int, d_ff: int, n_experts: int, top_k: int, *, activation: str = "swiglu",
              bias: bool = False) -> MoECost:
     """Total vs active parameters and FLOPs per token of MoELayer(d_model, d_ff, n_experts, top_k).
@@ -242,6 +250,8 @@ class TopKRouter(nn.Module):
         self.gate = nn.Linear(d_model, n_experts, bias=False)  # W_r (Mixtral's "gate")
         self.noise = nn.Linear(d_model, n_experts, bias=False) if noisy else None
 
+    @exercise(4, "logits from the gate (plus softplus-scaled noise in training when noisy); softmax in "
+              "float32; top_k; renormalise the k gates when self.renormalize; gates back in x's dtype")
     def forward(self, x: Tensor) -> RouterOutput:
         """x (N, d_model) -> RouterOutput. Raises ValueError unless x is a tensor of shape (N, d_model)."""
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.d_model:
@@ -321,6 +331,10 @@ class MoELayer(nn.Module):
         self.last_aux_loss: Tensor | None = None
         self.last_z_loss: Tensor | None = None
 
+    @exercise(6, "flatten to tokens and route; list the (token, choice) assignments token-major; per "
+              "sequence, an assignment beyond its expert's capacity is dropped; each expert runs on "
+              "its kept tokens, scaled by the gates and index_add-ed into the output; fill last_stats"
+              " and the two aux losses")
     def forward(self, x: Tensor) -> Tensor:
         """x (..., d_model) -> (..., d_model): each token through its top_k experts, weighted by the
         router; sets last_stats, last_aux_loss and last_z_loss. Raises TypeError unless x is a
@@ -394,6 +408,9 @@ class MoELayer(nn.Module):
 
     # -- conversion -----------------------------------------------------------------------------------
 
+    @exercise(5, "read the router weight and the experts (fused gate_up_proj split in half, or per-"
+              "expert w1, w3, w2); build an MoELayer with renormalize=True and copy w1 -> gate_proj, "
+              "w3 -> up_proj, w2 -> down_proj")
     @classmethod
     def from_mixtral(cls, block: nn.Module) -> MoELayer:
         """An MoELayer with the weights of transformers' MixtralSparseMoeBlock (same outputs, float32).

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from llmlab.attention_basics import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from llmlab.positional_embeddings import apply_rotary  # lesson 02: RoPE on queries and keys
 from llmlab.utils.checks import renamed_arguments  # one name per quantity: n_head, n_kv_head
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "KERNELS",
@@ -67,6 +68,8 @@ def _check_divides(n_head: int, n_kv_head: int, what: str = "n_head") -> None:
         )
 
 
+@exercise(1, "n_rep == 1 returns x itself; otherwise insert a new axis after the heads, expand it to "
+          "n_rep (a free view) and reshape so that the copies of one head are consecutive")
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """Repeat each K/V head n_rep times, consecutively, to line up with the query heads.
 
@@ -91,6 +94,9 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x.reshape(B, n_kv_head * n_rep, T, head_dim)  # (B, n_kv_head * n_rep, T, D)
 
 
+@exercise(5, "fold the causal mask into mask first; expand the mask to (B|1, n_head, Tq, Tk) and view "
+          "it, and q, as n_kv_head groups of n_rep * Tq rows; one attention per K/V head; unfold out "
+          "and weights back to n_head heads")
 def grouped_attention(
     q: Tensor, k: Tensor, v: Tensor, *, mask: Tensor | None = None, causal: bool = False,
     scale: float | None = None,
@@ -130,14 +136,6 @@ def grouped_attention(
     n_rep = n_head // n_kv_head
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if causal:  # fold the causal mask into `mask` first: after the fold, row r·Tq + i is query i
-        allowed = causal_mask(Tq, Tk, device=q.device)  # (Tq, Tk)
-        if mask is None:
-            mask = allowed
-        elif isinstance(mask, Tensor) and mask.dtype == torch.bool:
-            mask = mask & allowed
-        elif isinstance(mask, Tensor):
-            mask = mask.masked_fill(~allowed, float("-inf"))
     if mask is not None:
         if not isinstance(mask, Tensor):
             raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
@@ -148,6 +146,15 @@ def grouped_attention(
         if full != (B, n_head, Tq, Tk):
             target = (B, n_head, Tq, Tk)
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {target}")
+    if causal:  # fold the causal mask into `mask` first: after the fold, row r·Tq + i is query i
+        allowed = causal_mask(Tq, Tk, device=q.device)  # (Tq, Tk)
+        if mask is None:
+            mask = allowed
+        elif mask.dtype == torch.bool:
+            mask = mask & allowed
+        else:
+            mask = mask.masked_fill(~allowed, float("-inf"))
+    if mask is not None:
         while mask.dim() < 4:
             mask = mask[None]
         mask = mask.expand(mask.shape[0], n_head, Tq, Tk)  # (1 | B, H, Tq, Tk)
@@ -159,6 +166,8 @@ def grouped_attention(
     return out, weights.reshape(B, n_head, Tq, Tk)  # (B, H, Tq, Tk)
 
 
+@exercise(2, "view the rows as (n_kv_head, n_rep, head_dim, ...): the heads of one group side by side; "
+          "mean over the n_rep axis (or take the first); reshape back and return a copy, not a view")
 @renamed_arguments(n_kv_heads="n_kv_head")
 def pool_kv_heads(weight: Tensor, n_kv_head: int, head_dim: int, *, method: str = "mean") -> Tensor:
     """Merge the K (or V) projection heads of each group into one head.
@@ -244,6 +253,10 @@ class GroupedQueryAttention(nn.Module):
         return (f"d_model={self.d_model}, n_head={self.n_head}, n_kv_head={self.n_kv_head}, "
                 f"kernels={self.kernels!r}")
 
+    @exercise(4, "project and split the heads (q: n_head, k and v: n_kv_head); rotate q and k when rope "
+              "is given, then append to the cache; causal mask with the queries as the last T keys; "
+              "the torch kernel with enable_gqa, or repeat_kv and lesson 03's attention; merge the "
+              "heads, o_proj, dropout")
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = True,
         rope: tuple[Tensor, Tensor] | None = None, kv_cache=None, layer_idx: int | None = None,
@@ -311,6 +324,9 @@ def _check_target(n_kv_head: object, n_kv_in: int, method: object) -> int:
     return n_kv_head
 
 
+@exercise(3, "build a GroupedQueryAttention of the same width, head count, bias and options on the same "
+          "device, dtype and training mode; copy q_proj and the output projection; pool k_proj and "
+          "v_proj (weights and biases) with pool_kv_heads")
 @torch.no_grad()
 @renamed_arguments(n_kv_heads="n_kv_head")
 def mha_to_gqa(attention: nn.Module, n_kv_head: int, *, method: str = "mean") -> GroupedQueryAttention:

@@ -44,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmlab.utils.checks import check_bool, check_choice, check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 NORMS = ("layernorm", "rmsnorm", "none")
 ELEMENTWISE_ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
@@ -73,6 +74,8 @@ def _check_gate_up(gate: object, up: object) -> None:
 # --------------------------------------------------------------------------- normalization maths
 
 
+@exercise(4, "float32 for half inputs; subtract the mean over the last dim; divide by sqrt(biased "
+          "variance + eps), eps inside the root; cast back, then weight and bias when given")
 def layer_norm(
     x: torch.Tensor,
     weight: torch.Tensor | None = None,
@@ -101,6 +104,8 @@ def layer_norm(
     return out
 
 
+@exercise(3, "compute in float32 for half inputs; divide by sqrt(mean of squares over the last dim + "
+          "eps) (rsqrt); cast back to x's dtype, then multiply by the weight")
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
     """RMSNorm over the last dimension. x: (..., d); weight: (d,) or None -> (..., d).
 
@@ -121,6 +126,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
 # --------------------------------------------------------------------------- activation maths
 
 
+@exercise(2, "exact: x times the normal CDF, written with erf(x / sqrt(2)); tanh: 0.5 x (1 + "
+          "tanh(sqrt(2/pi) (x + 0.044715 x^3)))")
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """GELU = x * Phi(x), Phi the standard normal CDF; approximate="tanh" is GPT-2's formula.
 
@@ -176,6 +183,8 @@ def geglu(gate: torch.Tensor, up: torch.Tensor, approximate: str = "none") -> to
 # --------------------------------------------------------------------------- sizes and counting
 
 
+@exercise(1, "plain activations keep d_ff; gated ones take int(2 * d_ff / 3) (at least 1) and round it "
+          "up to a multiple of multiple_of")
 def ffn_hidden_size(d_ff: int, activation: str, *, multiple_of: int = 8) -> int:
     """Hidden width that gives `activation`'s FFN the parameter count of a plain MLP of width d_ff.
 
@@ -206,6 +215,8 @@ def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
 # --------------------------------------------------------------------------- analysis
 
 
+@exercise(5, "in float32 for half inputs: the mean, the biased std (divide by d) and the root of the "
+          "mean square, each over the last dim")
 def token_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token (mean, std, rms) over the last dimension: x (..., d) -> three (...) tensors.
 
@@ -383,6 +394,7 @@ class FeedForward(nn.Module):
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
+    @exercise(6, "gated: act(gate_proj(x)) * up_proj(x); plain: act(up_proj(x)); then down_proj and dropout")
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., d_model) -> (..., d_model). Raises TypeError unless x is a floating-point tensor with
         at least 1 dimension (ValueError for 0-d), ValueError unless x's last dimension is d_model.
