@@ -38,6 +38,7 @@ from pathlib import Path
 import regex
 
 from llmlab.utils.checks import check_int
+from llmlab.utils.exercises import exercise
 
 # The pre-tokenization regexes, written as tiktoken writes them (possessive quantifiers are a speed-up;
 # they do not change the chunks). GPT-2 (r50k_base) and GPT-4 (cl100k_base).
@@ -61,6 +62,8 @@ Pair = tuple[int, int]
 # The small functions: a reader can run them in their head.
 
 
+@exercise(1, "walk the adjacent pairs (zip ids with ids shifted by one) and add 1 to each pair's count; "
+          "start a new dict only when counts is None")
 def get_stats(ids: list[int], counts: dict[Pair, int] | None = None) -> dict[Pair, int]:
     """Count adjacent pairs: [1, 2, 3, 1, 2] -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}.
 
@@ -73,6 +76,8 @@ def get_stats(ids: list[int], counts: dict[Pair, int] | None = None) -> dict[Pai
     return counts
 
 
+@exercise(2, "scan left to right with an index: where ids[i], ids[i + 1] equal the pair emit new_id and "
+          "step two, else copy ids[i] and step one (mind the last position)")
 def merge(ids: list[int], pair: Pair, new_id: int) -> list[int]:
     """Replace every occurrence of `pair`, left to right: merge([1, 2, 3, 1, 2], (1, 2), 4) -> [4, 3, 4]."""
     out = []
@@ -117,6 +122,9 @@ def split_chunks(text: str, pattern: str | None = GPT4_SPLIT_PATTERN, *,
 # Training.
 
 
+@exercise(4, "split_chunks, then each chunk as a list of its UTF-8 bytes; for each new id from 256: "
+          "count the pairs of all chunks, stop when there are none, merge best_pair in every chunk "
+          "and record it")
 def train_textbook(
     text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT_PATTERN,
     special_tokens: Iterable[str] | None = None,
@@ -145,6 +153,9 @@ def train_textbook(
     return merges
 
 
+@exercise(6, "merge as `merge` does; at each site x a b y -> x N y subtract 1 from (x, a), (a, b), (b, "
+          "y) and add 1 to (x, N), (N, y); read x from the output (back-to-back merges) and drop zero"
+          " deltas")
 def merge_with_deltas(word: list[int], pair: Pair, new_id: int) -> tuple[list[int], dict[Pair, int]]:
     """`merge(word, pair, new_id)` plus the change of every pair count it causes.
 
@@ -173,6 +184,10 @@ def merge_with_deltas(word: list[int], pair: Pair, new_id: int) -> tuple[list[in
     return out, {p: d for p, d in deltas.items() if d != 0}
 
 
+@exercise(7, "count each distinct chunk once with its frequency; build pair counts, a pair -> words "
+          "index and a heap of (-count, pair); pop until an entry matches its current count, merge it"
+          " in the indexed words only, apply merge_with_deltas times the frequency and push the "
+          "changed pairs")
 def train_fast(
     text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT_PATTERN,
     special_tokens: Iterable[str] | None = None, progress: bool = False,
@@ -248,6 +263,8 @@ def train_fast(
 # Encoding with learned merges.
 
 
+@exercise(3, "loop while at least two ids: count the pairs, take the one with the smallest merge id (the"
+          " earliest learned); stop if it is no merge, else merge it everywhere")
 def apply_merges(ids: list[int], merges: Mapping[Pair, int]) -> list[int]:
     """Encode one chunk the textbook way: while some learned pair occurs, merge the earliest-learned one."""
     ids = list(ids)

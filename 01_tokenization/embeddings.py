@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmlab.utils.checks import check_int
+from llmlab.utils.exercises import exercise
 
 PROJECTIONS = ("pca", "tsne")
 
@@ -147,6 +148,9 @@ class EmbeddingLM(nn.Module):
         self.hidden = nn.Linear(context_size * dim, hidden)
         self.out = nn.Linear(hidden, vocab_size)
 
+    @exercise(5, "embed idx; for k = 0..context_size-1 shift the embeddings right by k along T with "
+              "zeros before the start; concatenate, tanh of the hidden layer, output layer; cross-"
+              "entropy over the flattened B*T rows when targets are given")
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx (B, T) -> logits (B, T, V); position t sees tokens t - context_size + 1 .. t only.
 

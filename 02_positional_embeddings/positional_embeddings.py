@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from llmlab.utils.checks import check_bool, check_int, check_number, check_tensor, renamed_arguments
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "LearnedPositionalEmbedding",
@@ -81,6 +82,8 @@ def _check_positions(positions: object, seq_len: int | None = None, *, integer: 
 # sinusoidal and learned absolute positions (added to the token embeddings)
 
 
+@exercise(2, "angles = outer(positions, base^(-2i/dim)) in float64; put sin and cos of each angle side "
+          "by side (stack on a new last axis), flatten to (seq_len, dim), cast to dtype")
 def sinusoidal_embeddings(
     seq_len: int, dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float32, device=None
 ) -> Tensor:
@@ -160,6 +163,8 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, *, device=None) -> Te
     return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=device) / head_dim))
 
 
+@exercise(4, "compute in at least float32: angles = positions[..., None] * rope_frequencies, repeated "
+          "twice along the last axis (cat(freqs, freqs)); return their cos and sin in dtype")
 def rope_cos_sin(
     positions: Tensor, head_dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor]:
@@ -183,6 +188,7 @@ def rope_cos_sin(
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+@exercise(1, "split the last dimension into its two halves x1, x2 and put them back as (-x2, x1)")
 def rotate_half(x: Tensor) -> Tensor:
     """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of every pair
     (x[j], x[j + D/2]), so that x*cos + rotate_half(x)*sin is the rotation by the angle.
@@ -242,6 +248,8 @@ def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     return apply_rotary(x, cos, sin)
 
 
+@exercise(5, "cast cos and sin to x's dtype; take the pairs a = x[..., 0::2], b = x[..., 1::2]; rotate "
+          "each (a, b) by its angle and interleave the results back along the last axis")
 def apply_rope_interleaved(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     """RoPE with the pairing of the RoFormer paper (and Meta's original Llama): (x0, x1), (x2, x3), ...
 
@@ -349,6 +357,8 @@ class RotaryEmbedding(nn.Module):
 # ALiBi: a per-head linear penalty on the query-key distance, added to the attention logits
 
 
+@exercise(3, "for a power of two n: 2^(-8h/n), h = 1..n; otherwise the slopes of the closest smaller "
+          "power of two c, then every other slope of 2c for the remaining heads")
 @renamed_arguments(n_heads="n_head")
 def alibi_slopes(n_head: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
     """The head slopes m_h of ALiBi, shape (n_head,).
@@ -371,6 +381,9 @@ def alibi_slopes(n_head: int, *, dtype: torch.dtype = torch.float32, device=None
     return torch.tensor(slopes, dtype=dtype, device=device)
 
 
+@exercise(6, "query i sits at seq_len - query_len + i, key j at j; bias = -slope_h * (query position - "
+          "key position), negated as integers before the float cast; -inf where the key is in the "
+          "future if causal")
 @renamed_arguments(n_heads="n_head")
 def alibi_bias(
     n_head: int,
@@ -415,6 +428,8 @@ def alibi_bias(
 # analysis: how alike are two positions, and does a score depend on the offset alone?
 
 
+@exercise(7, "in float64 (unit rows when cosine): the Gram matrix of all position pairs; s[k] is the "
+          "mean of its k-th diagonal below the main one, k = 0..max_distance")
 def similarity_vs_distance(table: Tensor, *, cosine: bool = False, max_distance: int | None = None) -> Tensor:
     """How alike two position vectors k apart are, averaged over where the pair sits.
 

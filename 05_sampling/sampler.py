@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from llmlab.utils.checks import check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 # The curriculum's guidelines. "creative" takes the low end of its 1.5-2.0 temperature range: with
 # top_p = 0.99 cutting only the last 1% of the mass, top_k = 100 is the main guard against the tail,
@@ -80,6 +81,8 @@ def _check_min_p(min_p: object) -> float:
 # the filters: logits (..., vocab) in, logits (..., vocab) out, removed tokens = -inf
 
 
+@exercise(1, "divide the logits by T; for T = 0 keep only the first argmax of each row (a boolean mask "
+          "built with scatter) and set every other logit to -inf")
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     """z / T. T < 1 sharpens the distribution, T > 1 flattens it; T = 1 is the model's own.
 
@@ -96,6 +99,8 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     return logits / temperature
 
 
+@exercise(2, "clamp k to the vocab size; the k-th largest logit of each row (topk) is the threshold; set"
+          " the logits strictly below it to -inf, so ties at the boundary stay")
 def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
     """Keep the top_k largest logits. A tie with the k-th value is kept too (like transformers), so
     ties can leave more than k tokens; top_k >= vocab keeps everything.
@@ -108,6 +113,8 @@ def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
     return logits.masked_fill(logits < kth_value, float("-inf"))
 
 
+@exercise(7, "sort ascending, cumulative softmax gives the tail mass up to each token; remove where it "
+          "is <= 1 - top_p but never the most likely token; scatter the mask back to vocabulary order")
 def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     """Keep the smallest set of most likely tokens whose probabilities sum to at least top_p.
 
@@ -127,6 +134,8 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
+@exercise(3, "softmax; remove the tokens whose probability is below min_p times the row's maximum, but "
+          "never the argmax itself; -inf where removed")
 def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
     """Keep the tokens with p_i >= min_p · max_j p_j: the cut scales with the model's confidence
     (a peaked distribution keeps few tokens, a flat one many). min_p = 0 keeps everything.
@@ -142,6 +151,8 @@ def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
+@exercise(5, "apply each knob that is on, in the order temperature (only if != 1), top-k, top-p (only if"
+          " < 1), min-p, each on the output of the previous one")
 def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None, min_p: float | None = None) -> Tensor:
     """temperature -> top-k -> top-p -> min-p, the order of transformers' `generate` (None = off).
@@ -168,6 +179,8 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     return logits
 
 
+@exercise(6, "filter the logits, softmax them, flatten the leading dims to rows for torch.multinomial "
+          "(one sample each, with the generator), reshape back to the leading shape")
 def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            min_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """One token id per row of logits (..., vocab) -> (...,) int64, on the logits' device.
@@ -195,6 +208,8 @@ def sample(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None
 # analysis: how spread out a distribution is, and how much of the vocabulary a filter keeps
 
 
+@exercise(4, "log_softmax, then p log p with the -inf entries counted as 0 (torch.where, not 0 * -inf = "
+          "nan); the entropy is 0 minus the sum over the vocab")
 def entropy(logits: Tensor) -> Tensor:
     """H = -Σ p_i log p_i in nats of softmax(logits), (..., vocab) -> (...,).
 

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from llmlab.sampling import filter_logits, sample
 from llmlab.transformer_block import GPT, GPTConfig
 from llmlab.utils.checks import check_bool, check_int
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "Int8KVCache",
@@ -76,6 +77,8 @@ def _check_dtype(dtype: object) -> torch.dtype:
 # memory: the formula
 
 
+@exercise(1, "K and V (2) for every layer, KV head, head dimension, position and sequence, times the "
+          "bytes of one element of dtype (an empty tensor of it knows its element_size)")
 def kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
                    dtype: torch.dtype = torch.float16) -> int:
     """Bytes of a full KV cache: 2 · n_layer · n_kv_head · head_dim · seq_len · batch_size · element size.
@@ -98,6 +101,8 @@ def kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
 # int8 quantization: one scale per (token, head) row of head_dim numbers
 
 
+@exercise(2, "scale = absmax of each row (last dim) / 127; q = round(x / scale) clamped to [-127, 127] "
+          "as int8; divide by 1 where the scale is 0 so all-zero rows stay 0")
 def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
     """Symmetric absmax quantization of the last dimension: x (..., D) -> (q int8 (..., D), scale (..., 1)).
 
@@ -189,6 +194,8 @@ class KVCache:
             raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
         return k.shape[2]
 
+    @exercise(3, "write k and v into the layer's buffers at positions start:end in place (no torch.cat),"
+              " advance the layer's length, return views of the first end positions")
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write layer `layer_idx`'s new keys and values k, v (B, H_kv, T_new, D) after the cached ones ->
         (keys, values) (B, H_kv, end, D), views of every cached token of that layer. Raises ValueError
@@ -242,6 +249,8 @@ class SlidingWindowKVCache(KVCache):
         """Tokens that went through the cache so far (it holds the last min(seen, window) of them)."""
         return self.length
 
+    @exercise(5, "the ring is full: the new token overwrites slot seen % window in keys and values; "
+              "count it in the layer's length; return the whole buffers, in ring order")
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append k, v (B, H_kv, T_new, D) while the ring fills, then overwrite the oldest slot -> (keys,
         values) (B, H_kv, min(seen, window), D) in ring order once full. Raises ValueError as
@@ -289,6 +298,8 @@ class Int8KVCache(KVCache):
     def tensors(self) -> list[Tensor]:
         return [*self.keys, *self.values, *self.key_scales, *self.value_scales]
 
+    @exercise(4, "quantize k and v with quantize_int8 and store codes and scales at start:end; advance "
+              "the length; return everything cached, dequantized to k's dtype")
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Quantize and store k, v (B, H_kv, T_new, D) -> every cached (keys, values) of that layer,
         dequantized to k's dtype. Raises ValueError as KVCache.update does (bad layer_idx or shape,
@@ -347,6 +358,10 @@ def _check_left_padding(attention_mask: object, B: int, T: int) -> None:
 
 # inference_mode, not no_grad: it also skips autograd's version counters and views bookkeeping, a
 # per-operation cost that a decode step of a small model pays on every one of its many small ops
+@exercise(6, "a (B, T + n) ids buffer and a padding mask; in eval mode: prefill the prompt through the "
+          "model with the cache (a sliding cache: a window, then one token at a time); each step "
+          "sample from the last logits, write the id, feed only that token (without a cache: the "
+          "whole prefix); collect logits and step times when asked; restore the mode in finally")
 @torch.inference_mode()
 def generate(model: GPT, prompt_ids: Tensor, max_new_tokens: int, *, use_cache: bool = True,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
