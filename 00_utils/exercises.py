@@ -351,7 +351,9 @@ def _recording(function: Callable, ex: Exercise, record: Callable) -> Callable:
 
 # ---- the commands: llm-lab exercise / check ----------------------------------------------------------
 
-REACH = ".llm-lab-check.json"  # the last check's tests and the exercises each reached (for -k)
+# the last check's tests: the exercises each reached, and whether it ran to its end (no exercise stopped it
+# with NotImplementedError); `check -k` skips the complete ones that did not reach the chosen exercises
+REACH = ".llm-lab-check.json"
 
 
 def default_workspace(lesson: str, folder: Path | None) -> Path:
@@ -432,19 +434,16 @@ def cmd_check(lesson: str, package: str, folder: Path | None, workspace: Path | 
     found = find_exercises(folder, lesson, package)
     chosen = _select(found, name)
     selection = [str(test_file)]
-    if name and chosen:  # only the tests that reached these exercises in the last check, if known
-        reach = _read_json(workspace / REACH)
-        ids = {ex.id for ex in chosen}
-        known = [nodeid for nodeid, reached in reach.items() if ids & set(reached)]
-        if known:
-            selection = [str(folder.parent / nodeid) for nodeid in known]
+    only = ""
+    if name and chosen:  # the plugin skips the tests that the last check saw finish without reaching them
+        only = ",".join(ex.id for ex in chosen)
     elif name:  # not an exercise: a pytest -k expression over the test names
         selection += ["-k", name]
         chosen = found
     with tempfile.TemporaryDirectory() as tmp:
         report_path = Path(tmp) / "report.json"
         env = dict(os.environ, **{WORKSPACE_ENV: str(workspace.resolve()),
-                                  "LLMLAB_EXERCISE_REPORT": str(report_path)})
+                                  "LLMLAB_EXERCISE_REPORT": str(report_path), "LLMLAB_EXERCISE_ONLY": only})
         cmd = [sys.executable, "-m", "pytest", *selection, "-p", "llmlab.utils.exercise_check",
                "-p", "no:cacheprovider", "-q", "--tb=short" if verbose else "--tb=no", "-o", "addopts="]
         print(f"llm-lab check {lesson[:2]}: {workspace} with {test_file.relative_to(folder.parent)} ...",
@@ -460,7 +459,8 @@ def cmd_check(lesson: str, package: str, folder: Path | None, workspace: Path | 
         report = json.loads(report_path.read_text(encoding="utf-8"))
     tests = report["tests"]
     reach = _read_json(workspace / REACH)
-    reach.update({nodeid: entry["reached"] for nodeid, entry in tests.items()})
+    reach.update({nodeid: {"reached": entry["reached"], "complete": not entry["unimplemented"]}
+                  for nodeid, entry in tests.items()})
     (workspace / REACH).write_text(json.dumps(reach, indent=1) + "\n", encoding="utf-8")
     try:
         blank = still_blank(workspace)
@@ -511,15 +511,24 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
     reached = {ex.id: [t for t, e in tests.items() if ex.id in e["reached"]] for ex in chosen}
     failed = {t for t, e in tests.items() if e["outcome"] == "failed"}
     unimplemented = blank | {i for e in tests.values() for i in e["unimplemented"]}
-    # a failing test that reached several exercises is blamed on those known to be wrong: not written
-    # yet, or failing a test that reaches nothing else
-    wrong = unimplemented | {i for t in failed for i in tests[t]["reached"] if tests[t]["reached"] == [i]}
+    # Which exercise does a failing test blame when it reached several? Not one it only waits for: one not
+    # written yet or failing a test of its own (a test that reaches it alone) is "wrong"; one whose own
+    # tests all pass is "cleared" and is not blamed while an uncleared one shares the test.
+    alone = {ex.id: [t for t in reached[ex.id] if tests[t]["reached"] == [ex.id]] for ex in chosen}
+    wrong = unimplemented | {i for i, ts in alone.items() if any(t in failed for t in ts)}
+    cleared = {i for i, ts in alone.items() if ts and not any(t in failed for t in ts)}
     done = 0
     for ex in chosen:
         mine = reached[ex.id]
-        own = [t for t in mine if t in failed and not (set(tests[t]["reached"]) & wrong) - {ex.id}]
-        blockers = sorted({i for t in mine if t in failed for i in tests[t]["reached"] if i in wrong}
-                          - {ex.id})
+        own, blockers = [], set()
+        for t in (t for t in mine if t in failed):
+            others = set(tests[t]["reached"]) - {ex.id}
+            if others & wrong:
+                blockers |= others & wrong
+            elif ex.id in cleared and others - cleared:
+                blockers |= others - cleared
+            else:
+                own.append(t)
         label = f"{ex.id} {ex.qualname}".ljust(width)
         if ex.id in unimplemented:
             print(f"  {label}not implemented yet")
@@ -527,6 +536,7 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
             print(f"  {label}FAILED {len(own)} of {len(mine)} tests:")
             _print_failures(own, tests)
         elif blockers:
+            blockers = sorted(blockers)
             shared = sum(t in failed for t in mine)
             print(f"  {label}{len(mine) - shared} tests pass; {shared} more wait for "
                   + ", ".join(f"{i} ({'not implemented yet' if i in unimplemented else 'failing'})"

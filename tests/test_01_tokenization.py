@@ -613,6 +613,19 @@ def test_embedding_lm_sees_only_the_last_context_size_tokens():
     assert torch.allclose(loss, F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1)))
 
 
+def test_embedding_lm_is_bengios_formula_position_by_position():
+    # Bengio et al. 2003, eq. 1 without the direct connections: y = b + U tanh(d + H x), with x the
+    # concatenated embeddings of the previous tokens, most recent first (zeros before the start)
+    model = EmbeddingLM(7, 3, context_size=2, hidden=5)
+    idx = torch.randint(7, (2, 6), generator=torch.Generator().manual_seed(1))
+    logits, _ = model(idx)
+    E, H, U = model.embedding.weight, model.hidden, model.out
+    for b in range(2):
+        for t in range(6):
+            x = torch.cat([E[idx[b, t - k]] if t - k >= 0 else torch.zeros(3) for k in range(2)])
+            torch.testing.assert_close(logits[b, t], U(torch.tanh(H(x))))
+
+
 def test_one_hot_embedding_lm_has_a_frozen_identity_table():
     model = EmbeddingLM(9, context_size=2, hidden=4, one_hot=True)
     assert model.dim == 9
