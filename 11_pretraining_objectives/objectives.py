@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from llmlab.utils.checks import check_int, check_number, check_tensor, describe
+from llmlab.utils.exercises import exercise
 from llmlab.utils.losses import cross_entropy
 
 IGNORE_INDEX = -100  # the transformers convention: labels equal to it carry no loss
@@ -87,6 +88,8 @@ def _check_ids_in_vocab(ids: Tensor, vocab_size: int) -> None:
 
 
 # --------------------------------------------------------------------------------------- causal LM
+@exercise(1, "the output at position t is scored on the token at t + 1: drop the last position of the "
+          "logits and the first of the ids, then cross_entropy with ignore_index")
 def causal_lm_loss(logits: Tensor, ids: Tensor, *, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Next-token cross-entropy: logits[:, t] predicts ids[:, t + 1] (transformers' `labels=ids`).
 
@@ -112,6 +115,9 @@ def _check_rates(mlm_probability: float, mask_replace_prob: float, random_replac
     return p, mask_p, random_p
 
 
+@exercise(5, "labels keep the id only where selected; draw the [MASK] Bernoulli first, stop early as "
+          "transformers does, else random-given-rest = random / (1 - mask), then one randint per "
+          "position")
 def _replace_selected(ids: Tensor, selected: Tensor, *, vocab_size: int, mask_token_id: int,
                       mask_replace_prob: float, random_replace_prob: float,
                       generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -149,6 +155,8 @@ def _check_mask_args(ids, vocab_size, mask_token_id, special_token_ids, generato
     return vocab_size, mask_token_id, specials
 
 
+@exercise(4, "a float32 probability tensor of mlm_probability, 0 at the special tokens; one Bernoulli "
+          "draw per position selects; hand the selection to _replace_selected")
 def mask_tokens(ids: Tensor, *, vocab_size: int, mask_token_id: int, mlm_probability: float = 0.15,
                 mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1,
                 special_token_ids: Sequence[int] = (), generator: torch.Generator | None = None,
@@ -175,6 +183,9 @@ def mask_tokens(ids: Tensor, *, vocab_size: int, mask_token_id: int, mlm_probabi
                              mask_replace_prob=mask_p, random_replace_prob=random_p, generator=generator)
 
 
+@exercise(7, "find each word's opening token (a start, after a special, or position 0, never a special),"
+          " number the words per row, draw one Bernoulli per opening token, spread each pick over its"
+          " word, then _replace_selected")
 def whole_word_mask(ids: Tensor, word_starts: Tensor, *, vocab_size: int, mask_token_id: int,
                     mlm_probability: float = 0.15, mask_replace_prob: float = 1.0,
                     random_replace_prob: float = 0.0, special_token_ids: Sequence[int] = (),
@@ -261,6 +272,8 @@ def _check_prefix_lengths(prefix_lengths: object, seq_len: int, batch_size: int 
     return lengths
 
 
+@exercise(2, "a (T, T) causal part (key <= query) OR a (B, 1, T) part that is True for keys inside row "
+          "b's prefix; broadcast to (B, T, T)")
 def prefix_lm_mask(prefix_lengths: Tensor | Sequence[int], seq_len: int) -> Tensor:
     """T5's "causal with prefix" attention mask: query i may see key j iff j <= i (causal) or j < prefix
     (the whole prefix, both directions). prefix 0 is the causal mask; prefix seq_len is bidirectional.
@@ -276,6 +289,8 @@ def prefix_lm_mask(prefix_lengths: Tensor | Sequence[int], seq_len: int) -> Tens
     return causal[None] | in_prefix  # (B, T, T)
 
 
+@exercise(3, "shift as in the causal loss, then set to IGNORE_INDEX every target at position t < "
+          "max(prefix_b, 1) before the cross-entropy")
 def prefix_lm_loss(logits: Tensor, ids: Tensor, prefix_lengths: Tensor | Sequence[int]) -> Tensor:
     """Next-token loss on the suffix only: the mean over all (b, t) with max(prefix_b, 1) <= t < T of
     CE(logits[b, t-1], ids[b, t]) (the prefix is given, not predicted; token 0 has nothing before it).
@@ -305,6 +320,8 @@ def _random_segmentation(num_items: int, num_segments: int, generator: torch.Gen
     return torch.bincount(segment_id, minlength=num_segments)  # (num_segments,) lengths >= 1
 
 
+@exercise(6, "count noise tokens and spans (clamped as the docstring says), split noise and kept tokens "
+          "each into that many runs with _random_segmentation, interleave kept, noise, kept, ...")
 def span_noise_mask(length: int, *, noise_density: float = 0.15, mean_span_length: float = 3.0,
                     generator: torch.Generator | None = None) -> Tensor:
     """T5's random_spans_noise_mask: a bool (length,) with round(length·noise_density) True tokens

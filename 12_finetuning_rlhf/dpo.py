@@ -24,10 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from llmlab.utils.checks import check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = ["dpo_loss"]
 
 
+@exercise(5, "the log-ratios log pi - log pi_ref of chosen and rejected; logits = beta * their "
+          "difference; loss -log sigmoid(logits), mixed with -log sigmoid(-logits) by "
+          "label_smoothing; rewards detached")
 def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
              ref_rejected_logps: Tensor, *, beta: float = 0.1,
              label_smoothing: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:

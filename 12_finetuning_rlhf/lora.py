@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from llmlab.utils.checks import check_bool, check_int, check_number, describe
+from llmlab.utils.exercises import exercise
 
 __all__ = ["LoRALinear", "apply_lora", "disable_lora", "merge_lora"]
 
@@ -75,7 +76,13 @@ class LoRALinear(nn.Module):
     def extra_repr(self) -> str:
         return f"r={self.r}, alpha={self.alpha:g}, scaling={self.scaling:g}, enabled={self.enabled}"
 
+    @exercise(4, "base(x) always; when enabled add scaling * dropout(x) through A then B (two thin "
+              "matmuls, never the full B A product)")
     def forward(self, x: Tensor) -> Tensor:  # (..., d_in) -> (..., d_out)
+        """y = base(x) + scaling · B(A(dropout(x))): (..., in_features) -> (..., out_features), float.
+
+        With `enabled = False` the adapter is skipped and this is base(x) alone (LoRA, Hu et al. 2021, eq. 3).
+        """
         y = self.base(x)
         if not self.enabled:
             return y

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from llmlab.utils.checks import check_bool, check_choice, check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "KL_ESTIMATORS",
@@ -92,6 +93,8 @@ def masked_whiten(x: Tensor, mask: Tensor, *, shift_mean: bool = True) -> Tensor
 
 
 # ------------------------------------------------------------------------------------------------ KL
+@exercise(1, "take log rho = log pi_ref - log pi once, then write the three formulas; for k3 prefer "
+          "expm1 over exp(.) - 1 (exact near rho = 1)")
 def kl_estimates(logprobs: Tensor, ref_logprobs: Tensor) -> dict[str, Tensor]:
     """Schulman's three per-sample estimators of KL(π ‖ π_ref) for samples drawn from π.
 
@@ -110,6 +113,8 @@ def kl_estimates(logprobs: Tensor, ref_logprobs: Tensor) -> dict[str, Tensor]:
     }
 
 
+@exercise(6, "without gradient: -kl_coef * the chosen estimator on the response tokens, 0 elsewhere; "
+          "then add each row's score at its last True position of mask")
 def kl_penalized_rewards(scores: Tensor, logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, *,
                          kl_coef: float, estimator: str = "k1") -> Tensor:
     """The per-token reward of RLHF: −kl_coef · kl_t on every response token, plus each row's score on its
@@ -141,6 +146,9 @@ def kl_penalized_rewards(scores: Tensor, logprobs: Tensor, ref_logprobs: Tensor,
 
 
 # ----------------------------------------------------------------------------------------------- GAE
+@exercise(8, "zero rewards and values off the mask, then one pass from the last column: delta = r + "
+          "gamma V_next - V, A = delta + gamma lam A_next; V_next and A_next are 0 past the episode's"
+          " end; returns = A + V")
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float = 1.0,
         lam: float = 0.95) -> tuple[Tensor, Tensor]:
     """Generalized advantage estimation over each row's response tokens -> (advantages, returns), (B, T).
@@ -177,6 +185,8 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float = 1.0,
 
 
 # -------------------------------------------------------------------------------------------- losses
+@exercise(7, "detach the old log-probs and advantages; ratio = exp(new - old); per token the larger of "
+          "-A * ratio and -A * clamped ratio; masked_mean; the stats under no_grad")
 def ppo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, *,
                     clip_range: float = 0.2,
                     return_stats: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from llmlab.transformer_block import GPT, trace
 from llmlab.utils.checks import check_bool, check_number, check_tensor, describe
+from llmlab.utils.exercises import exercise
 
 __all__ = ["RewardModel", "final_hidden", "last_token_index", "reward_loss"]
 
@@ -88,6 +89,8 @@ class RewardModel(nn.Module):
         return scores.gather(1, last[:, None]).squeeze(1)  # (B,)
 
 
+@exercise(2, "the difference chosen - rejected, minus the margin when there is one; the loss is the mean"
+          " of -log sigmoid of it (use logsigmoid, never log(sigmoid))")
 def reward_loss(chosen: Tensor, rejected: Tensor, *, margin: Tensor | float | None = None) -> Tensor:
     """Bradley–Terry loss: mean over pairs of −log σ(chosen − rejected − margin).
 
@@ -100,7 +103,6 @@ def reward_loss(chosen: Tensor, rejected: Tensor, *, margin: Tensor | float | No
     if rejected.shape != chosen.shape:
         raise ValueError(f"rejected must have chosen's shape {tuple(chosen.shape)}, got "
                          f"{tuple(rejected.shape)}")
-    difference = chosen - rejected  # (B,)
     if margin is not None:
         if isinstance(margin, Tensor):
             check_tensor("margin", margin, dtype="float")
@@ -111,5 +113,7 @@ def reward_loss(chosen: Tensor, rejected: Tensor, *, margin: Tensor | float | No
             raise TypeError(f"margin must be None, a number or a tensor, got {describe(margin)}")
         else:
             margin = check_number("margin", margin)
+    difference = chosen - rejected  # (B,)
+    if margin is not None:
         difference = difference - margin
     return -F.logsigmoid(difference).mean()

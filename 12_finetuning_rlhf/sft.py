@@ -29,6 +29,7 @@ from torch import Tensor
 
 from llmlab.pretraining_objectives import IGNORE_INDEX, causal_lm_loss  # lesson 11: next-token CE
 from llmlab.utils.checks import check_int, check_tensor, describe
+from llmlab.utils.exercises import exercise
 from llmlab.utils.losses import log_softmax  # 00_utils: the stable log-softmax from scratch
 
 __all__ = [
@@ -138,6 +139,8 @@ def sft_loss(logits: Tensor, ids: Tensor, prompt_lengths: Tensor | Sequence[int]
     return causal_lm_loss(logits, sft_labels(ids, prompt_lengths, attention_mask))  # shift inside
 
 
+@exercise(3, "half-precision logits go to float32 first; log_softmax of all positions but the last, then"
+          " gather the log-prob of the next token (ids shifted by one)")
 def token_logprobs(logits: Tensor, ids: Tensor) -> Tensor:
     """log p(ids[:, t+1] | ids[:, <=t]) for every t: (B, T, V), (B, T) -> float (B, T-1), in float32 (or
     float64 for float64 logits). Column t scores token t + 1 (the transformers shift): the tokens

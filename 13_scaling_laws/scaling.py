@@ -45,6 +45,7 @@ from llmlab.kv_cache import kv_cache_bytes  # lesson 06: bytes of a full KV cach
 from llmlab.normalization import GATED_ACTIVATIONS  # lesson 10: swiglu/geglu have three matrices
 from llmlab.transformer_block import GPTConfig, gpt2_config, llama_config
 from llmlab.utils.checks import check_bool, check_choice, check_int, check_number
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "BESIROGLU_2024",
@@ -184,6 +185,9 @@ class _Parts:
         return self.token_embedding + self.position_embedding + self.lm_head
 
 
+@exercise(6, "count each module of model.py: attention q, k, v, o (k and v kv-wide) with optional "
+          "biases, the FFN (gated: 3 matrices) or the MoE router + experts, the norms (and a final "
+          "one when prenorm), embeddings, an untied head")
 def _parts(config: GPTConfig) -> _Parts:
     """Closed-form parameter counts of GPT(config), mirroring the modules of model.py."""
     d, f, bias = config.d_model, config.ffn_dim, int(config.bias)
@@ -239,6 +243,8 @@ def count_params(config: GPTConfig, *, non_embedding: bool = False, active: bool
 # FLOPs (a multiply-add is 2 FLOPs)
 
 
+@exercise(3, "N = the non-embedding parameters a token passes through (count_params with the right "
+          "flags); forward = 2N plus the attention term; training is 3x forward")
 def flops_per_token(config: GPTConfig, *, seq_len: int, training: bool = True) -> int:
     """Kaplan et al.'s estimate (Table 1): forward 2N + 2·n_layer·seq_len·d_model FLOPs per token, N =
     the non-embedding parameters a token passes through; training = 3x forward (the backward pass
@@ -258,6 +264,9 @@ def flops_per_token(config: GPTConfig, *, seq_len: int, training: bool = True) -
     return 3 * forward if training else forward
 
 
+@exercise(5, "per layer: the four projections (k and v have the kv width), the full T x T square for "
+          "scores and values, the FFN (2 or 3 matrices; MoE: router + top_k experts); then the LM "
+          "head; 2 FLOPs per multiply-add; training 3x")
 def exact_flops_per_token(config: GPTConfig, *, seq_len: int, training: bool = True) -> int:
     """Every matrix-product FLOP of the lab GPT per token, for sequences of seq_len tokens.
 
@@ -333,6 +342,8 @@ def fit_power_law(x, y, *, offset: bool = True) -> tuple[float, float, float]:
     return float(E), float(np.exp(log_A)), float(alpha)
 
 
+@exercise(1, "the floor E plus one power-law term in N and one in D, elementwise on the arrays; a 0-d "
+          "result goes back as a float")
 def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: float):
     """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2). N, D: numbers or arrays > 0."""
     constants = _check_constants(E=E, A=A, B=B, alpha=alpha, beta=beta)
@@ -380,6 +391,9 @@ def _lse_residuals(thetas: np.ndarray, log_N: np.ndarray, log_D: np.ndarray, log
     return top + np.log(np.exp(terms - top).sum(axis=0)) - log_L
 
 
+@exercise(8, "work in logs; scale the Huber objective by 1 / (delta n); keep the n_starts grid points "
+          "with the lowest Huber value; run L-BFGS-B (with the gradient) from each, single-threaded, "
+          "keep the best; exponentiate a, b, e back")
 def fit_chinchilla(N, D, L, *, delta: float = 1e-3, grid: dict | None = None,
                    n_starts: int | None = 64) -> dict[str, float]:
     """Hoffmann et al.'s Approach 3: fit L(N, D) = E + A/N^alpha + B/D^beta to measured losses.
@@ -440,6 +454,8 @@ def fit_chinchilla(N, D, L, *, delta: float = 1e-3, grid: dict | None = None,
 # the compute-optimal split
 
 
+@exercise(2, "G from alpha, A, beta, B; then the exponents a = beta / (alpha + beta) and b = alpha / "
+          "(alpha + beta) on C / 6; floats for a scalar C, arrays otherwise")
 def compute_optimal(C, *, E: float, A: float, B: float, alpha: float, beta: float):
     """The (N_opt, D_opt) that minimise E + A/N^alpha + B/D^beta subject to C = 6 N D (Hoffmann et al.
     eq. 4): N_opt = G (C/6)^a, D_opt = (C/6)^b / G, G = (alpha A / (beta B))^(1/(alpha + beta)),
@@ -529,6 +545,9 @@ def _bytes_of(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+@exercise(7, "per token and layer: the attention sub-layer's saved tensors (probabilities or an fp32 LSE"
+          " when fused, dropout masks), then the FFN's (MoE: fp32 router logits + per-expert copies);"
+          " then the head; checkpointing keeps each layer's input + one layer")
 def activation_memory(config: GPTConfig, *, batch_size: int, seq_len: int, dtype: torch.dtype,
                       checkpointing: bool = False, fused_attention: bool = False) -> dict[str, int]:
     """Bytes of the activations a training step keeps for the backward pass (Korthikanti et al. 2022,
@@ -583,6 +602,8 @@ def activation_memory(config: GPTConfig, *, batch_size: int, seq_len: int, dtype
     return dict(per_layer=per_layer, layers=layers, head=tokens * head, total=layers + tokens * head)
 
 
+@exercise(4, "params and grads in dtype's bytes, an fp32 master copy only below 4 bytes, optimizer "
+          "states from OPTIMIZER_STATE_BYTES, activations from activation_memory; total = the sum")
 def training_memory(config: GPTConfig, *, batch_size: int, seq_len: int, dtype: torch.dtype,
                     optimizer: str = "adamw", checkpointing: bool = False,
                     fused_attention: bool = False) -> dict[str, int]:
