@@ -42,6 +42,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
@@ -505,30 +506,43 @@ def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 5) -
         print(f"      … and {len(groups) - limit} more tests")
 
 
+def _blame(reached: list[str], tests: dict[str, dict], failed: set[str], unimplemented: set[str]) -> set[str]:
+    """Which of the exercises a failing test reached are to blame, the others only wait for them:
+    1. the ones not written yet; else 2. the ones failing a test that reaches nothing else; else 3. of those
+    not "cleared" (every test that reaches them alone passes), the most suspicious by the Ochiai score
+    ef / sqrt(ef + ep) over all tests (ef, ep: failed and passed tests that reach it; spectrum-based fault
+    localisation, Abreu et al. 2007), ties all blamed."""
+    def alone(i: str) -> list[str]:
+        return [t for t, e in tests.items() if e["reached"] == [i]]
+
+    if set(reached) & unimplemented:
+        return set(reached) & unimplemented
+    wrong = {i for i in reached if any(t in failed for t in alone(i))}
+    if wrong:
+        return wrong
+    suspects = [i for i in reached if not alone(i) or any(t in failed for t in alone(i))] or list(reached)
+
+    def ochiai(i: str) -> float:
+        ef = sum(i in tests[t]["reached"] for t in failed)
+        ep = sum(i in e["reached"] and t not in failed for t, e in tests.items())
+        return ef / math.sqrt(ef + ep) if ef else 0.0
+
+    best = max(ochiai(i) for i in suspects)
+    return {i for i in suspects if ochiai(i) >= best - 1e-12}
+
+
 def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors: list[str],
                   seconds: float, blank: set[str]) -> int:
     width = max((len(f"{ex.id} {ex.qualname}") for ex in chosen), default=20) + 2
     reached = {ex.id: [t for t, e in tests.items() if ex.id in e["reached"]] for ex in chosen}
     failed = {t for t, e in tests.items() if e["outcome"] == "failed"}
     unimplemented = blank | {i for e in tests.values() for i in e["unimplemented"]}
-    # Which exercise does a failing test blame when it reached several? Not one it only waits for: one not
-    # written yet or failing a test of its own (a test that reaches it alone) is "wrong"; one whose own
-    # tests all pass is "cleared" and is not blamed while an uncleared one shares the test.
-    alone = {ex.id: [t for t in reached[ex.id] if tests[t]["reached"] == [ex.id]] for ex in chosen}
-    wrong = unimplemented | {i for i, ts in alone.items() if any(t in failed for t in ts)}
-    cleared = {i for i, ts in alone.items() if ts and not any(t in failed for t in ts)}
+    blamed = {t: _blame(tests[t]["reached"], tests, failed, unimplemented) for t in failed}
     done = 0
     for ex in chosen:
         mine = reached[ex.id]
-        own, blockers = [], set()
-        for t in (t for t in mine if t in failed):
-            others = set(tests[t]["reached"]) - {ex.id}
-            if others & wrong:
-                blockers |= others & wrong
-            elif ex.id in cleared and others - cleared:
-                blockers |= others - cleared
-            else:
-                own.append(t)
+        own = [t for t in mine if t in failed and ex.id in blamed[t]]
+        blockers = {i for t in mine if t in failed and ex.id not in blamed[t] for i in blamed[t]}
         label = f"{ex.id} {ex.qualname}".ljust(width)
         if ex.id in unimplemented:
             print(f"  {label}not implemented yet")
