@@ -31,6 +31,7 @@ from llmlab.quantization.quantization import (
     quantize_rtn,
 )
 from llmlab.utils.checks import check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = ["awq_quantize", "awq_quantize_weight", "awq_scales", "awq_search"]
 
@@ -47,6 +48,9 @@ def awq_scales(x_mean: Tensor, alpha: float) -> Tensor:
     return s / (s.max() * s.min()).sqrt()  # centre the scales on 1 (in log scale)
 
 
+@exercise(7, "for each alpha on the grid: s = awq_scales of mean|X| per channel, W_hat = fake-quantized "
+          "(W * s) / s, error = squared output error summed over out, averaged over tokens; keep the "
+          "best")
 @torch.no_grad()
 def awq_search(W: Tensor, X: Tensor, bits: int, *, group_size: int | None = None, n_grid: int = 20
                ) -> tuple[Tensor, float, dict[float, float]]:

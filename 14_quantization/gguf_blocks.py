@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmlab.utils.exercises import exercise
+
 __all__ = [
     "BLOCK_SIZE",
     "Q4_0_BYTES",
@@ -89,6 +91,8 @@ def _inverse(d: np.ndarray) -> np.ndarray:
     return inverse
 
 
+@exercise(5, "_as_float32 first; per block of 32: d = max|x| / 127 in float32, codes = round half away "
+          "from zero of x * (1/d); bytes = d as float16 viewed as uint8, then the int8 codes")
 def quantize_q8_0(a) -> np.ndarray:
     """float (..., n) with n a multiple of 32 -> uint8 (..., n/32 · 34): Q8_0 blocks, row by row."""
     x = _as_float32(a)
@@ -107,6 +111,8 @@ def dequantize_q8_0(data: np.ndarray, shape=None) -> np.ndarray:
     return (d * codes).reshape(shape)
 
 
+@exercise(6, "d = the signed largest-magnitude element / -8; codes = floor(x * (1/d) + 8.5) clipped to "
+          "0..15 in float32; byte j packs element j (low nibble) with element j + 16 (high)")
 def quantize_q4_0(a) -> np.ndarray:
     """float (..., n) with n a multiple of 32 -> uint8 (..., n/32 · 18): Q4_0 blocks, row by row."""
     x = _as_float32(a)

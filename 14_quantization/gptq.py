@@ -38,6 +38,7 @@ from llmlab.quantization.quantization import (
     quantized_range,
 )
 from llmlab.utils.checks import check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = ["gptq_quantize", "gptq_quantize_weight", "hessian", "layer_output_error"]
 
@@ -64,6 +65,9 @@ def _row_scales(W: Tensor, bits: int) -> Tensor:
     return scale.to(W.dtype)
 
 
+@exercise(8, "fix dead inputs, damp H, U = upper Cholesky of H^-1; per block, per column: quantize with "
+          "the row (or group) scale, error / U[j, j], update the rest of the block; then the lazy "
+          "update of later columns")
 def gptq_quantize(W: Tensor, H: Tensor, bits: int, *, group_size: int | None = None, block_size: int = 128,
                   damp: float = 0.01) -> tuple[Tensor, Tensor]:
     """GPTQ of an (out, in) weight with the Hessian H (in, in) of its inputs: (int8 codes (out, in),

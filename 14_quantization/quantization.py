@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmlab.utils.checks import check_bool, check_choice, check_int, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "SCHEMES",
@@ -110,13 +111,20 @@ def _reduce_dims(view: Tensor, axis: int | None, group_size: int | None) -> tupl
     return tuple(range(view.dim()))
 
 
+@exercise(3, "symmetric: absmax over dims / q_max; asymmetric: widen [min, max] to contain 0, then (max "
+          "- min) / (q_max - q_min) and z = round(-min / s), clamped; an all-zero group gets s = 1")
 def _scale_and_zero_point(view: Tensor, bits: int, scheme: str, dims: tuple[int, ...]
                           ) -> tuple[Tensor, Tensor | None]:
-    """float32 scale (and int32 zero point) with keepdim shapes, broadcastable against `view`."""
-    view = view if view.dtype == torch.float64 else view.float()  # float32 scales (float64 stays)
-    q_min, q_max = quantized_range(bits, scheme)
+    """float32 scale (and int32 zero point) with keepdim shapes, broadcastable against `view`.
+
+    One scale per slice reduced over `dims` (the module docstring's equations): symmetric s = max|x| / q_max
+    and no zero point; asymmetric s = (max - min) / (q_max - q_min) over the range widened to contain 0,
+    z = round(-min / s). A slice that is all zeros gets s = 1.
+    """
     if view.numel() == 0:
         raise ValueError("x must have at least one element")
+    view = view if view.dtype == torch.float64 else view.float()  # float32 scales (float64 stays)
+    q_min, q_max = quantized_range(bits, scheme)
     if scheme == "symmetric":
         absmax = view.abs().amax(dim=dims, keepdim=True) if dims else view.abs()
         scale = absmax / q_max
@@ -185,6 +193,8 @@ def quantize(x: Tensor, bits: int, *, scheme: str = "symmetric", axis: int | Non
                            group_size, x.dtype)
 
 
+@exercise(2, "view the codes as groups, subtract the zero point (if any) in float, multiply by the "
+          "scale, reshape back and cast to the original dtype")
 def dequantize(qt: QuantizedTensor) -> Tensor:
     """x̂ = scale · (codes - zero_point), in the dtype of the tensor that was quantized."""
     if not isinstance(qt, QuantizedTensor):
@@ -195,6 +205,9 @@ def dequantize(qt: QuantizedTensor) -> Tensor:
     return (codes * qt.scale).reshape(qt.codes.shape).to(qt.dtype)
 
 
+@exercise(4, "codes from _codes (clamped and unclamped), minus the zero point, times the scale; with "
+          "ste, add (x - x.detach()) masked to the codes that were not clipped; without it, let a "
+          "zero gradient through")
 def fake_quantize(x: Tensor, bits: int, *, scheme: str = "symmetric", axis: int | None = None,
                   group_size: int | None = None, scale: Tensor | None = None,
                   zero_point: Tensor | None = None, ste: bool = True) -> Tensor:
@@ -239,6 +252,8 @@ def fake_quantize(x: Tensor, bits: int, *, scheme: str = "symmetric", axis: int 
 
 
 # --------------------------------------------------------------------------- int4 packing
+@exercise(1, "shift the codes by +8 into 0..15 (via int16 to avoid overflow), then the even elements go "
+          "in the low nibble and the odd ones in the high nibble")
 def pack_int4(codes: Tensor) -> Tensor:
     """Signed 4-bit codes (values -8..7, last dimension even) -> uint8, two per byte: element 2j in the
     low nibble of byte j, element 2j+1 in the high one, each stored as code + 8 (0..15)."""

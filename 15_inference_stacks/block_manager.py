@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from llmlab.inference_stacks.sequence import Sequence
 from llmlab.utils.checks import check_bool, check_int
+from llmlab.utils.exercises import exercise
 
 __all__ = ["Block", "BlockManager"]
 
@@ -100,6 +101,9 @@ class BlockManager:
         64-bit tuple hash, deterministic for ints). A collision is caught by the token check on hit."""
         return hash((parent_hash, token_ids))
 
+    @exercise(5, "walk the full blocks, leaving the last token's block out; chain the hash from ROOT, "
+              "look it up, and stop at a miss or when the block's tokens or parent hash differ (a "
+              "collision)")
     def _match_prefix(self, seq: Sequence) -> list[int]:
         """Block ids of the longest cached prefix of seq (full blocks; never the block of its last token)."""
         if not self.enable_prefix_caching:
@@ -123,6 +127,9 @@ class BlockManager:
         """Tokens of a waiting seq whose K/V the prefix cache holds now (whole blocks, < len(seq))."""
         return len(self._match_prefix(seq)) * self.block_size
 
+    @exercise(4, "nothing without prefix caching; for each newly full, computed block: its parent is the"
+              " previous block's hash (ROOT for block 0); store hash, tokens and parent on the block,"
+              " and register the key unless another block holds it")
     def hash_blocks(self, seq: Sequence) -> None:
         """Register the full blocks of seq whose K/V is now computed (the first num_cached_tokens tokens).
         A key already held by another block keeps that block; this one is still marked, for its checks."""

@@ -31,6 +31,7 @@ from llmlab.inference_stacks.sequence import Sequence
 from llmlab.positional_embeddings import apply_rotary  # lesson 02
 from llmlab.sampling import sample  # lesson 05: temperature / top-k / top-p / min-p; 0 = argmax
 from llmlab.transformer_block import GPT
+from llmlab.utils.exercises import exercise
 
 __all__ = ["ModelRunner"]
 
@@ -107,6 +108,9 @@ class ModelRunner:
         x = x[torch.arange(B, device=x.device), batch["query_lens"] - 1]  # (B, d_model): last real token
         return m.lm_head(m.norm_f(x))  # (B, vocab)
 
+    @exercise(7, "project h to q, k, v and split the heads; rotate q and k when rope is given; write the"
+              " real tokens' K/V to this layer's pool at the slots; paged prefill or decode "
+              "attention; merge the heads, o_proj, dropout")
     def attention(self, attn, layer: int, h: Tensor, rope, batch: dict, is_prefill: bool) -> Tensor:
         """The GPT layer's GroupedQueryAttention with its K/V read from and written to the paged pool."""
         B, T, _ = h.shape

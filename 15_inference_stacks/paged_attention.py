@@ -38,6 +38,7 @@ from torch import Tensor
 from llmlab.gqa import grouped_attention  # lesson 09: n_head queries over n_kv_head shared K/V heads
 from llmlab.transformer_block import GPTConfig
 from llmlab.utils.checks import check_choice, check_int, check_number, check_tensor
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "KVPool",
@@ -85,6 +86,8 @@ class KVPool:
         return self.nbytes // self.num_blocks
 
 
+@exercise(1, "for each token t in start..end-1: its block is block_table[t // block_size], its offset t "
+          "% block_size; the slot counts whole blocks before it plus the offset")
 def slot_mapping(block_table: list[int], start: int, end: int, block_size: int) -> list[int]:
     """The pool slots of tokens start..end-1 of a sequence: block_table[t // bs] · bs + t % bs.
 
@@ -108,6 +111,8 @@ def write_kv(k_cache: Tensor, v_cache: Tensor, k: Tensor, v: Tensor, slots: Tens
     v_cache.view(-1, H_kv, D).index_copy_(0, slots, v)
 
 
+@exercise(2, "index the pool with the whole block table at once, giving (B, max_blocks, bs, H_kv, D); "
+          "merge the block and offset dims into one token dim, then put the heads before it")
 def gather_kv(cache: Tensor, block_tables: Tensor) -> Tensor:
     """The context of each sequence through its block table: cache (num_blocks, bs, H_kv, D), block_tables
     (B, max_blocks) -> (B, H_kv, max_blocks · bs, D). Entries past a sequence's blocks may be any valid
@@ -158,6 +163,8 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float | None, 
     return grouped_attention(q, k, v, mask=mask, scale=scale)[0]
 
 
+@exercise(3, "gather K and V through the block tables; mask out every key at or past context_lens[b]; "
+          "attend with the one query as a length-1 query dim (_attend), then drop that dim")
 def paged_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor, context_lens: Tensor,
                     *, scale: float | None = None, kernels: str = "lab") -> Tensor:
     """Decode attention: one query per sequence over its context_lens[b] cached tokens, read through its
@@ -185,6 +192,8 @@ def paged_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: T
     return out[:, :, 0]  # (B, H, D)
 
 
+@exercise(6, "gather K and V; query i of row b sits at position context_lens - query_lens + i (0 for "
+          "padded queries); key j is allowed when j <= that position; attend with _attend")
 def paged_prefill_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor,
                             context_lens: Tensor, query_lens: Tensor, *, scale: float | None = None,
                             kernels: str = "lab") -> Tensor:

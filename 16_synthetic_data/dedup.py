@@ -36,6 +36,7 @@ from collections.abc import Hashable, Iterable, Sequence
 import numpy as np
 
 from llmlab.utils.checks import check_int, check_number, describe
+from llmlab.utils.exercises import exercise
 
 __all__ = [
     "MinHash",
@@ -128,6 +129,7 @@ def shingles(text: str, n: int = 5) -> set[bytes]:
     return {gram.encode("utf-8") for gram in _ngrams(tokens, n)}
 
 
+@exercise(1, "size of the intersection over size of the union; mind the case where both sets are empty")
 def jaccard(a: set, b: set) -> float:
     """|a ∩ b| / |a ∪ b|, the exact resemblance of two sets; two empty sets are identical (1.0)."""
     for name, value in (("a", a), ("b", b)):
@@ -179,6 +181,8 @@ class MinHash:
         """(a, b), each (num_perm,) uint64."""
         return _permutations(self.num_perm, self.seed)
 
+    @exercise(4, "broadcast hashes (N, 1) against a, b (1, K): a·h + b in uint64, letting it wrap mod "
+              "2^64 (ignore numpy's overflow warning), then mod p, then keep the low 32 bits")
     def _permuted(self, hashes: np.ndarray) -> np.ndarray:
         """hashes (N,) uint64 -> pi_k(hash) for every k, (N, K)."""
         a, b = self.permutations
@@ -243,6 +247,8 @@ class MinHash:
 
 
 # ------------------------------------------------------------------------------------------ LSH
+@exercise(2, "a band matches with probability s^rows; no band matches with (1 - s^rows)^bands; return a "
+          "float for a scalar s, an array otherwise")
 def s_curve(s, bands: int, rows: int):
     """P[two sets of Jaccard s share at least one band] = 1 − (1 − s^rows)^bands (float or array)."""
     bands = check_int("bands", bands, minimum=1)
@@ -254,6 +260,9 @@ def s_curve(s, bands: int, rows: int):
     return float(p) if p.ndim == 0 else p
 
 
+@exercise(5, "enumerate every (b, r) with b·r <= num_perm in datasketch's order; whole = B(1/r, b+1) / "
+          "r, below = whole · I_{t^r}(1/r, b+1); FP = t - below, FN = whole - below; the first argmin"
+          " of the weighted sum")
 def optimal_lsh_params(threshold: float, num_perm: int,
                        weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
     """(bands, rows) with bands·rows <= num_perm that minimise the weighted areas of error
@@ -411,6 +420,9 @@ def _clusters(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
     return sorted(groups.values())
 
 
+@exercise(6, "shingle each document, MinHash each shingle set, take the LSH candidate pairs, keep those "
+          "whose exact Jaccard reaches the threshold, cluster them (_clusters), keep each cluster's "
+          "first")
 def near_dedup(docs: Sequence[str], *, threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
                seed: int = 1) -> tuple[list[int], list[list[int]]]:
     """Near-duplicate removal: shingles -> MinHash -> LSH candidates -> exact Jaccard -> clusters.
@@ -435,6 +447,8 @@ def near_dedup(docs: Sequence[str], *, threshold: float = 0.8, num_perm: int = 1
 
 
 # ------------------------------------------------------------------------------ n-gram overlap
+@exercise(3, "collect the hashes of every word n-gram (_ngrams of words) of the training documents into "
+          "a set; a test document is flagged if any of its n-grams is in it")
 def contaminated(train_docs: Sequence[str], test_docs: Sequence[str], *, n: int = 13) -> list[bool]:
     """For each test document: does it share at least one word n-gram with any training document?
 

@@ -30,6 +30,7 @@ from llmlab.kv_cache import generate  # lesson 06: cached sampling with temperat
 from llmlab.transformer_block import GPT
 from llmlab.utils.checks import check_int, check_number, describe
 from llmlab.utils.data import load_corpus
+from llmlab.utils.exercises import exercise
 from llmlab.utils.stories import StoryFacts, generate_story_with_facts
 
 __all__ = [
@@ -47,6 +48,9 @@ CHAR_EDITS = ("substitute", "delete", "insert", "swap")
 
 
 # ----------------------------------------------------------------------------------- edit distance
+@exercise(7, "an empty string costs the other's length; row by row over a (keep the two previous rows "
+          "for swaps): substitution/deletion from the row above, a swap from two rows up, then "
+          "insertions with a running minimum of tmp - j, plus j")
 def edit_distance(a: str, b: str) -> int:
     """The optimal-string-alignment distance: the fewest substitutions, deletions, insertions and swaps
     of two adjacent characters that turn `a` into `b` (no substring edited twice).
