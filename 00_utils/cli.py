@@ -36,7 +36,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # ---- argparse types: a bad flag value is a usage error (exit 2) that names the flag -------------
 
 def int_in(low: int, high: int | None = None):
-    """An argparse type: an int in [low, high] (no upper bound when `high` is None)."""
+    """An argparse type: an int in [low, high] (no upper bound when `high` is None).
+
+    The parser raises argparse.ArgumentTypeError for text that is not an int in range (argparse reports it as
+    a usage error).
+    """
     allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
 
     def parse(text: str) -> int:
@@ -54,7 +58,11 @@ def int_in(low: int, high: int | None = None):
 
 def float_in(low: float | None = None, high: float | None = None, *, low_open: bool = False,
              high_open: bool = False):
-    """An argparse type: a finite float in the interval from `low` to `high` (open ends optional)."""
+    """An argparse type: a finite float in the interval from `low` to `high` (open ends optional).
+
+    The parser raises argparse.ArgumentTypeError for text that is not a finite number in the interval
+    (argparse reports it as a usage error).
+    """
     if low is not None and high is not None:
         allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     elif low is not None:
@@ -95,6 +103,8 @@ def corpus_arg(text: str) -> str:
 
     A file comes back as a `CorpusFile` (a str: its path) that also carries the SHA-256 of its
     content, so that `cached_training` keys models trained on it by content, not by path.
+    Raises argparse.ArgumentTypeError for a text that is neither a built-in corpus nor a readable, UTF-8, long
+    enough file.
     """
     from llmlab.utils.data import CORPORA, CorpusError, CorpusFile, check_corpus
 
@@ -107,7 +117,10 @@ def corpus_arg(text: str) -> str:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global RNGs (all devices)."""
+    """Seed Python's, NumPy's and torch's global RNGs (all devices).
+
+    Raises TypeError unless seed is an int, ValueError for a seed < 0.
+    """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if seed < 0:
@@ -121,7 +134,10 @@ def set_seed(seed: int) -> None:
 
 
 def get_device(name: str = "auto") -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an error.
+
+    Raises ValueError unless name is one of DEVICES, or for 'cuda' or 'mps' when that device is not available.
+    """
     import torch
 
     if name not in DEVICES:
@@ -232,6 +248,9 @@ class Demo:
     >>> demo.results["bytes_per_token"] = 4.2        # every number the demo reports
     >>> demo.save_figure(fig, "compression.png")     # doctest: +SKIP
     >>> demo.finish()                                # writes results.json  # doctest: +SKIP
+
+    Raises SystemExit(2) (a usage error) for an --device that is not available, ValueError unless args.threads
+    (if set) is an int >= 1, and what set_seed raises for a bad args.seed.
     """
 
     def __init__(self, args: argparse.Namespace, lesson_file: str | os.PathLike):

@@ -48,7 +48,10 @@ def apply_style() -> None:
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
                suptitle: str | None = None):
-    """A styled figure and its axes (`squeeze` as in `plt.subplots`)."""
+    """A styled figure and its axes (`squeeze` as in `plt.subplots`).
+
+    Raises ValueError unless nrows and ncols are >= 1.
+    """
     if nrows < 1 or ncols < 1:
         raise ValueError(f"nrows and ncols must be >= 1, got {nrows}, {ncols}")
     apply_style()
@@ -70,7 +73,11 @@ def heatmap(ax, matrix, *, row_labels: Sequence[str] | None = None,
             col_labels: Sequence[str] | None = None, title: str = "", xlabel: str = "",
             ylabel: str = "", cbar_label: str = "", cmap: str = "viridis", vmin: float | None = None,
             vmax: float | None = None, annotate: bool = False, fmt: str = ".2f"):
-    """A 2-D matrix as colours, with tick labels and a labelled colour bar."""
+    """A 2-D matrix as colours, with tick labels and a labelled colour bar.
+
+    Raises ValueError unless matrix is 2-D and row_labels / col_labels (when given) have one label per row /
+    column.
+    """
     data = _as_array(matrix)
     if data.ndim != 2:
         raise ValueError(f"matrix must be 2-D, got shape {data.shape}")
@@ -108,6 +115,7 @@ def line_plot(ax, x, series, *, title: str = "", xlabel: str = "", ylabel: str =
 
     `series` is a dict label -> y values (or a single sequence). `x` is shared, or a dict label -> x
     when the series have different x values. `styles` optionally maps label -> plot kwargs.
+    Raises ValueError for a series whose x and y values differ in shape.
     """
     if not isinstance(series, Mapping):
         series = {"": series}
@@ -136,7 +144,10 @@ def line_plot(ax, x, series, *, title: str = "", xlabel: str = "", ylabel: str =
 
 def bar_plot(ax, labels: Sequence[str], values, *, title: str = "", xlabel: str = "", ylabel: str = "",
              annotate: bool = True, fmt: str = "{:.3g}", errors=None, colors=None, horizontal: bool = False):
-    """One bar per label, each annotated with its value."""
+    """One bar per label, each annotated with its value.
+
+    Raises ValueError unless labels and values have the same length.
+    """
     values = _as_array(values)
     if len(labels) != len(values):
         raise ValueError(f"labels and values differ in length: {len(labels)} vs {len(values)}")
@@ -160,7 +171,10 @@ def bar_plot(ax, labels: Sequence[str], values, *, title: str = "", xlabel: str 
 
 def scatter_plot(ax, points, *, labels: Sequence[str] | None = None, colors=None, title: str = "",
                  xlabel: str = "", ylabel: str = "", annotate_max: int = 40, legend_labels=None):
-    """2-D points, the first `annotate_max` of them labelled with their text."""
+    """2-D points, the first `annotate_max` of them labelled with their text.
+
+    Raises ValueError unless points has shape (N, 2).
+    """
     pts = _as_array(points)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
@@ -190,6 +204,7 @@ def token_strip(ax, tokens: Sequence[str], *, title: str = "", ids: Sequence[int
 
     Spaces are drawn as '·' and newlines as '⏎' so that token boundaries are visible. With `ids`,
     each token's id is printed small underneath.
+    Raises ValueError unless ids (when given) has one id per token.
     """
     if ids is not None and len(ids) != len(tokens):
         raise ValueError(f"ids and tokens differ in length: {len(ids)} vs {len(tokens)}")
@@ -314,7 +329,9 @@ def log_count_axis(ax, values: Sequence[float], *, labels: Sequence[str] | None 
                    axis: str = "x", invert: bool = False):
     """A log-scaled axis whose ticks are exactly `values` (counts that double or halve: experts, K/V heads,
     cache fractions), labelled with them or with `labels`, without minor ticks in between; `invert` puts
-    the largest value first (e.g. from MHA's many K/V heads down to MQA's one)."""
+    the largest value first (e.g. from MHA's many K/V heads down to MQA's one).
+
+    Raises ValueError unless axis is 'x' or 'y' and labels (when given) has one label per value."""
     from matplotlib.ticker import NullLocator
 
     if axis not in ("x", "y"):
@@ -333,7 +350,9 @@ def log_count_axis(ax, values: Sequence[float], *, labels: Sequence[str] | None 
 
 def plain_log_axis(axis, *, scale: str = "log") -> None:
     """Put one axis (`ax.xaxis` or `ax.yaxis`) on a log (or "logit") scale labelled with plain numbers
-    (0.1, 1, 10, 100; 0.9, 0.99): they read faster than 10^k, and draw faster."""
+    (0.1, 1, 10, 100; 0.9, 0.99): they read faster than 10^k, and draw faster.
+
+    Raises ValueError unless scale is 'log' or 'logit'."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if scale not in ("log", "logit"):
@@ -353,6 +372,7 @@ def band_plot(ax, x, quantiles, *, color: int = 0, band_labels: Sequence[str] = 
     `quantiles` has shape (len(x), 2k + 1): percentiles from low to high with the median in the middle
     (e.g. P25, P50, P75, or P10, P25, P50, P75, P90); band i spans columns i and -1 - i and is labelled
     `band_labels[i]`, outermost first (k labels). `color` is an index into PALETTE.
+    Raises ValueError unless quantiles has shape (len(x), 2·len(band_labels) + 1).
     """
     q = _as_array(quantiles)
     k = len(band_labels)

@@ -110,7 +110,10 @@ def warn_if_install_is_stale() -> None:
 
 
 def resolve(names: list[str]) -> list[tuple[str, str, str]]:
-    """Lessons by number ('01'), folder ('01_tokenization') or package ('tokenization')."""
+    """Lessons by number ('01'), folder ('01_tokenization') or package ('tokenization').
+
+    Raises SystemExit with a message naming an unknown lesson and the known ones.
+    """
     chosen = []
     for name in names:
         matches = [row for row in LESSONS if name in (row[0], row[1], row[0][:2], row[0][:2].lstrip("0"))]

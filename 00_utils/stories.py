@@ -726,7 +726,10 @@ ARCS: dict[str, Callable[[_Story], None]] = {
 
 
 def generate_story_with_facts(rng: random.Random) -> tuple[str, StoryFacts]:
-    """One story and its facts (characters, pronouns, things, sentences with the roles they mention)."""
+    """One story and its facts (characters, pronouns, things, sentences with the roles they mention).
+
+    Raises TypeError unless rng is a random.Random.
+    """
     if not isinstance(rng, random.Random):
         raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
     while True:  # the few stories (about 1 in 200) outside the length bounds are drawn again
@@ -760,6 +763,7 @@ def generate_stories(n_chars: int, seed: int = 0) -> str:
     Whole stories are generated until the text reaches at least `n_chars`, then the text is cut to
     exactly `n_chars` characters, so the last story is usually cut short. The same seed gives the
     same text, and a longer text starts with the shorter one.
+    Raises TypeError unless n_chars and seed are ints, ValueError for n_chars < 0.
     """
     if isinstance(n_chars, bool) or not isinstance(n_chars, numbers.Integral):
         raise TypeError(f"n_chars must be an int, got {type(n_chars).__name__}")

@@ -644,6 +644,9 @@ class BPETokenizer:
         "all": every special token in the text becomes its id; "none": special-token strings are
         encoded as ordinary text; "none_raise" (default): a special token in the text is a ValueError;
         a set of strings: those become ids, any other special token in the text is a ValueError.
+        Raises TypeError unless text is a str, ValueError for an allowed_special that is not one of the modes
+        above or a set of this tokenizer's special tokens, or for a special token in the text that it does not
+        allow.
         """
         _check_text(text)
         allowed = self._allowed_special(allowed_special)

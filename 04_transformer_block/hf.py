@@ -203,7 +203,10 @@ def _config_from_hf(hf_config) -> tuple[GPTConfig, str]:
 
 def from_hf(hf_model) -> GPT:
     """Our GPT with the weights of a transformers GPT2LMHeadModel or LlamaForCausalLM (float32, on the
-    same device, in the same train/eval mode): from_hf(to_hf(model)) has the logits of model."""
+    same device, in the same train/eval mode): from_hf(to_hf(model)) has the logits of model.
+
+    Raises TypeError unless hf_model is a GPT2LMHeadModel or LlamaForCausalLM, ValueError for a config field
+    that our GPT cannot represent."""
     from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
     if not isinstance(hf_model, (GPT2LMHeadModel, LlamaForCausalLM)):

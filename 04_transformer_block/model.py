@@ -99,7 +99,9 @@ def build_attention_mask(config: GPTConfig, Tq: int, Tk: int, *, attention_mask:
 
 def make_attention(config: GPTConfig, layer_idx: int | None = None) -> GroupedQueryAttention:
     """The attention layer of this config: lesson 09's GroupedQueryAttention with the config's heads,
-    biases, dropout, attn_scale and kernels; the GPT passes it the mask, the rotary angles and the cache."""
+    biases, dropout, attn_scale and kernels; the GPT passes it the mask, the rotary angles and the cache.
+
+    Raises TypeError unless config is a GPTConfig."""
     if not isinstance(config, GPTConfig):
         raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
     return GroupedQueryAttention(config.d_model, config.n_head, config.kv_heads, bias=config.bias,
@@ -113,6 +115,7 @@ class TransformerBlock(nn.Module):
     pre-norm (GPT-2, Llama):    x = x + attn(norm1(x));   x = x + ffn(norm2(x))
     post-norm (Vaswani 2017):   x = norm1(x + attn(x));   x = norm2(x + ffn(x))
     residual=False drops the "x +" (the ablation of lesson 04's demo).
+    Raises TypeError unless config is a GPTConfig, TypeError/ValueError unless layer_idx is an int >= 0.
     """
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
@@ -179,6 +182,7 @@ class GPT(nn.Module):
     block_size - 1, so longer inputs raise. The other encodings can be *evaluated* past block_size
     (extrapolation, lessons 02 and 07) but only on request, with forward(..., allow_longer=True);
     otherwise a too-long input raises too. Nothing is ever truncated silently.
+    The constructor raises TypeError unless config is a GPTConfig.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -238,7 +242,9 @@ class GPT(nn.Module):
               "lm_head")
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Scalar parameters (tied matrices once). non_embedding=True leaves out the token embedding, the
-        learned position table and an untied output layer: the N of Kaplan et al.'s scaling laws."""
+        learned position table and an untied output layer: the N of Kaplan et al.'s scaling laws.
+
+        Raises TypeError unless non_embedding is a bool."""
         _check_bool("non_embedding", non_embedding)
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:

@@ -84,6 +84,8 @@ def lab_model(preset: str = "gpt2", *, quick: bool = False, device: torch.device
     couple of minutes on a 2-core CPU the first time, then loads from the cache.
     `overrides` change the model config (e.g. ``n_layer=2``, ``pos="alibi"``) — each distinct
     config is its own cached model.
+    Raises ValueError for an unknown preset or a steps that is not an int >= 1, what load_corpus raises for a
+    bad corpus and what the preset's config raises for bad overrides.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")

@@ -90,7 +90,9 @@ def _check_model(model: object) -> GPT:
 def residual_norms(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> Tensor:
     """Mean L2 norm of the residual stream (over batch and positions), after the embeddings and after
     each block: (n_layer + 1,). A post-norm stream is renormalised after every block (LayerNorm with
-    weight 1 and bias 0 gives exactly sqrt(d_model)); a pre-norm stream is free to grow with depth."""
+    weight 1 and bias 0 gives exactly sqrt(d_model)); a pre-norm stream is free to grow with depth.
+
+    Raises TypeError unless model is a lab GPT, and what GPT.forward raises for bad idx."""
     _check_model(model)
     with _eval_mode(model):
         _, recorded = trace(model, idx, allow_longer=allow_longer)
@@ -98,7 +100,10 @@ def residual_norms(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> Te
 
 
 def attention_maps(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> list[Tensor]:
-    """The attention weights of every layer: n_layer tensors (B, n_head, T, T), rows summing to 1."""
+    """The attention weights of every layer: n_layer tensors (B, n_head, T, T), rows summing to 1.
+
+    Raises TypeError unless model is a lab GPT, and what GPT.forward raises for bad idx.
+    """
     _check_model(model)
     with _eval_mode(model):
         _, recorded = trace(model, idx, allow_longer=allow_longer, attn=True)
@@ -110,7 +115,9 @@ def attention_maps(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> li
 def logit_lens(model: GPT, idx: Tensor, *, allow_longer: bool = False) -> Tensor:
     """The logit lens (nostalgebraist 2020): decode the residual stream after the embeddings and after
     every block with the final norm and lm_head, as if the model stopped there: (n_layer + 1, B, T, vocab).
-    The last entry is the model's own logits."""
+    The last entry is the model's own logits.
+
+    Raises TypeError unless model is a lab GPT, and what GPT.forward raises for bad idx."""
     _check_model(model)
     with _eval_mode(model):
         _, recorded = trace(model, idx, allow_longer=allow_longer)

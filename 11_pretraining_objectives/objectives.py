@@ -326,7 +326,10 @@ def span_noise_mask(length: int, *, noise_density: float = 0.15, mean_span_lengt
                     generator: torch.Generator | None = None) -> Tensor:
     """T5's random_spans_noise_mask: a bool (length,) with round(length·noise_density) True tokens
     (at least 1, at most length - 1) in round(noise / mean_span_length) runs (at least 1, at most as
-    many as there are noise and non-noise tokens); the sequence always starts with non-noise."""
+    many as there are noise and non-noise tokens); the sequence always starts with non-noise.
+
+    Raises TypeError/ValueError unless length is an int >= 2, noise_density a number in [0, 1] and
+    mean_span_length a number >= 1, TypeError unless generator is a torch.Generator or None."""
     length = check_int("length", length, minimum=2)
     density = check_number("noise_density", noise_density, low=0, high=1)
     mean_span = check_number("mean_span_length", mean_span_length, low=1)

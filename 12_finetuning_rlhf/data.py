@@ -86,7 +86,10 @@ def _story_examples(facts, rng: random.Random, things: list[str]) -> list[Exampl
 
 
 def make_examples(n_per_family: int, seed: int, families: tuple[str, ...] = FAMILIES) -> list[Example]:
-    """`n_per_family` examples of each family from stories drawn with `seed` (deterministic), interleaved."""
+    """`n_per_family` examples of each family from stories drawn with `seed` (deterministic), interleaved.
+
+    Raises ValueError unless n_per_family is an int >= 1 and families a non-empty subset of FAMILIES.
+    """
     if isinstance(n_per_family, bool) or not isinstance(n_per_family, int) or n_per_family < 1:
         raise ValueError(f"n_per_family must be an int >= 1, got {n_per_family!r}")
     unknown = [f for f in families if f not in FAMILIES]
@@ -105,7 +108,10 @@ def make_examples(n_per_family: int, seed: int, families: tuple[str, ...] = FAMI
 
 
 def render(example: Example, fmt: str) -> tuple[str, str]:
-    """(prompt text, response text) of `example` in format `fmt`; the response starts with a space."""
+    """(prompt text, response text) of `example` in format `fmt`; the response starts with a space.
+
+    Raises ValueError unless fmt is one of FORMATS.
+    """
     if fmt == "plain":
         return f"{example.context} {example.cloze}", f" {example.answer}"
     if fmt == "qa":

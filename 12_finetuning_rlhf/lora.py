@@ -43,6 +43,8 @@ class LoRALinear(nn.Module):
     dropout: applied to the adapter's input only (peft's lora_dropout).
     lora_A (r, in_features) starts kaiming-uniform (the default init of an nn.Linear, a = sqrt(5)),
     lora_B (out_features, r) at zero, both on base's device and dtype. `enabled = False` runs base alone.
+    Raises TypeError unless base is an nn.Linear and rslora a bool, TypeError/ValueError unless r is an
+    int >= 1, alpha a number > 0 and dropout a number in [0, 1).
     """
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0, *,
@@ -174,7 +176,9 @@ def apply_lora(model: nn.Module, *, r: int = 8, alpha: float = 16,
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Replace every LoRALinear of `model` by its merged nn.Linear, in place; returns the model (the same
-    function, the plain architecture again: ready for to_hf, quantization or a KV cache)."""
+    function, the plain architecture again: ready for to_hf, quantization or a KV cache).
+
+    Raises TypeError unless model is an nn.Module, or when it is a LoRALinear itself (call its .merge())."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, LoRALinear):

@@ -68,7 +68,11 @@ def _check_mask(mask: object, like: Tensor, like_name: str) -> Tensor:
 
 # ------------------------------------------------------------------------------------- masked averages
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """The mean of x over the entries where mask is True (over `dim`, or all of them). nan if none."""
+    """The mean of x over the entries where mask is True (over `dim`, or all of them). nan if none.
+
+    Raises TypeError unless x is a floating-point tensor and mask a bool or integer tensor, ValueError unless
+    mask has x's shape.
+    """
     check_tensor("x", x, dtype="float")
     mask = _check_mask(mask, x, "x")
     total = torch.where(mask, x, torch.zeros_like(x))
@@ -80,7 +84,10 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
 def masked_whiten(x: Tensor, mask: Tensor, *, shift_mean: bool = True) -> Tensor:
     """(x − mean) / std over the masked entries (the mean added back when shift_mean=False); 0 elsewhere.
     PPO whitens its advantages per batch: the step size then does not depend on the reward's scale.
-    The variance is the unbiased one, as trl's masked_var."""
+    The variance is the unbiased one, as trl's masked_var.
+
+    Raises TypeError unless x is a floating-point tensor, mask a bool or integer tensor and shift_mean a bool,
+    ValueError unless mask has x's shape."""
     mask = _check_mask(mask, x, "x")
     check_bool("shift_mean", shift_mean)
     mean = masked_mean(x, mask)
@@ -102,6 +109,8 @@ def kl_estimates(logprobs: Tensor, ref_logprobs: Tensor) -> dict[str, Tensor]:
     Returns {"k1", "k2", "k3"}, each of that shape, with log ρ = ref_logprobs − logprobs:
     k1 = −log ρ, k2 = ½ (log ρ)², k3 = exp(log ρ) − 1 − log ρ. The mean of k1 or k3 over samples from π is
     the KL exactly in expectation; k2 is biased (but close when π ≈ π_ref). Gradients flow as written.
+    Raises TypeError unless logprobs and ref_logprobs are floating-point tensors, ValueError unless they have
+    the same shape.
     """
     check_tensor("logprobs", logprobs, dtype="float")
     _check_same("ref_logprobs", ref_logprobs, logprobs, "logprobs")
@@ -249,6 +258,7 @@ class ValueHead(nn.Module):
     A Linear(d_model, 1) with bias (a value has an offset, unlike a Bradley–Terry reward), weights
     N(0, 1/d_model) and bias 0; dropout on its input (trl's old value head used 0.1). Put it on the
     policy's `final_hidden` to share the body, or use a separate RewardModel(per_token=True) as critic.
+    Raises TypeError/ValueError unless d_model is an int >= 1 and dropout a number in [0, 1).
     """
 
     def __init__(self, d_model: int, *, dropout: float = 0.0) -> None:
@@ -260,6 +270,11 @@ class ValueHead(nn.Module):
         nn.init.zeros_(self.summary.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
+        """hidden (..., d_model) -> the value of each position (...).
+
+        Raises TypeError unless hidden is a floating-point tensor, ValueError unless it has shape
+        (..., d_model) with at least 2 dimensions.
+        """
         check_tensor("hidden", hidden, dtype="float")
         if hidden.dim() < 2 or hidden.shape[-1] != self.d_model:
             raise ValueError(f"hidden must have shape (..., d_model={self.d_model}), got "

@@ -31,7 +31,9 @@ __all__ = ["RewardModel", "final_hidden", "last_token_index", "reward_loss"]
 
 def final_hidden(gpt: GPT, ids: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One forward pass of the lab GPT -> (logits (B, T, vocab_size), hidden (B, T, d_model)), hidden being
-    the final-normed residual stream that the lm_head reads (what a reward or value head reads too)."""
+    the final-normed residual stream that the lm_head reads (what a reward or value head reads too).
+
+    Raises TypeError unless gpt is a lab GPT, and what GPT.forward raises for bad ids or attention_mask."""
     if not isinstance(gpt, GPT):
         raise TypeError(f"gpt must be a lab GPT (llmlab.transformer_block.GPT), got {type(gpt).__name__}")
     logits, recorded = trace(gpt, ids, attention_mask=attention_mask)
@@ -58,6 +60,7 @@ class RewardModel(nn.Module):
     attention_mask: (B, T) 1 = token, 0 = padding, left or right; the reward is read at each row's last
     real token. per_token=True returns the head at every position (B, T): a value model (PPO's critic is
     initialised from the reward model, as in trl).
+    The constructor raises TypeError unless gpt is a lab GPT.
     """
 
     def __init__(self, gpt: GPT) -> None:
@@ -72,6 +75,12 @@ class RewardModel(nn.Module):
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None, *,
                 per_token: bool = False) -> Tensor:
+        """ids (B, T) -> rewards (B,), read at each row's last real token; (B, T) with per_token=True.
+
+        Raises TypeError unless per_token is a bool and attention_mask (when given) a tensor, ValueError
+        unless attention_mask is a 2-D integer or bool tensor of ids' shape, and what GPT.forward raises for
+        bad ids.
+        """
         check_bool("per_token", per_token)
         if attention_mask is not None:
             check_tensor("attention_mask", attention_mask, ndim=2)

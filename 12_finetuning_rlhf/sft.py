@@ -145,7 +145,10 @@ def token_logprobs(logits: Tensor, ids: Tensor) -> Tensor:
     """log p(ids[:, t+1] | ids[:, <=t]) for every t: (B, T, V), (B, T) -> float (B, T-1), in float32 (or
     float64 for float64 logits). Column t scores token t + 1 (the transformers shift): the tokens
     generated after a (padded) prompt of width P are scored by columns P - 1 onwards, `[:, P - 1:]`
-    (PPO's per-token log-probs)."""
+    (PPO's per-token log-probs).
+
+    Raises TypeError unless logits is a floating-point tensor and ids an integer tensor, ValueError unless
+    they have shapes (B, T, V) and (B, T) with T >= 2."""
     _check_logits_ids(logits, ids)
     logits = logits.float() if logits.element_size() < 4 else logits  # half precision: sums need float32
     logp = log_softmax(logits[:, :-1], dim=-1)  # (B, T-1, V)
@@ -256,6 +259,9 @@ def collate_prompts(prompts: Sequence[Sequence[int]], *, pad_id: int) -> tuple[T
     `generate(model, ids, n, attention_mask=attention_mask)` appends the new tokens; the mask hides the
     padding and the positions count from each row's first real token, so a row generates what it
     generates alone. The new tokens start at column T for every row (prompt_lengths=T for the scores).
+    Raises TypeError/ValueError unless pad_id is an int >= 0, ValueError for prompts that are not a non-empty
+    sequence or an empty prompt, TypeError for a prompt that is not a sequence (or 1-D integer tensor) of
+    ints >= 0.
     """
     pad_id = check_int("pad_id", pad_id, minimum=0)
     if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) or not prompts:
@@ -273,7 +279,10 @@ def collate_prompts(prompts: Sequence[Sequence[int]], *, pad_id: int) -> tuple[T
 
 def mask_after_eos(tokens: Tensor, eos_id: int) -> Tensor:
     """Which generated tokens belong to the response: bool (B, n), True up to and including each row's
-    first eos_id, False after it (what a sampler produced after stopping is not part of the answer)."""
+    first eos_id, False after it (what a sampler produced after stopping is not part of the answer).
+
+    Raises TypeError unless tokens is an integer tensor, ValueError unless it is 2-D, TypeError/ValueError
+    unless eos_id is an int >= 0."""
     check_tensor("tokens", tokens, ndim=2, dtype="int")
     eos_id = check_int("eos_id", eos_id, minimum=0)
     is_eos = (tokens == eos_id).long()  # (B, n)

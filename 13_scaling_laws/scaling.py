@@ -345,7 +345,11 @@ def fit_power_law(x, y, *, offset: bool = True) -> tuple[float, float, float]:
 @exercise(1, "the floor E plus one power-law term in N and one in D, elementwise on the arrays; a 0-d "
           "result goes back as a float")
 def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: float):
-    """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2). N, D: numbers or arrays > 0."""
+    """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2). N, D: numbers or arrays > 0.
+
+    Raises TypeError/ValueError unless E, A, B, alpha and beta are finite numbers > 0, ValueError unless every
+    N and D is finite and > 0.
+    """
     constants = _check_constants(E=E, A=A, B=B, alpha=alpha, beta=beta)
     N_arr, D_arr = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
     for name, value in (("N", N_arr), ("D", D_arr)):

@@ -41,7 +41,11 @@ def _fake_quantized(W: Tensor, bits: int, group_size: int | None) -> Tensor:
 
 
 def awq_scales(x_mean: Tensor, alpha: float) -> Tensor:
-    """s = mean|x|^α per input channel, normalized to s / sqrt(max(s)·min(s)); α = 0 gives s = 1."""
+    """s = mean|x|^α per input channel, normalized to s / sqrt(max(s)·min(s)); α = 0 gives s = 1.
+
+    Raises TypeError unless x_mean is a floating-point tensor, ValueError unless it is 1-D,
+    TypeError/ValueError unless alpha is a number in [0, 1].
+    """
     check_tensor("x_mean", x_mean, ndim=1, dtype="float")
     check_number("alpha", alpha, low=0, high=1)
     s = x_mean.pow(alpha).clamp(min=1e-4)  # (in,) a channel that is always 0 keeps a usable scale
@@ -58,6 +62,9 @@ def awq_search(W: Tensor, X: Tensor, bits: int, *, group_size: int | None = None
     α ∈ {0, 1/n_grid, ..., 1}: returns (s, the best α, {α: squared output error / n}).
 
     W: (out, in); X: (n, in) calibration inputs (or (..., in), flattened).
+    Raises TypeError unless W and X are floating-point tensors, ValueError unless W is 2-D and X has at least
+    2 dimensions, the last of size in; TypeError/ValueError unless bits is an int in [2, 8], group_size None
+    or an int >= 1 dividing in, and n_grid an int >= 1.
     """
     check_tensor("W", W, ndim=2, dtype="float")
     check_tensor("X", X, min_ndim=2, dtype="float")

@@ -263,7 +263,10 @@ def _decode(tensor) -> np.ndarray:
 
 def load_gguf(path: str | os.PathLike) -> GPT:
     """A lab GPT from a GGUF file written by export_gguf (or any llama-architecture file with these types
-    and no biases): the metadata back into a llama_config, the tensors dequantized and un-permuted."""
+    and no biases): the metadata back into a llama_config, the tensors dequantized and un-permuted.
+
+    Raises ValueError for a file without a metadata key this needs or whose general.architecture is not
+    'llama', and what gguf.GGUFReader raises for a missing or unreadable file."""
     reader = gguf.GGUFReader(Path(path))
 
     def field(key: str):

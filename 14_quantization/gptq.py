@@ -45,7 +45,9 @@ __all__ = ["gptq_quantize", "gptq_quantize_weight", "hessian", "layer_output_err
 
 def hessian(X: Tensor) -> Tensor:
     """H = 2/n · Xᵀ X (in, in) of n calibration inputs X (n, in) (or (..., in), flattened), float32 or
-    float64: the Hessian of the squared output error with respect to each row of W."""
+    float64: the Hessian of the squared output error with respect to each row of W.
+
+    Raises TypeError unless X is a floating-point tensor, ValueError unless it has at least 2 dimensions."""
     check_tensor("X", X, min_ndim=2, dtype="float")
     X = X.reshape(-1, X.shape[-1])
     X = X.double() if X.dtype == torch.float64 else X.float()
@@ -76,6 +78,9 @@ def gptq_quantize(W: Tensor, H: Tensor, bits: int, *, group_size: int | None = N
     Computes in float32 (float64 if W is float64; the scales come back in that dtype). block_size:
     columns per lazy batch (rounded to a multiple of group_size when grouping). damp: λ, the fraction of
     mean(diag H) added to the diagonal.
+    Raises TypeError unless W and H are floating-point tensors, ValueError unless W is 2-D and H is (in, in);
+    TypeError/ValueError unless bits is an int in [2, 8], group_size None or an int >= 1 dividing in,
+    block_size an int >= 1 and damp a number >= 0.
     """
     check_tensor("W", W, ndim=2, dtype="float")
     check_tensor("H", H, ndim=2, dtype="float")

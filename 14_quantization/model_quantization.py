@@ -45,7 +45,10 @@ class _Recorded(Exception):
 @torch.no_grad()
 def record_inputs(model: nn.Module, name: str, calibration: Tensor) -> Tensor:
     """The inputs (n, in_features) that the module `name` sees when `calibration` runs through `model`
-    (model(calibration), in eval mode; the forward stops right after that module is reached)."""
+    (model(calibration), in eval mode; the forward stops right after that module is reached).
+
+    Raises AttributeError (get_submodule's) when model has no module `name`, RuntimeError when
+    model(calibration) never calls it."""
     module = model.get_submodule(name)
     inputs = []
 

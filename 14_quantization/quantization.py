@@ -86,7 +86,10 @@ def _check_granularity(x: Tensor, axis: object, group_size: object) -> tuple[int
 
 def quantized_range(bits: int, scheme: str = "symmetric") -> tuple[int, int]:
     """(q_min, q_max) of the codes: symmetric [-(2^(b-1)-1), 2^(b-1)-1] (the grid is symmetric about 0,
-    so -128 of int8 is never used), asymmetric [0, 2^b - 1]."""
+    so -128 of int8 is never used), asymmetric [0, 2^b - 1].
+
+    Raises TypeError/ValueError unless bits is an int in [2, 8], ValueError unless scheme is 'symmetric' or
+    'asymmetric'."""
     _check_bits(bits)
     check_choice("scheme", scheme, SCHEMES)
     if scheme == "symmetric":
@@ -196,7 +199,10 @@ def quantize(x: Tensor, bits: int, *, scheme: str = "symmetric", axis: int | Non
 @exercise(2, "view the codes as groups, subtract the zero point (if any) in float, multiply by the "
           "scale, reshape back and cast to the original dtype")
 def dequantize(qt: QuantizedTensor) -> Tensor:
-    """x̂ = scale · (codes - zero_point), in the dtype of the tensor that was quantized."""
+    """x̂ = scale · (codes - zero_point), in the dtype of the tensor that was quantized.
+
+    Raises TypeError unless qt is a QuantizedTensor.
+    """
     if not isinstance(qt, QuantizedTensor):
         raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
     codes = _grouped(qt.codes, qt.group_size).float()
@@ -219,6 +225,9 @@ def fake_quantize(x: Tensor, bits: int, *, scheme: str = "symmetric", axis: int 
         it was (the gradient of torch.fake_quantize_per_tensor_affine); the scale is treated as a
         constant. ste=False: the true gradient of round(), which is 0 almost everywhere — training
         through it stops (the demo's --no-ste).
+    Raises what quantize raises for x, bits, scheme, axis and group_size; TypeError unless ste is a bool and
+    scale (when given) a floating-point tensor, ValueError for a zero_point without scale, a scale not > 0
+    everywhere, or a zero_point given when scheme is 'symmetric' (or missing when it is 'asymmetric').
     """
     check_tensor("x", x, dtype="float")
     _check_bits(bits)
@@ -256,7 +265,9 @@ def fake_quantize(x: Tensor, bits: int, *, scheme: str = "symmetric", axis: int 
           "in the low nibble and the odd ones in the high nibble")
 def pack_int4(codes: Tensor) -> Tensor:
     """Signed 4-bit codes (values -8..7, last dimension even) -> uint8, two per byte: element 2j in the
-    low nibble of byte j, element 2j+1 in the high one, each stored as code + 8 (0..15)."""
+    low nibble of byte j, element 2j+1 in the high one, each stored as code + 8 (0..15).
+
+    Raises TypeError unless codes is an integer tensor, ValueError for an odd last dimension."""
     check_tensor("codes", codes, dtype="int")
     if codes.shape[-1] % 2:
         raise ValueError(f"codes must have an even last dimension to pack two per byte, got {codes.shape}")
@@ -265,7 +276,10 @@ def pack_int4(codes: Tensor) -> Tensor:
 
 
 def unpack_int4(packed: Tensor) -> Tensor:
-    """The inverse of pack_int4: uint8 (..., n / 2) -> int8 codes (..., n)."""
+    """The inverse of pack_int4: uint8 (..., n / 2) -> int8 codes (..., n).
+
+    Raises TypeError unless packed is an integer tensor.
+    """
     check_tensor("packed", packed, dtype="int")
     low = (packed & 0x0F).to(torch.int8) - 8
     high = (packed >> 4).to(torch.int8) - 8
@@ -281,6 +295,9 @@ class QuantizedLinear(nn.Module):
     holds ~1/8 of the float32 bytes. `input_scale` (AWQ): a per-input-channel factor s, the layer then
     computes Q(W·diag(s)) (x / s) — llama.cpp and AutoAWQ fold 1/s into the previous layer instead.
     Everything is a buffer: `memory_bytes()` is what the layer really holds. Not trainable.
+    The constructor raises TypeError/ValueError unless in_features and out_features are ints >= 1, bits an int
+    in [2, 8] and group_size None or an int >= 1 dividing in_features, TypeError unless bias is a bool,
+    ValueError for an odd in_features with bits <= 4.
     """
 
     def __init__(self, in_features: int, out_features: int, bits: int, *, group_size: int | None = None,
@@ -336,7 +353,11 @@ class QuantizedLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int, *, group_size: int | None = None) -> QuantizedLinear:
-        """Round-to-nearest: `quantize(linear.weight, bits, axis=0)` (or per group), stored as codes."""
+        """Round-to-nearest: `quantize(linear.weight, bits, axis=0)` (or per group), stored as codes.
+
+        Raises TypeError unless linear is an nn.Linear, TypeError/ValueError unless bits is an int in [2, 8]
+        and group_size None or an int >= 1 dividing in_features.
+        """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
         _check_bits(bits)
@@ -372,7 +393,10 @@ class QuantizedLinear(nn.Module):
 
 def quantize_rtn(weight: Tensor, bits: int, *, group_size: int | None = None) -> tuple[Tensor, Tensor]:
     """Round-to-nearest, symmetric, per output channel (or per group): (int8 codes (out, in), float32
-    scales (out, n_groups)) of an (out, in) weight."""
+    scales (out, n_groups)) of an (out, in) weight.
+
+    Raises TypeError unless weight is a floating-point tensor, ValueError unless it is 2-D, and what quantize
+    raises for bits or group_size."""
     check_tensor("weight", weight, ndim=2, dtype="float")
     qt = quantize(weight.detach(), bits, scheme="symmetric",
                   axis=0 if group_size is None else None, group_size=group_size)

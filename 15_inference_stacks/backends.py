@@ -78,6 +78,12 @@ class LabEngineBackend:
         self.last_stats: dict = {}
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, greedy: bool = True) -> list[list[int]]:
+        """The new token ids of each prompt, max_new_tokens of them (greedy, or sampled at temperature 1).
+
+        Raises ValueError unless prompts is a non-empty list of non-empty lists of int token ids,
+        TypeError/ValueError unless max_new_tokens is an int >= 1, TypeError unless greedy is a bool, and what
+        LLMEngine.generate raises (e.g. a prompt too long for the model).
+        """
         prompts = _check_request(prompts, max_new_tokens, greedy)
         engine = LLMEngine(self.model, **self.engine_kwargs)
         params = SamplingParams(temperature=0.0 if greedy else 1.0, max_tokens=max_new_tokens,
@@ -88,7 +94,10 @@ class LabEngineBackend:
 
 
 class Lesson06Backend:
-    """Lesson 06's generate over static batches of `batch_size` prompts (None: all at once), left-padded."""
+    """Lesson 06's generate over static batches of `batch_size` prompts (None: all at once), left-padded.
+
+    Raises TypeError unless model is a lab GPT, TypeError/ValueError unless batch_size is None or an int >= 1.
+    """
 
     name = "lesson06-static"
 
@@ -99,6 +108,12 @@ class Lesson06Backend:
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, greedy: bool = True) -> list[list[int]]:
+        """The new token ids of each prompt, max_new_tokens of them (greedy, or sampled at temperature 1).
+
+        Raises ValueError unless prompts is a non-empty list of non-empty lists of int token ids,
+        TypeError/ValueError unless max_new_tokens is an int >= 1, TypeError unless greedy is a bool, and what
+        lesson 06's generate raises (e.g. a prompt too long for the model).
+        """
         prompts = _check_request(prompts, max_new_tokens, greedy)
         device = next(self.model.parameters()).device
         out: list[list[int]] = []
@@ -128,7 +143,10 @@ def _generation_config(max_new_tokens: int, greedy: bool, pad_token_id: int):
 class HFGenerateBackend:
     """transformers' `generate` over static, left-padded batches of `batch_size` prompts (None: all).
     model: a lab GPT (converted with lesson 04's to_hf) or a transformers causal LM. attn_implementation:
-    e.g. "sdpa" or "eager" (None: keep the model's)."""
+    e.g. "sdpa" or "eager" (None: keep the model's).
+
+    Raises TypeError/ValueError unless batch_size is None or an int >= 1 and pad_token_id an int >= 0, and
+    what to_hf raises for a lab GPT it cannot convert."""
 
     name = "hf-generate"
 
@@ -140,6 +158,12 @@ class HFGenerateBackend:
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], max_new_tokens: int, greedy: bool = True) -> list[list[int]]:
+        """The new token ids of each prompt, max_new_tokens of them (greedy, or sampled at temperature 1).
+
+        Raises ValueError unless prompts is a non-empty list of non-empty lists of int token ids,
+        TypeError/ValueError unless max_new_tokens is an int >= 1, TypeError unless greedy is a bool, and what
+        transformers' generate raises.
+        """
         prompts = _check_request(prompts, max_new_tokens, greedy)
         config = _generation_config(max_new_tokens, greedy, self.pad_token_id)
         out: list[list[int]] = []
@@ -153,7 +177,10 @@ class HFGenerateBackend:
 class HFContinuousBatchingBackend:
     """transformers' continuous batching (`generate_batch`: a paged cache, requests scheduled per step).
     block_size / num_blocks / max_batch_tokens / max_num_seqs size its cache and batches (left to
-    transformers' own memory-based guess, a CPU run can take minutes to start)."""
+    transformers' own memory-based guess, a CPU run can take minutes to start).
+
+    Raises RuntimeError when the installed transformers has no generate_batch, TypeError/ValueError unless
+    block_size, num_blocks, max_batch_tokens and max_num_seqs are ints >= 1 and pad_token_id an int >= 0."""
 
     name = "hf-continuous-batching"
 
@@ -182,6 +209,12 @@ class HFContinuousBatchingBackend:
         return hasattr(hf_model, "generate_batch")
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, greedy: bool = True) -> list[list[int]]:
+        """The new token ids of each prompt, max_new_tokens of them (greedy, or sampled at temperature 1).
+
+        Raises ValueError unless prompts is a non-empty list of non-empty lists of int token ids,
+        TypeError/ValueError unless max_new_tokens is an int >= 1, TypeError unless greedy is a bool, and what
+        transformers' generate_batch raises.
+        """
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         prompts = _check_request(prompts, max_new_tokens, greedy)
@@ -198,7 +231,10 @@ class VLLMBackend:
     memory vLLM may reserve (on the CPU build, `gpu_memory_utilization` means CPU memory); cpus: the CPU
     cores its worker's OpenMP threads are bound to ("0": one thread on core 0, as the lab backends' one
     torch thread; None: vLLM's own choice, every core); extra keyword arguments go to `vllm.LLM`. Loading
-    takes tens of seconds on a CPU."""
+    takes tens of seconds on a CPU.
+
+    Raises RuntimeError when vLLM is not usable here, TypeError/ValueError unless max_num_seqs is an int >= 1,
+    and what vllm.LLM raises."""
 
     name = "vllm"
 
@@ -239,7 +275,12 @@ class VLLMBackend:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int | list[int],
                  greedy: bool = True) -> list[list[int]]:
-        """As the other backends; max_new_tokens may also be one count per prompt."""
+        """As the other backends; max_new_tokens may also be one count per prompt.
+
+        Raises ValueError unless max_new_tokens is one count or a list of one per prompt, TypeError/ValueError
+        unless each count is an int >= 1, ValueError unless prompts is a non-empty list of non-empty lists of
+        int token ids, TypeError unless greedy is a bool.
+        """
         from vllm import SamplingParams as VLLMSamplingParams
 
         counts = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts or [])

@@ -147,7 +147,12 @@ class LLMEngine:
     def generate(self, prompts: list[list[int]],
                  params: SamplingParams | list[SamplingParams] | None = None) -> list[list[int]]:
         """The new token ids of each prompt, in prompt order. params: one for all prompts, or one per
-        prompt (default SamplingParams(): greedy, 16 tokens). Runs steps until these requests finish."""
+        prompt (default SamplingParams(): greedy, 16 tokens). Runs steps until these requests finish.
+
+        Raises TypeError unless prompts is a list of prompts (lists of int token ids or 1-D integer tensors)
+        and each params a SamplingParams, ValueError for a params list of another length, an empty prompt, a
+        token id outside the vocabulary, or a prompt + max_tokens past block_size, the KV pool or
+        max_num_batched_tokens."""
         if not isinstance(prompts, (list, tuple)):
             raise TypeError(f"prompts must be a list of prompts (lists of token ids), "
                             f"got {type(prompts).__name__}")

@@ -179,6 +179,9 @@ def paged_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: T
         "torch" (F.scaled_dot_product_attention with enable_gqa).
     Returns (B, H, D) = softmax(q K^T · scale) V over each sequence's own context.
     Shapes and dtypes are checked; the ids and lengths are not read back from the device.
+    Raises TypeError unless q, k_cache and v_cache are floating-point tensors of one dtype and block_tables,
+    context_lens integer tensors, ValueError for other shapes than the above (H_kv not dividing H included);
+    TypeError/ValueError unless scale is None or a number > 0, ValueError unless kernels is 'lab' or 'torch'.
     """
     _check_pool(q, k_cache, v_cache, block_tables, context_lens, "q", 3)
     if scale is not None:
@@ -208,6 +211,8 @@ def paged_prefill_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_t
         must already be written to the pool.
     query_lens: (B,) each in 1..context_lens[b].
     Returns (B, H, Tq, D).
+    Raises what paged_attention raises (q being (B, H, Tq, D)), TypeError unless query_lens is an integer
+    tensor, ValueError unless it has shape (B,).
     """
     _check_pool(q, k_cache, v_cache, block_tables, context_lens, "q", 4)
     check_tensor("query_lens", query_lens, ndim=1, dtype="int")

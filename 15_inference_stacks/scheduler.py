@@ -34,6 +34,8 @@ class Scheduler:
     stats: "preemptions", "prefix_cache_hit_tokens" (prompt tokens whose K/V came from the cache).
     A sequence must fit the pool alone and its prefill the token budget (the engine checks at
     add_request), so every step schedules at least one sequence.
+    The constructor raises TypeError unless block_manager is a BlockManager, TypeError/ValueError unless
+    max_num_seqs and max_num_batched_tokens are ints >= 1 and eos_token_id None or an int >= 0.
     """
 
     def __init__(self, block_manager: BlockManager, *, max_num_seqs: int = 32,
@@ -57,6 +59,11 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> tuple[list[Sequence], bool]:
+        """The next step's sequences and whether it is a prefill: the waiting ones that fit (first come, first
+        served), else every running one, preempting the newest when the pool is full.
+
+        Raises RuntimeError when no sequence fits the KV pool alone (the engine's checks rule that out).
+        """
         bm = self.block_manager
         scheduled: list[Sequence] = []
         num_tokens = 0

@@ -82,6 +82,7 @@ def normalize(text: str) -> str:
     """Case-folded, with every run of whitespace turned into one space and the ends stripped.
 
     Two documents that differ only in case or spacing normalise to the same string.
+    Raises TypeError unless text is a str.
     """
     return " ".join(_check_text(text).casefold().split())
 
@@ -107,7 +108,9 @@ def exact_dedup(docs: Sequence[str]) -> list[int]:
 # ------------------------------------------------------------------------------------- shingles
 def words(text: str) -> list[str]:
     """The words of a text, case-folded, punctuation dropped (`\\w+` runs): "Don't run!" ->
-    ["don", "t", "run"]. The normalisation of both shingles and the 13-gram check."""
+    ["don", "t", "run"]. The normalisation of both shingles and the 13-gram check.
+
+    Raises TypeError unless text is a str."""
     return _WORD.findall(_check_text(text).casefold())
 
 
@@ -131,7 +134,10 @@ def shingles(text: str, n: int = 5) -> set[bytes]:
 
 @exercise(1, "size of the intersection over size of the union; mind the case where both sets are empty")
 def jaccard(a: set, b: set) -> float:
-    """|a ∩ b| / |a ∪ b|, the exact resemblance of two sets; two empty sets are identical (1.0)."""
+    """|a ∩ b| / |a ∪ b|, the exact resemblance of two sets; two empty sets are identical (1.0).
+
+    Raises TypeError unless a and b are sets (set or frozenset).
+    """
     for name, value in (("a", a), ("b", b)):
         if not isinstance(value, (set, frozenset)):
             raise TypeError(f"{name} must be a set, got {describe(value)}")
@@ -193,14 +199,20 @@ class MinHash:
         return (mixed % np.uint64(MERSENNE_PRIME)) & np.uint64(MAX_HASH)
 
     def update(self, data: bytes) -> None:
-        """Add one element (bytes) to the set."""
+        """Add one element (bytes) to the set.
+
+        Raises TypeError unless data is bytes, bytearray or memoryview.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, got {describe(data)}; encode text first, e.g. "
                             "s.encode('utf-8')")
         self.update_batch([data])
 
     def update_batch(self, items: Iterable[bytes]) -> None:
-        """Add many elements at once (one numpy operation for all of them)."""
+        """Add many elements at once (one numpy operation for all of them).
+
+        Raises TypeError for an item that is not bytes, bytearray or memoryview.
+        """
         hashes = []
         for i, data in enumerate(items):
             if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -226,7 +238,10 @@ class MinHash:
         return other
 
     def jaccard(self, other: MinHash) -> float:
-        """Estimated Jaccard similarity: the fraction of the K hash values that agree."""
+        """Estimated Jaccard similarity: the fraction of the K hash values that agree.
+
+        Raises TypeError unless other is a MinHash, ValueError unless it has the same num_perm and seed.
+        """
         other = self._check_compatible(other)
         return float(np.count_nonzero(self.hashvalues == other.hashvalues)) / self.num_perm
 
@@ -250,7 +265,10 @@ class MinHash:
 @exercise(2, "a band matches with probability s^rows; no band matches with (1 - s^rows)^bands; return a "
           "float for a scalar s, an array otherwise")
 def s_curve(s, bands: int, rows: int):
-    """P[two sets of Jaccard s share at least one band] = 1 − (1 − s^rows)^bands (float or array)."""
+    """P[two sets of Jaccard s share at least one band] = 1 − (1 − s^rows)^bands (float or array).
+
+    Raises TypeError/ValueError unless bands and rows are ints >= 1, ValueError unless every s is in [0, 1].
+    """
     bands = check_int("bands", bands, minimum=1)
     rows = check_int("rows", rows, minimum=1)
     s_array = np.asarray(s, dtype=float)
@@ -274,6 +292,8 @@ def optimal_lsh_params(threshold: float, num_perm: int,
     integrals are in closed form: with u = s^r, ∫_0^t (1 − s^r)^b ds = (1/r)·B(1/r, b+1)·I_{t^r}(1/r, b+1),
     I the regularised incomplete beta function, so every (b, r) is scored in one vectorised call.
     Ties (never seen in practice) go to the smallest b, then the smallest r, as in datasketch's loop.
+    Raises TypeError/ValueError unless threshold is a number in [0, 1] and num_perm an int >= 2, ValueError
+    unless weights is a pair of numbers in [0, 1] summing to 1.
     """
     from scipy.special import beta, betainc
 
@@ -376,7 +396,11 @@ class MinHashLSH:
 
 # ----------------------------------------------------------------------------------- near dedup
 def similar_pairs(sets: Sequence[set], threshold: float) -> list[tuple[int, int]]:
-    """Every pair (i, j), i < j, with exact Jaccard >= threshold: the O(N²) ground truth."""
+    """Every pair (i, j), i < j, with exact Jaccard >= threshold: the O(N²) ground truth.
+
+    Raises TypeError/ValueError unless threshold is a number in [0, 1], TypeError for an element of sets that
+    is not a set.
+    """
     threshold = check_number("threshold", threshold, low=0.0, high=1.0)
     return [(i, j) for i in range(len(sets)) for j in range(i + 1, len(sets))
             if jaccard(sets[i], sets[j]) >= threshold]
@@ -387,6 +411,8 @@ def candidate_pairs(signatures: Sequence[MinHash], *, threshold: float = 0.8,
     """The pairs (i, j), i < j, that an LSH index for `threshold` puts in a common bucket, sorted.
 
     Each signature queries the index of the ones before it, then joins it: every pair once.
+    Raises TypeError unless signatures is a sequence of MinHash, and what MinHashLSH raises for a bad
+    threshold or params.
     """
     if isinstance(signatures, MinHash) or not isinstance(signatures, Sequence):
         raise TypeError(f"signatures must be a sequence of MinHash, got {describe(signatures)}")
@@ -457,6 +483,8 @@ def contaminated(train_docs: Sequence[str], test_docs: Sequence[str], *, n: int 
     N (down to 8) for benchmarks of short examples; pass a smaller n for those.
     The training n-grams are kept as Python hashes of their text (64 bits: a false match needs about
     2^32 distinct n-grams to become likely).
+    Raises TypeError unless train_docs and test_docs are sequences of str, TypeError/ValueError unless n is an
+    int >= 1.
     """
     train_docs = _check_docs("train_docs", train_docs)
     test_docs = _check_docs("test_docs", test_docs)

@@ -59,6 +59,7 @@ def edit_distance(a: str, b: str) -> int:
         tmp[j] = min(d[j] + 1, d[j-1] + [a_i != b_j], d2[j-2] + 1 if a_i a_(i-1) = b_(j-1) b_j swapped)
         row[j] = min over k <= j of tmp[k] + (j − k)  (insertions) = cummin(tmp − j) + j
     O(len(a)·len(b)) work in O(len(a)) numpy calls.
+    Raises TypeError unless a and b are strs.
     """
     if not isinstance(a, str) or not isinstance(b, str):
         bad, value = ("a", a) if not isinstance(a, str) else ("b", b)
@@ -167,7 +168,9 @@ def add_noise(text: str, *, rate: float, kinds: Sequence[str] = CHAR_EDITS, word
 def template_stories(n: int, *, seed: int = 0,
                      with_facts: bool = False) -> list[str] | list[tuple[str, StoryFacts]]:
     """`n` stories of the lab's grammar (`llmlab.utils.stories`), deterministic in `seed`; with_facts:
-    (text, StoryFacts) pairs — the characters, things and sentences each story is made of."""
+    (text, StoryFacts) pairs — the characters, things and sentences each story is made of.
+
+    Raises TypeError/ValueError unless n is an int >= 0, TypeError unless seed is an int."""
     n = check_int("n", n, minimum=0)
     seed = check_int("seed", seed)
     rng = random.Random(seed)
@@ -230,6 +233,9 @@ def real_documents(corpus: str = "python-docs", *, max_chars: int | None = 200_0
     library's docstrings by default, or any UTF-8 file) cut at blank lines into paragraphs, consecutive
     paragraphs joined until a document holds at least `min_chars` characters (the stories' size).
     A last piece shorter than `min_chars` is dropped.
+
+    Raises ValueError for corpus='stories', TypeError/ValueError unless min_chars is an int >= 1, and what
+    load_corpus raises for a bad corpus or max_chars.
     """
     if corpus == "stories":
         raise ValueError("corpus must not be 'stories': real_documents is the text that is not the grammar; "
