@@ -232,6 +232,16 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotate_half(x) * sin
 
 
+def _rope_angles(x: Tensor, positions: Tensor, base: float) -> tuple[Tensor, Tensor]:
+    """The checks of apply_rope's arguments, then cos and sin (..., T, head_dim) of x's positions, in
+    float32 (float64 for a float64 x), on x's device."""
+    x = check_tensor("x", x, min_ndim=2, dtype="float")
+    head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
+    positions = _check_positions(positions, x.shape[-2], integer=False)
+    compute_dtype = torch.promote_types(x.dtype, torch.float32)
+    return rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
+
+
 def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     """RoPE with the rotate-half pairing of Llama in transformers: dimension j turns with j + head_dim/2.
 
@@ -240,11 +250,7 @@ def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     Raises TypeError unless x is a floating-point tensor (..., T, head_dim), ValueError for an odd
     head_dim, positions without one entry per token or a base that is not a finite number > 0.
     """
-    x = check_tensor("x", x, min_ndim=2, dtype="float")
-    head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
-    positions = _check_positions(positions, x.shape[-2], integer=False)
-    compute_dtype = torch.promote_types(x.dtype, torch.float32)
-    cos, sin = rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
+    cos, sin = _rope_angles(x, positions, base)
     return apply_rotary(x, cos, sin)
 
 
@@ -262,11 +268,8 @@ def apply_rope_interleaved(x: Tensor, positions: Tensor, base: float = 10000.0) 
     Raises TypeError unless x is a floating-point tensor (..., T, head_dim), ValueError for an odd
     head_dim, positions without one entry per token or a base that is not a finite number > 0.
     """
-    x = check_tensor("x", x, min_ndim=2, dtype="float")
-    head_dim = check_int("head_dim (x.shape[-1])", x.shape[-1], minimum=1, multiple_of=2)
-    positions = _check_positions(positions, x.shape[-2], integer=False)
-    compute_dtype = torch.promote_types(x.dtype, torch.float32)
-    cos, sin = rope_cos_sin(positions.to(x.device), head_dim, base, dtype=compute_dtype)
+    cos, sin = _rope_angles(x, positions, base)
+    head_dim = x.shape[-1]
     cos, sin = cos[..., : head_dim // 2], sin[..., : head_dim // 2]  # (..., T, D/2): one angle per pair
     if cos.dim() == 3 and x.dim() == 4:
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, D/2)

@@ -154,9 +154,15 @@ class KVCache:
         self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
         self.dtype = _check_dtype(dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.allocate(shape, device)
         self.lengths = [0] * config.n_layer  # tokens written, per layer
+
+    def allocate(self, shape: tuple[int, ...], device: torch.device | str) -> None:
+        """The zeroed storage of every layer: keys and values of `shape` (B, H_kv, max_len, D) in self.dtype
+        (Int8KVCache stores int8 codes and their scales instead)."""
+        n = self.config.n_layer
+        self.keys = [torch.zeros(shape, dtype=self.dtype, device=device) for _ in range(n)]
+        self.values = [torch.zeros(shape, dtype=self.dtype, device=device) for _ in range(n)]
 
     @property
     def length(self) -> int:
@@ -280,20 +286,15 @@ class Int8KVCache(KVCache):
     Raises TypeError/ValueError as KVCache does.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
-        self.config = _check_config(config)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
-        self.dtype = _check_dtype(dtype)
-        shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
+    def allocate(self, shape: tuple[int, ...], device: torch.device | str) -> None:
+        """int8 codes of `shape` (B, H_kv, max_len, D) and one scale per vector (B, H_kv, max_len, 1) in
+        self.dtype, for keys and values of every layer."""
         scale_shape = (*shape[:-1], 1)  # (B, H_kv, max_len, 1)
-        n = config.n_layer
+        n = self.config.n_layer
         self.keys = [torch.zeros(shape, dtype=torch.int8, device=device) for _ in range(n)]
         self.values = [torch.zeros(shape, dtype=torch.int8, device=device) for _ in range(n)]
-        self.key_scales = [torch.zeros(scale_shape, dtype=dtype, device=device) for _ in range(n)]
-        self.value_scales = [torch.zeros(scale_shape, dtype=dtype, device=device) for _ in range(n)]
-        self.lengths = [0] * n
+        self.key_scales = [torch.zeros(scale_shape, dtype=self.dtype, device=device) for _ in range(n)]
+        self.value_scales = [torch.zeros(scale_shape, dtype=self.dtype, device=device) for _ in range(n)]
 
     def tensors(self) -> list[Tensor]:
         return [*self.keys, *self.values, *self.key_scales, *self.value_scales]
