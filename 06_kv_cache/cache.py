@@ -154,10 +154,10 @@ class KVCache:
         self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
         self.dtype = _check_dtype(dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
-        self.allocate(shape, device)
+        self.allocate_storage(shape, device)
         self.lengths = [0] * config.n_layer  # tokens written, per layer
 
-    def allocate(self, shape: tuple[int, ...], device: torch.device | str) -> None:
+    def allocate_storage(self, shape: tuple[int, ...], device: torch.device | str) -> None:
         """The zeroed storage of every layer: keys and values of `shape` (B, H_kv, max_len, D) in self.dtype
         (Int8KVCache stores int8 codes and their scales instead)."""
         n = self.config.n_layer
@@ -286,7 +286,7 @@ class Int8KVCache(KVCache):
     Raises TypeError/ValueError as KVCache does.
     """
 
-    def allocate(self, shape: tuple[int, ...], device: torch.device | str) -> None:
+    def allocate_storage(self, shape: tuple[int, ...], device: torch.device | str) -> None:
         """int8 codes of `shape` (B, H_kv, max_len, D) and one scale per vector (B, H_kv, max_len, 1) in
         self.dtype, for keys and values of every layer."""
         scale_shape = (*shape[:-1], 1)  # (B, H_kv, max_len, 1)
