@@ -24,8 +24,12 @@ from typing import Any
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_dtype",
+    "check_instance",
     "check_int",
+    "check_logits_ids",
     "check_number",
+    "check_str",
     "check_tensor",
     "describe",
     "renamed_arguments",
@@ -130,6 +134,41 @@ def check_tensor(name: str, value: object, *, ndim: int | None = None, min_ndim:
     if min_ndim is not None and value.dim() < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(value.shape)}")
     return value
+
+
+def check_str(name: str, value: object) -> str:
+    """A str. Raises TypeError."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {describe(value)}")
+    return value
+
+
+def check_instance(name: str, value: object, cls: type) -> Any:
+    """An instance of `cls` (a GPTConfig, a lab GPT, ...). Raises TypeError."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+    return value
+
+
+def check_dtype(name: str, value: object):
+    """A floating-point torch.dtype. Raises TypeError."""
+    import torch
+
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point torch.dtype (torch.float32, torch.bfloat16, ...), "
+                        f"got {value!r}")
+    return value
+
+
+def check_logits_ids(logits: object, ids: object, *, ids_name: str = "ids") -> tuple[int, int]:
+    """A language model's logits (B, T, vocab) and token ids (B, T) of the same B and T -> (B, T).
+    Raises TypeError unless logits is a float and ids an integer tensor, ValueError for other shapes."""
+    check_tensor("logits", logits, ndim=3, dtype="float")
+    check_tensor(ids_name, ids, ndim=2, dtype="int")
+    if tuple(ids.shape) != tuple(logits.shape[:2]):
+        raise ValueError(f"{ids_name} must have shape {tuple(logits.shape[:2])} (logits' (B, T)), got "
+                         f"{tuple(ids.shape)}")
+    return logits.shape[0], logits.shape[1]
 
 
 def renamed_arguments(**old_to_new: str):

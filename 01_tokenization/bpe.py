@@ -37,7 +37,7 @@ from pathlib import Path
 
 import regex
 
-from llmlab.utils.checks import check_int
+from llmlab.utils.checks import check_int, check_str
 from llmlab.utils.exercises import exercise
 
 # The pre-tokenization regexes, written as tiktoken writes them (possessive quantifiers are a speed-up;
@@ -107,7 +107,7 @@ def split_chunks(text: str, pattern: str | None = GPT4_SPLIT_PATTERN, *,
     Raises TypeError unless text is a str and pattern a str or None, ValueError unless special_tokens are
     distinct non-empty strings.
     """
-    _check_text(text)
+    check_str("text", text)
     _check_pattern(pattern)
     specials = _check_special_tokens(special_tokens)
     text = _replace_surrogates(text)
@@ -367,7 +367,7 @@ def count_tokens(tokenizer, text: str) -> int:
 
     Raises TypeError unless text is a str.
     """
-    _check_text(text)
+    check_str("text", text)
     if hasattr(tokenizer, "encode_ordinary"):  # ours and tiktoken
         return len(tokenizer.encode_ordinary(text))
     ids = tokenizer.encode(text)
@@ -393,7 +393,7 @@ def train_hf_bpe(text: str, vocab_size: int, *, pattern: str | None = GPT4_SPLIT
     Raises TypeError unless text is a str, TypeError/ValueError unless vocab_size is an int >= 256,
     TypeError for a non-str pattern.
     """
-    _check_text(text)
+    check_str("text", text)
     check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     _check_pattern(pattern)
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -512,7 +512,7 @@ class BPETokenizer:
         TypeError for a non-str pattern, ValueError for bad special_tokens or a method other than 'fast'
         or 'textbook'.
         """
-        _check_text(text)
+        check_str("text", text)
         check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
         _check_pattern(pattern)
         specials = _check_special_tokens(special_tokens)
@@ -627,7 +627,7 @@ class BPETokenizer:
 
         Raises TypeError unless text is a str.
         """
-        _check_text(text)
+        check_str("text", text)
         text = _replace_surrogates(text)
         if self._compiled is None:
             chunks = [text] if text else []
@@ -648,7 +648,7 @@ class BPETokenizer:
         above or a set of this tokenizer's special tokens, or for a special token in the text that it does not
         allow.
         """
-        _check_text(text)
+        check_str("text", text)
         allowed = self._allowed_special(allowed_special)
         if allowed_special != "none":
             disallowed = set(self.special_tokens) - allowed
@@ -698,7 +698,7 @@ class BPETokenizer:
         splitter = _special_regex(watched, capture=True) if watched else None
         buffer, threshold = "", buffer_size
         for piece in texts:
-            _check_text(piece)
+            check_str("text", piece)
             buffer += piece
             if len(buffer) < threshold:
                 continue
@@ -807,11 +807,6 @@ def _replace_surrogates(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
-def _check_text(text) -> None:
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
 
 
 def _check_special_tokens(special_tokens) -> list[str]:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 # lesson 05: temperature / top-k / top-p / min-p; temperature 0 = argmax
 from llmlab.sampling import filter_logits, sample
 from llmlab.transformer_block import GPT, GPTConfig
-from llmlab.utils.checks import check_bool, check_int
+from llmlab.utils.checks import check_bool, check_dtype, check_instance, check_int
 from llmlab.utils.exercises import exercise
 
 __all__ = [
@@ -61,18 +61,6 @@ __all__ = [
 # argument checks: every message names the argument, the value and what is allowed
 
 
-def _check_config(config: object) -> GPTConfig:
-    if not isinstance(config, GPTConfig):
-        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-    return config
-
-
-def _check_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    return dtype
-
-
 # ----------------------------------------------------------------------------------------------------
 # memory: the formula
 
@@ -88,7 +76,7 @@ def kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
     Raises TypeError for a config that is not a GPTConfig, a dtype that is not a torch.dtype or non-int
     sizes, ValueError for seq_len or batch_size < 1.
     """
-    config = _check_config(config)
+    config = check_instance("config", config, GPTConfig)
     seq_len = check_int("seq_len", seq_len, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if not isinstance(dtype, torch.dtype):
@@ -149,10 +137,10 @@ class KVCache:
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, max_len: int | None = None, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
-        self.config = _check_config(config)
+        self.config = check_instance("config", config, GPTConfig)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.max_len = config.block_size if max_len is None else check_int("max_len", max_len, minimum=1)
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype("dtype", dtype)
         shape = (self.batch_size, config.kv_heads, self.max_len, config.head_dim)  # (B, H_kv, max_len, D)
         self.allocate_storage(shape, device)
         self.lengths = [0] * config.n_layer  # tokens written, per layer
@@ -237,7 +225,7 @@ class SlidingWindowKVCache(KVCache):
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, window: int | None = None, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
-        config = _check_config(config)
+        config = check_instance("config", config, GPTConfig)
         if config.pos == "alibi":
             raise ValueError("config.pos='alibi' cannot use SlidingWindowKVCache: ALiBi's bias is computed "
                              "from the order of the keys, which a ring buffer rotates; allowed: learned, "

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from llmlab.utils.checks import check_int, check_number, check_tensor, describe
+from llmlab.utils.checks import check_int, check_logits_ids, check_number, check_tensor, describe
 from llmlab.utils.exercises import exercise
 from llmlab.utils.losses import cross_entropy
 
@@ -53,15 +53,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _check_logits_ids(logits: object, ids: object, ids_name: str = "ids") -> tuple[int, int]:
-    check_tensor("logits", logits, ndim=3, dtype="float")
-    check_tensor(ids_name, ids, ndim=2, dtype="int")
-    if tuple(ids.shape) != tuple(logits.shape[:2]):
-        raise ValueError(f"{ids_name} must have shape {tuple(logits.shape[:2])} (logits' (B, T)), got "
-                         f"{tuple(ids.shape)}")
-    return logits.shape[0], logits.shape[1]
-
-
 def _check_generator(generator: object) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
@@ -97,7 +88,7 @@ def causal_lm_loss(logits: Tensor, ids: Tensor, *, ignore_index: int = IGNORE_IN
     Returns a scalar: the mean over the B·(T-1) shifted targets that are not ignored.
     Raises TypeError for a wrong dtype, ValueError for mismatched shapes or T < 2.
     """
-    _, T = _check_logits_ids(logits, ids)
+    _, T = check_logits_ids(logits, ids)
     if T < 2:
         raise ValueError(f"ids must have at least 2 positions (one to read, one to predict), got T={T}")
     check_int("ignore_index", ignore_index)
@@ -245,7 +236,7 @@ def masked_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     mask_tokens returns them. logits (B, T, V) float, labels (B, T) int -> a scalar (nan if none selected,
     as torch). Raises TypeError/ValueError naming the argument.
     """
-    _check_logits_ids(logits, labels, "labels")
+    check_logits_ids(logits, labels, ids_name="labels")
     return cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)  # (B, T, V) vs (B, T)
 
 
@@ -299,7 +290,7 @@ def prefix_lm_loss(logits: Tensor, ids: Tensor, prefix_lengths: Tensor | Sequenc
     has a suffix, as torch). Raises TypeError/ValueError naming the argument (e.g. a prefix longer than
     the sequence).
     """
-    B, T = _check_logits_ids(logits, ids)
+    B, T = check_logits_ids(logits, ids)
     if T < 2:
         raise ValueError(f"ids must have at least 2 positions, got T={T}")
     lengths = _check_prefix_lengths(prefix_lengths, T, B).to(ids.device)

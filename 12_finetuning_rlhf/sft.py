@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from llmlab.pretraining_objectives import IGNORE_INDEX, causal_lm_loss  # lesson 11: next-token CE
-from llmlab.utils.checks import check_int, check_tensor, describe
+from llmlab.utils.checks import check_int, check_logits_ids, check_tensor, describe
 from llmlab.utils.exercises import exercise
 from llmlab.utils.losses import log_softmax  # 00_utils: the stable log-softmax from scratch
 
@@ -47,15 +47,12 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------- checks
 def _check_logits_ids(logits: object, ids: object) -> tuple[int, int]:
-    check_tensor("logits", logits, ndim=3, dtype="float")
-    check_tensor("ids", ids, ndim=2, dtype="int")
-    if tuple(ids.shape) != tuple(logits.shape[:2]):
-        raise ValueError(f"ids must have shape {tuple(logits.shape[:2])} (logits' (B, T)), got "
-                         f"{tuple(ids.shape)}")
-    if ids.shape[1] < 2:
-        raise ValueError(f"ids must have at least 2 positions (a prompt token and a response token), got "
-                         f"T={ids.shape[1]}")
-    return ids.shape[0], ids.shape[1]
+    """check_logits_ids, and at least two positions (a prompt token and a response token)."""
+    B, T = check_logits_ids(logits, ids)
+    if T < 2:
+        raise ValueError(f"ids must have at least 2 positions (a prompt token and a response token), "
+                         f"got T={T}")
+    return B, T
 
 
 def _check_prompt_lengths(prompt_lengths: object, B: int, T: int, device) -> Tensor:

@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from llmlab.kv_cache import kv_cache_bytes  # lesson 06: bytes of a full KV cache
 from llmlab.normalization import GATED_ACTIVATIONS  # lesson 10: swiglu/geglu have three matrices
 from llmlab.transformer_block import GPTConfig, gpt2_config, llama_config
-from llmlab.utils.checks import check_bool, check_choice, check_int, check_number
+from llmlab.utils.checks import check_bool, check_choice, check_dtype, check_instance, check_int, check_number
 from llmlab.utils.exercises import exercise
 
 __all__ = [
@@ -117,19 +117,6 @@ OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw_8bit": 2, "sgd_momentum": 4, "sgd": 
 
 # ----------------------------------------------------------------------------------------------------
 # argument checks
-
-
-def _check_config(config: object) -> GPTConfig:
-    if not isinstance(config, GPTConfig):
-        raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-    return config
-
-
-def _check_dtype(name: str, dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point torch.dtype (torch.float32, torch.bfloat16, ...), "
-                        f"got {dtype!r}")
-    return dtype
 
 
 def _positive_array(name: str, values: object, *, min_len: int = 1) -> np.ndarray:
@@ -232,7 +219,7 @@ def count_params(config: GPTConfig, *, non_embedding: bool = False, active: bool
         passes through) instead of all experts; the same as the total for a dense model.
     Raises TypeError unless config is a GPTConfig and the flags are bools.
     """
-    parts = _parts(_check_config(config))
+    parts = _parts(check_instance("config", config, GPTConfig))
     check_bool("non_embedding", non_embedding)
     check_bool("active", active)
     total = parts.total - (parts.ffn - parts.ffn_active if active else 0)
@@ -256,7 +243,7 @@ def flops_per_token(config: GPTConfig, *, seq_len: int, training: bool = True) -
     is seq_len / (12·d_model) of 2N, small once d_model > seq_len/12 (GPT-3 175B: 1.4 %), hence "C = 6ND".
     Raises TypeError/ValueError for a bad config, seq_len < 1 or a non-bool training.
     """
-    _check_config(config)
+    check_instance("config", config, GPTConfig)
     check_int("seq_len", seq_len, minimum=1)
     check_bool("training", training)
     N = count_params(config, non_embedding=True, active=True)
@@ -279,7 +266,7 @@ def exact_flops_per_token(config: GPTConfig, *, seq_len: int, training: bool = T
     gradients, so the first layer's input gradients are computed too).
     Raises TypeError/ValueError for a bad config, seq_len < 1 or a non-bool training.
     """
-    _check_config(config)
+    check_instance("config", config, GPTConfig)
     check_int("seq_len", seq_len, minimum=1)
     check_bool("training", training)
     d, f, kv = config.d_model, config.ffn_dim, config.kv_heads * config.head_dim
@@ -573,10 +560,10 @@ def activation_memory(config: GPTConfig, *, batch_size: int, seq_len: int, dtype
     Returns dict(per_layer, layers, head, total) in bytes for the whole batch.
     Raises TypeError/ValueError for a bad config, sizes < 1, a non-float dtype or non-bool flags.
     """
-    _check_config(config)
+    check_instance("config", config, GPTConfig)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     seq_len = check_int("seq_len", seq_len, minimum=1)
-    e = _bytes_of(_check_dtype("dtype", dtype))
+    e = _bytes_of(check_dtype("dtype", dtype))
     check_bool("checkpointing", checkpointing)
     check_bool("fused_attention", fused_attention)
     d, f, H = config.d_model, config.ffn_dim, config.n_head
@@ -623,8 +610,8 @@ def training_memory(config: GPTConfig, *, batch_size: int, seq_len: int, dtype: 
     Raises TypeError/ValueError for a bad config, sizes < 1, a non-float dtype, an unknown optimizer or
     non-bool flags.
     """
-    _check_config(config)
-    e = _bytes_of(_check_dtype("dtype", dtype))
+    check_instance("config", config, GPTConfig)
+    e = _bytes_of(check_dtype("dtype", dtype))
     check_choice("optimizer", optimizer, tuple(OPTIMIZER_STATE_BYTES))
     activations = activation_memory(config, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
                                     checkpointing=checkpointing, fused_attention=fused_attention)["total"]
@@ -649,7 +636,7 @@ def inference_memory(config: GPTConfig, *, seq_len: int, batch_size: int = 1, we
     Raises TypeError/ValueError for a bad config, sizes < 1, weight_bits not in (32, 16, 8, 4), a
     group_size with 16/32-bit weights or < 1, or a non-float kv_dtype.
     """
-    parts = _parts(_check_config(config))
+    parts = _parts(check_instance("config", config, GPTConfig))
     seq_len = check_int("seq_len", seq_len, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_choice("weight_bits", weight_bits, (32, 16, 8, 4))
@@ -657,7 +644,7 @@ def inference_memory(config: GPTConfig, *, seq_len: int, batch_size: int = 1, we
         check_int("group_size", group_size, minimum=1)
         if weight_bits >= 16:
             raise ValueError(f"group_size applies to 8- and 4-bit weights, got weight_bits={weight_bits}")
-    _check_dtype("kv_dtype", kv_dtype)
+    check_dtype("kv_dtype", kv_dtype)
     matrices = parts.total - parts.vectors
     bits = weight_bits + (16 / group_size if group_size else 0)
     weights = math.ceil(matrices * bits / 8) + parts.vectors * (4 if weight_bits == 32 else 2)

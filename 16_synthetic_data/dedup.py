@@ -35,7 +35,7 @@ from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
-from llmlab.utils.checks import check_int, check_number, describe
+from llmlab.utils.checks import check_int, check_number, check_str, describe
 from llmlab.utils.exercises import exercise
 
 __all__ = [
@@ -71,12 +71,6 @@ def _check_docs(name: str, docs: object) -> list[str]:
     return list(docs)
 
 
-def _check_text(text: object, name: str = "text") -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be a str, got {describe(text)}")
-    return text
-
-
 # ---------------------------------------------------------------------------------- exact dedup
 def normalize(text: str) -> str:
     """Case-folded, with every run of whitespace turned into one space and the ends stripped.
@@ -84,7 +78,7 @@ def normalize(text: str) -> str:
     Two documents that differ only in case or spacing normalise to the same string.
     Raises TypeError unless text is a str.
     """
-    return " ".join(_check_text(text).casefold().split())
+    return " ".join(check_str("text", text).casefold().split())
 
 
 def exact_dedup(docs: Sequence[str]) -> list[int]:
@@ -111,7 +105,7 @@ def words(text: str) -> list[str]:
     ["don", "t", "run"]. The normalisation of both shingles and the 13-gram check.
 
     Raises TypeError unless text is a str."""
-    return _WORD.findall(_check_text(text).casefold())
+    return _WORD.findall(check_str("text", text).casefold())
 
 
 def _ngrams(tokens: list[str], n: int) -> Iterable[str]:

@@ -1049,6 +1049,28 @@ def test_check_bool_refuses_ints_and_none():
             check_bool("causal", bad)
 
 
+def test_str_instance_dtype_and_logits_ids_checks_name_the_argument():
+    from llmlab.transformer_block import GPTConfig, gpt2_config
+    from llmlab.utils.checks import check_dtype, check_instance, check_logits_ids, check_str
+
+    assert check_str("text", "abc") == "abc"
+    with pytest.raises(TypeError, match=r"text must be a str, got b'abc' of type bytes"):
+        check_str("text", b"abc")
+    config = gpt2_config(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8)
+    assert check_instance("config", config, GPTConfig) is config
+    with pytest.raises(TypeError, match="config must be a GPTConfig, got dict"):
+        check_instance("config", {}, GPTConfig)
+    assert check_dtype("dtype", torch.bfloat16) is torch.bfloat16
+    for bad in (torch.int8, "float32", None):
+        with pytest.raises(TypeError, match=r"kv_dtype must be a floating-point torch.dtype"):
+            check_dtype("kv_dtype", bad)
+    assert check_logits_ids(torch.zeros(2, 5, 7), torch.zeros(2, 5, dtype=torch.long)) == (2, 5)
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 5\) \(logits' \(B, T\)\), got \(2, 4"):
+        check_logits_ids(torch.zeros(2, 5, 7), torch.zeros(2, 4, dtype=torch.long), ids_name="labels")
+    with pytest.raises(TypeError, match="ids must be an integer tensor"):
+        check_logits_ids(torch.zeros(2, 5, 7), torch.zeros(2, 5))
+
+
 def test_check_choice_lists_the_allowed_values_and_compares_types():
     from llmlab.utils.checks import check_choice
 
