@@ -103,26 +103,17 @@ def test_the_blank_keeps_signature_docstring_and_argument_checks_and_drops_the_r
     assert ast.dump(ast.parse(blank).body[0]) == ast.dump(ast.parse(TOY).body[0])
 
 
-@pytest.mark.parametrize("bad, message", [
-    ('@exercise(n, "hint")', "the mark must read"),
-    ('@exercise(1, hint="x")', "the mark must read"),
+@pytest.mark.parametrize("source, message", [
+    ('@exercise(n, "hint")\ndef f():\n    """doc"""\n    return 1\n', "the mark must read"),
+    ('@exercise(1, hint="x")\ndef f():\n    """doc"""\n    return 1\n', "the mark must read"),
+    ('@exercise(1, "hint")\ndef f(x):\n    return 1\n', "needs a docstring"),
+    ('@exercise(1, "hint")\ndef f(x):\n    """doc"""\n    if x:\n        raise ValueError("x")\n',
+     "nothing left to write"),
 ])
-def test_a_mark_must_be_two_literals(tmp_path, bad, message):
+def test_a_mark_is_two_literals_on_a_documented_function_with_something_to_write(tmp_path, source, message):
     folder = tmp_path / "98_bad"
     folder.mkdir()
-    (folder / "m.py").write_text(f'{bad}\ndef f():\n    """doc"""\n    return 1\n')
-    with pytest.raises(ValueError, match=message):
-        ex_mode.find_exercises(folder)
-
-
-@pytest.mark.parametrize("body, message", [
-    ("    return 1\n", "needs a docstring"),
-    ('    """doc"""\n    if x:\n        raise ValueError("x")\n', "nothing left to write"),
-])
-def test_an_exercise_needs_a_docstring_and_something_to_write(tmp_path, body, message):
-    folder = tmp_path / "98_bad"
-    folder.mkdir()
-    (folder / "m.py").write_text(f'@exercise(1, "hint")\ndef f(x):\n{body}')
+    (folder / "m.py").write_text(source)
     with pytest.raises(ValueError, match=message):
         ex_mode.find_exercises(folder)
 
