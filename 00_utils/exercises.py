@@ -432,6 +432,14 @@ def cmd_check(lesson: str, package: str, folder: Path | None, workspace: Path | 
     if not test_file.exists():
         print(f"llm-lab: no {test_file}: the check needs the source checkout's tests", file=sys.stderr)
         return 2
+    for path in sorted(workspace.glob("*.py")):  # a typo would otherwise show as "no test reached it"
+        try:
+            compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        except SyntaxError as err:
+            line = f"\n    {err.text.rstrip()}" if err.text else ""
+            print(f"llm-lab: {path}:{err.lineno}: {err.msg}{line}\nFix it, then check again.",
+                  file=sys.stderr)
+            return 1
     found = find_exercises(folder, lesson, package)
     chosen = _select(found, name)
     selection = [str(test_file)]
@@ -463,12 +471,7 @@ def cmd_check(lesson: str, package: str, folder: Path | None, workspace: Path | 
     reach.update({nodeid: {"reached": entry["reached"], "complete": not entry["unimplemented"]}
                   for nodeid, entry in tests.items()})
     (workspace / REACH).write_text(json.dumps(reach, indent=1) + "\n", encoding="utf-8")
-    try:
-        blank = still_blank(workspace)
-    except SyntaxError as err:
-        print(f"llm-lab: {err.filename}:{err.lineno}: {err.msg}", file=sys.stderr)
-        blank = set()
-    return _print_report(chosen, tests, report["collect_errors"], seconds, blank)
+    return _print_report(chosen, tests, report["collect_errors"], seconds, still_blank(workspace))
 
 
 def _read_json(path: Path) -> dict:
@@ -567,7 +570,7 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
               + (":" if other_failed else ""))
         _print_failures(other_failed, tests)
     for error in collect_errors:
-        print(f"  could not import the tests: {error}")
+        print(f"  could not import the tests: {error.replace('E   ', '')} (run with -v for the traceback)")
     ok = done == len(chosen) and not other_failed and not collect_errors
     print(f"{done} of {len(chosen)} exercises pass ({len(tests)} tests, {seconds:.0f} s)"
           + (": all done." if ok else "."))
