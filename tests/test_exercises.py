@@ -268,6 +268,11 @@ def test_check_and_exercise_explain_what_is_missing(tmp_path, capsys):
     run_cli(capsys, "exercise", "03", "--dir", str(tmp_path / "ws"))
     code, out = run_cli(capsys, "exercise", "04", "--dir", str(tmp_path / "ws"))
     assert code == 2 and "holds lesson 03_attention_basics" in out
+    path = tmp_path / "ws" / "attention.py"
+    path.write_text(path.read_text() + "\ndef broken(:\n")  # a typo: named before any test runs
+    code, out = run_cli(capsys, "check", "03", "--dir", str(tmp_path / "ws"))
+    assert code == 1, out
+    assert re.search(r"attention\.py:\d+: .*\n    def broken\(:\nFix it, then check again", out), out
     with pytest.raises(SystemExit):
         main(["exercise"])
     code, out = run_cli(capsys, "exercise", "--list", "03")
