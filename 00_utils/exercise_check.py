@@ -101,7 +101,8 @@ def pytest_runtest_makereport(item, call):
         entry["outcome"] = "failed"
         text = call.excinfo.exconly() if call.excinfo is not None else report.longreprtext
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        entry["message"] = " ".join(lines[:2])[:240]  # "Tensor-likes are not close! Mismatched elements: ..."
+        # "Tensor-likes are not close! Mismatched elements: ... Greatest absolute difference: ..."
+        entry["message"] = " ".join(lines[:3])[:300]
     if report.failed:
         # a module-scoped fixture's cached error is raised again without calling the exercise
         for match in ex_mode.NOT_IMPLEMENTED.finditer(report.longreprtext):

@@ -400,6 +400,9 @@ def cmd_exercise(lesson: str, package: str, folder: Path | None, workspace: Path
     for ex in found:
         print(f"  {ex.id:<6} {ex.file}:{ex.qualname} — {ex.summary}")
     where = "" if workspace == default_workspace(lesson, folder) else f" --dir {workspace}"
+    if solutions:
+        print(f"\nThe lesson's own code is in {workspace}/; grade it: llm-lab check {lesson[:2]}{where}")
+        return 0
     print(f"\nWrite them in {workspace}/, then grade them with the lesson's tests:\n"
           f"  llm-lab check {lesson[:2]}{where}"
           f"\nand run the demo on your code:\n  llm-lab run {lesson[:2]} --exercises {workspace}")
@@ -496,7 +499,7 @@ def still_blank(workspace: Path) -> set[str]:
     return found
 
 
-def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 5) -> None:
+def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 8) -> None:
     """The failing tests, the cases of one parametrized test on one line, each with its first message."""
     groups: dict[str, list[str]] = {}
     for nodeid in failed:
@@ -504,7 +507,7 @@ def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 5) -
     for name, nodeids in list(groups.items())[:limit]:
         cases = f" ({len(nodeids)} cases)" if len(nodeids) > 1 else ""
         message = tests[nodeids[0]]["message"]
-        print(f"      {name}{cases}: {message if len(message) <= 110 else message[:109] + '…'}")
+        print(f"      {name}{cases}: {message if len(message) <= 200 else message[:199] + '…'}")
     if len(groups) > limit:
         print(f"      … and {len(groups) - limit} more tests")
 
@@ -555,7 +558,8 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
         elif blockers:
             blockers = sorted(blockers)
             shared = sum(t in failed for t in mine)
-            print(f"  {label}{len(mine) - shared} tests pass; {shared} more wait for "
+            passing = len(mine) - shared
+            print(f"  {label}{passing} test{' passes' if passing == 1 else 's pass'}; {shared} more wait for "
                   + ", ".join(f"{i} ({'not implemented yet' if i in unimplemented else 'failing'})"
                               for i in blockers))
         elif mine:
@@ -572,7 +576,7 @@ def _print_report(chosen: list[Exercise], tests: dict[str, dict], collect_errors
     for error in collect_errors:
         print(f"  could not import the tests: {error.replace('E   ', '')} (run with -v for the traceback)")
     ok = done == len(chosen) and not other_failed and not collect_errors
-    print(f"{done} of {len(chosen)} exercises pass ({len(tests)} tests, {seconds:.0f} s)"
+    print(f"{done} of {len(chosen)} exercises pass ({len(tests)} tests run, {seconds:.0f} s)"
           + (": all done." if ok else "."))
     return 0 if ok else 1
 
@@ -637,7 +641,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ[WORKSPACE_ENV] = str(Path(argv[0]).resolve())
     sys.argv = [argv[2], *argv[3:]]
-    runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    except NotImplementedError as err:
+        match = NOT_IMPLEMENTED.search(str(err))
+        if match is None:
+            raise
+        lesson, number, name = match.groups()
+        print(f"\nllm-lab: the demo stopped at exercise {lesson}.{number} ({name}), not implemented yet in "
+              f"{argv[0]}; `llm-lab check {lesson}` shows what is left", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -358,6 +358,8 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str,
         return 2
     if missing:
         print(f"llm-lab: no demo yet in {', '.join(missing)}; skipping", file=sys.stderr)
+    if exercises is not None:  # a gallery of its own: a run on your code never replaces the lesson's
+        out = out / "exercises"
     out.mkdir(parents=True, exist_ok=True)
     runs = read_manifest(out)
     done = []

@@ -35,6 +35,7 @@ from llmlab.utils.exercises import exercise
 __all__ = [
     "MultiHeadAttention",
     "attention_distance",
+    "attention_scale",
     "attention_entropy",
     "causal_mask",
     "head_divergence",
@@ -46,14 +47,23 @@ __all__ = [
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _resolve_scale(scale: float | None, head_dim: int) -> float:
-    if scale is None:
-        # scale by 1/sqrt(d): keeps the scores' variance at 1, so softmax does not saturate
-        return 1.0 / math.sqrt(head_dim)
-    return check_number("scale", scale, low=0, low_open=True)
+@exercise(1, "the factor that brings the variance of q . k back to 1 when q and k have independent "
+          "entries of mean 0 and variance 1 (see the module docstring)")
+def attention_scale(scale: float | None, head_dim: int) -> float:
+    """The factor that multiplies the scores q . k: `scale` when given, else 1/sqrt(head_dim).
+
+    Why 1/sqrt(head_dim): q . k is a sum of head_dim products, so its variance grows with the width;
+    the default scale keeps the scores' variance at 1 and the softmax out of saturation
+    (Vaswani et al. 2017, section 3.2.1). Raises TypeError/ValueError unless scale (when given) is a
+    finite number > 0.
+    """
+    if scale is not None:
+        return check_number("scale", scale, low=0, low_open=True)
+    return 1.0 / math.sqrt(head_dim)
 
 
-@exercise(2, "scores = k @ q * scale; softmax them (subtract the max before exp); the output is weights @ v")
+@exercise(3, "score every key against the query, turn the scores into weights that are >= 0 and sum to "
+          "1 (without overflowing exp), then average the values with them")
 def single_query_attention(
     q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -77,7 +87,7 @@ def single_query_attention(
         raise ValueError("q must have width >= 1, got shape (0,)")
     if k.shape[0] == 0:
         raise ValueError(f"k must hold at least one key, got shape {tuple(k.shape)}")
-    scale = _resolve_scale(scale, q.shape[-1])
+    scale = attention_scale(scale, q.shape[-1])
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k and v must share one dtype, got q={q.dtype}, k={k.dtype}, v={v.dtype}")
 
@@ -89,7 +99,7 @@ def single_query_attention(
     return out, weights
 
 
-@exercise(1, "a (Tq, Tk) bool matrix of ones, kept on and below the diagonal shifted by offset: tril")
+@exercise(2, "a (Tq, Tk) bool matrix of ones, kept on and below the diagonal shifted by offset: tril")
 def causal_mask(
     Tq: int, Tk: int | None = None, *, offset: int = 0, device: torch.device | str | None = None
 ) -> Tensor:
@@ -108,7 +118,7 @@ def causal_mask(
     return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
-@exercise(6, "scores = q @ k^T * scale (in float32 for half inputs); -inf where causal or mask forbids "
+@exercise(7, "scores = q @ k^T * scale (in float32 for half inputs); -inf where causal or mask forbids "
           "(a float mask is added); a row with nothing allowed gives zero weights, not NaN; softmax "
           "over the keys, dropout, weights @ v")
 def scaled_dot_product_attention(
@@ -161,7 +171,7 @@ def scaled_dot_product_attention(
         ) from err
     check_bool("causal", causal)
     dropout_p = check_number("dropout_p", dropout_p, low=0.0, high=1.0, high_open=True)
-    scale = _resolve_scale(scale, D)
+    scale = attention_scale(scale, D)
     scores_shape = (*batch, Tq, Tk)
     if mask is not None:
         if not isinstance(mask, Tensor):
@@ -284,7 +294,7 @@ def head_divergence(weights: Tensor, *, base: float = math.e) -> Tensor:
     return out + out.T  # symmetric, zero diagonal
 
 
-@exercise(3, "query i sits at position Tk - Tq + i; weight each |query position - key position| by the "
+@exercise(4, "query i sits at position Tk - Tq + i; weight each |query position - key position| by the "
           "attention weight and sum over the keys")
 def attention_distance(weights: Tensor) -> Tensor:
     """Mean attention distance of each query: sum_j w_ij |pos_i - j|, (..., Tq, Tk) -> (..., Tq), in tokens.
@@ -327,13 +337,13 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    @exercise(4, "view (B, T, C) as (B, T, H, D), then swap the T and H dims")
+    @exercise(5, "view (B, T, C) as (B, T, H, D), then swap the T and H dims")
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, H, T, D): each head gets its own D = C / H wide slice of the channels."""
         B, T, _ = x.shape
         return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
-    @exercise(5, "the inverse of split_heads: swap H and T back, make it contiguous, view as (B, T, C)")
+    @exercise(6, "the inverse of split_heads: swap H and T back, make it contiguous, view as (B, T, C)")
     def merge_heads(self, x: Tensor) -> Tensor:
         """(B, H, T, D) -> (B, T, C): concatenate the heads' outputs side by side again."""
         B, _, T, _ = x.shape
@@ -347,7 +357,7 @@ class MultiHeadAttention(nn.Module):
             )
         return x
 
-    @exercise(7, "project x to q and kv to k, v; split the heads; scaled_dot_product_attention (dropout "
+    @exercise(8, "project x to q and kv to k, v; split the heads; scaled_dot_product_attention (dropout "
               "only in training); merge the heads; out_proj")
     def forward(
         self,

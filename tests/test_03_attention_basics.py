@@ -21,6 +21,7 @@ from llmlab.attention_basics import (
 from llmlab.attention_basics.attention import (
     attention_distance,
     attention_entropy,
+    attention_scale,
     head_divergence,
     jensen_shannon,
 )
@@ -119,9 +120,25 @@ def test_custom_scale_matches_torch(scale):
 
 def test_default_scale_is_one_over_sqrt_head_dim():
     q, k, v = qkv(Tq=3, Tk=4, D=16)
-    default, _ = scaled_dot_product_attention(q, k, v)
+    default, weights = scaled_dot_product_attention(q, k, v)
     explicit, _ = scaled_dot_product_attention(q, k, v, scale=0.25)
     torch.testing.assert_close(default, explicit, **TIGHT)
+    # written out: softmax(q k^T / sqrt(16)) v, so a body that ignores the scale fails here by name
+    expected = torch.softmax(q @ k.transpose(-2, -1) / 4.0, dim=-1)
+    torch.testing.assert_close(weights, expected, **TIGHT)
+    torch.testing.assert_close(default, expected @ v, **TIGHT)
+
+
+@pytest.mark.parametrize("head_dim", [1, 4, 16, 64, 100])
+def test_attention_scale_keeps_the_variance_of_the_scores_at_one(head_dim):
+    assert attention_scale(None, head_dim) == pytest.approx(head_dim ** -0.5, rel=1e-15)
+    assert attention_scale(2.0, head_dim) == 2.0
+    g = torch.Generator().manual_seed(head_dim)
+    q, k = torch.randn(2, 200_000, head_dim, generator=g, dtype=torch.float64)
+    scores = (q * k).sum(-1) * attention_scale(None, head_dim)  # 200,000 independent q . k
+    assert scores.var().item() == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0, got 0.0"):
+        attention_scale(0.0, head_dim)
 
 
 @pytest.mark.parametrize("batch", [(), (2,), (2, 3), (2, 1, 3)])
