@@ -27,7 +27,8 @@ _collect_errors: list[str] = []
 
 
 def _entry(nodeid: str) -> dict:
-    return _tests.setdefault(nodeid, {"outcome": "passed", "message": "", "reached": [], "unimplemented": []})
+    return _tests.setdefault(nodeid, {"outcome": "passed", "message": "", "reached": [], "returned": [],
+                                      "unimplemented": []})
 
 
 def _record(exercise: ex_mode.Exercise, error: BaseException | None) -> None:
@@ -37,6 +38,8 @@ def _record(exercise: ex_mode.Exercise, error: BaseException | None) -> None:
     entry = _entry(nodeid)
     if exercise.id not in entry["reached"]:
         entry["reached"].append(exercise.id)
+    if error is None and exercise.id not in entry["returned"]:  # its body ran (not only its checks)
+        entry["returned"].append(exercise.id)
     if isinstance(error, NotImplementedError):
         match = ex_mode.NOT_IMPLEMENTED.search(str(error))
         if match and f"{match.group(1)}.{match.group(2)}" == exercise.id \
@@ -101,8 +104,9 @@ def pytest_runtest_makereport(item, call):
         entry["outcome"] = "failed"
         text = call.excinfo.exconly() if call.excinfo is not None else report.longreprtext
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        # "Tensor-likes are not close! Mismatched elements: ... Greatest absolute difference: ..."
-        entry["message"] = " ".join(lines[:3])[:300]
+        # the first line, and for torch's assert_close the largest difference rather than the count
+        detail = next((line for line in lines[1:4] if line.startswith("Greatest absolute")), lines[1:2])
+        entry["message"] = " ".join([*lines[:1], *([detail] if isinstance(detail, str) else detail)])[:300]
     if report.failed:
         # a module-scoped fixture's cached error is raised again without calling the exercise
         for match in ex_mode.NOT_IMPLEMENTED.finditer(report.longreprtext):

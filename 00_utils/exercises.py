@@ -507,7 +507,7 @@ def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 8) -
     for name, nodeids in list(groups.items())[:limit]:
         cases = f" ({len(nodeids)} cases)" if len(nodeids) > 1 else ""
         message = tests[nodeids[0]]["message"]
-        print(f"      {name}{cases}: {message if len(message) <= 200 else message[:199] + '…'}")
+        print(f"      {name}{cases}: {message if len(message) <= 160 else message[:159] + '…'}")
     if len(groups) > limit:
         print(f"      … and {len(groups) - limit} more tests")
 
@@ -515,9 +515,9 @@ def _print_failures(failed: list[str], tests: dict[str, dict], limit: int = 8) -
 def _blame(reached: list[str], tests: dict[str, dict], failed: set[str], unimplemented: set[str]) -> set[str]:
     """Which of the exercises a failing test reached are to blame, the others only wait for them:
     1. the ones not written yet; else 2. the ones failing a test that reaches nothing else; else 3. of those
-    not "cleared" (every test that reaches them alone passes), the most suspicious by the Ochiai score
-    ef / sqrt(ef + ep) over all tests (ef, ep: failed and passed tests that reach it; spectrum-based fault
-    localisation, Abreu et al. 2007), ties all blamed."""
+    not "cleared" (by a passing test that reaches them alone and runs their body, not only their argument
+    checks), the most suspicious by the Ochiai score ef / sqrt(ef + ep) over all tests (ef, ep: failed and
+    passed tests that reach it; spectrum-based fault localisation, Abreu et al. 2007), ties all blamed."""
     def alone(i: str) -> list[str]:
         return [t for t, e in tests.items() if e["reached"] == [i]]
 
@@ -526,7 +526,9 @@ def _blame(reached: list[str], tests: dict[str, dict], failed: set[str], unimple
     wrong = {i for i in reached if any(t in failed for t in alone(i))}
     if wrong:
         return wrong
-    suspects = [i for i in reached if not alone(i) or any(t in failed for t in alone(i))] or list(reached)
+    cleared = {i for i in reached
+               if any(t not in failed and i in tests[t].get("returned", []) for t in alone(i))}
+    suspects = [i for i in reached if i not in cleared] or list(reached)
 
     def ochiai(i: str) -> float:
         ef = sum(i in tests[t]["reached"] for t in failed)
