@@ -73,8 +73,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     only = set(filter(None, os.environ.get("LLMLAB_EXERCISE_ONLY", "").split(",")))
     if not only:
         return
-    path = Path(os.environ[ex_mode.WORKSPACE_ENV], ex_mode.REACH)
-    reach = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    reach = ex_mode.read_json(Path(os.environ[ex_mode.WORKSPACE_ENV], ex_mode.REACH))
     keep, skip = [], []
     for item in items:
         known = reach.get(item.nodeid)
@@ -105,8 +104,8 @@ def pytest_runtest_makereport(item, call):
         text = call.excinfo.exconly() if call.excinfo is not None else report.longreprtext
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         # the first line, and for torch's assert_close the largest difference rather than the count
-        detail = next((line for line in lines[1:4] if line.startswith("Greatest absolute")), lines[1:2])
-        entry["message"] = " ".join([*lines[:1], *([detail] if isinstance(detail, str) else detail)])[:300]
+        detail = next((line for line in lines[1:4] if line.startswith("Greatest absolute")), None)
+        entry["message"] = " ".join(lines[:1] + [detail] if detail else lines[:2])[:300]
     if report.failed:
         # a module-scoped fixture's cached error is raised again without calling the exercise
         for match in ex_mode.NOT_IMPLEMENTED.finditer(report.longreprtext):

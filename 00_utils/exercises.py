@@ -18,16 +18,16 @@ imported), so `--list` answers at once.
 
 The blank. In the workspace the exercise keeps its signature, decorators and docstring (shapes,
 equation, paper) and its argument checks: the body's statements up to the last one that raises a
-ValueError/TypeError or calls a `check_*` function stay, since the tests also check the errors and
-their messages (DESIGN §7). The rest becomes the hint and `raise NotImplementedError("exercise 03.2
-…")`. `--solutions` writes the lesson's own code instead.
+ValueError/TypeError or calls a `check_*` / `_check_*` function stay, since the tests also check
+the errors and their messages (DESIGN §7). The rest becomes the hint and
+`raise NotImplementedError("exercise 03.2 …")`. `--solutions` writes the lesson's own code instead.
 
 The check. `llm-lab check` runs the lesson's tests in a child process with an import hook
 (`install`): `llmlab.<lesson>.<module>` resolves to the workspace's file, whoever imports it (the
 lesson's package, its tests, later lessons' modules). While the tests run, each exercise is wrapped
 to record which tests reach it and which found it unimplemented (`llmlab.utils.exercise_check`, a
 pytest plugin); the report lists, per exercise, passed / failing tests with their first message /
-not implemented yet.
+not implemented yet / which other exercise its failing tests wait for (`_blame`).
 
 This module imports neither torch nor pytest.
 """
@@ -50,7 +50,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["Exercise", "exercise", "find_exercises", "blank_source", "write_workspace", "install"]
+__all__ = ["Exercise", "blank_source", "exercise", "find_exercises", "install", "read_json", "read_manifest",
+           "wrap_exercises", "write_workspace"]
 
 MANIFEST = ".llm-lab-exercise.json"  # what `llm-lab exercise` wrote: lesson, files and their hashes
 WORKSPACE_ENV = "LLMLAB_EXERCISES"  # the child processes of `check` and `run --exercises` read it
@@ -84,7 +85,7 @@ class Exercise:
     qualname: str  # "scaled_dot_product_attention" or "MultiHeadAttention.forward"
     number: int
     hint: str
-    summary: str  # the docstring's first line
+    summary: str  # the docstring's first paragraph, shortened
     indent: str  # the body's indentation
     keep_until: int
     end: int
@@ -129,7 +130,7 @@ def _is_check(statement: ast.stmt) -> bool:
     return False
 
 
-def _first_sentence(doc: str, limit: int = 90) -> str:
+def _first_paragraph(doc: str, limit: int = 90) -> str:
     """The docstring's first paragraph on one line, cut at a word boundary to at most `limit` characters."""
     paragraph = " ".join(doc.split("\n\n")[0].split())
     return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rsplit(" ", 1)[0] + " …"
@@ -163,7 +164,7 @@ def _exercises_in(path: Path, lesson: str, package: str) -> list[Exercise]:
                 last_kept = kept[-1] if kept else node.body[0]
                 found.append(Exercise(
                     lesson=lesson, package=package, module=path.stem, qualname=prefix + node.name,
-                    number=args[0].value, hint=args[1].value, summary=_first_sentence(doc),
+                    number=args[0].value, hint=args[1].value, summary=_first_paragraph(doc),
                     indent=" " * node.body[0].col_offset, keep_until=last_kept.end_lineno,
                     end=node.end_lineno))
 
@@ -217,13 +218,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_manifest(workspace: Path) -> dict:
-    """The workspace's manifest ({} when there is none or it is unreadable)."""
+def read_json(path: Path) -> dict:
+    """A JSON object from `path` ({} when the file is missing, unreadable or not an object)."""
     try:
-        data = json.loads((Path(workspace) / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read_manifest(workspace: Path) -> dict:
+    """The workspace's manifest ({} when there is none or it is unreadable)."""
+    return read_json(Path(workspace) / MANIFEST)
 
 
 def write_workspace(folder: Path, workspace: Path, *, solutions: bool = False, force: bool = False,
@@ -470,19 +476,11 @@ def cmd_check(lesson: str, package: str, folder: Path | None, workspace: Path | 
             return 2
         report = json.loads(report_path.read_text(encoding="utf-8"))
     tests = report["tests"]
-    reach = _read_json(workspace / REACH)
+    reach = read_json(workspace / REACH)
     reach.update({nodeid: {"reached": entry["reached"], "complete": not entry["unimplemented"]}
                   for nodeid, entry in tests.items()})
     (workspace / REACH).write_text(json.dumps(reach, indent=1) + "\n", encoding="utf-8")
     return _print_report(chosen, tests, report["collect_errors"], seconds, still_blank(workspace))
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def still_blank(workspace: Path) -> set[str]:
@@ -521,6 +519,8 @@ def _blame(reached: list[str], tests: dict[str, dict], failed: set[str], unimple
     def alone(i: str) -> list[str]:
         return [t for t, e in tests.items() if e["reached"] == [i]]
 
+    if not reached:  # a test of the lesson's other code: nothing to blame here
+        return set()
     if set(reached) & unimplemented:
         return set(reached) & unimplemented
     wrong = {i for i in reached if any(t in failed for t in alone(i))}

@@ -350,6 +350,7 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str,
             print(f"llm-lab: --exercises runs one lesson's demo on its workspace; {exercises} holds "
                   f"{manifest.get('lesson') or 'no exercise workspace'}", file=sys.stderr)
             return 2
+        out = out / "exercises"  # a gallery of its own: a run on your code never replaces the lesson's
     missing = [row[0] for row in lessons if not has_demo(row[1])]
     lessons = [row for row in lessons if has_demo(row[1])]
     if not lessons:
@@ -358,8 +359,6 @@ def cmd_run(names: list[str], quick: bool, out: Path, seed: int, device: str,
         return 2
     if missing:
         print(f"llm-lab: no demo yet in {', '.join(missing)}; skipping", file=sys.stderr)
-    if exercises is not None:  # a gallery of its own: a run on your code never replaces the lesson's
-        out = out / "exercises"
     out.mkdir(parents=True, exist_ok=True)
     runs = read_manifest(out)
     done = []

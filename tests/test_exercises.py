@@ -245,6 +245,19 @@ def test_a_wrong_body_fails_naming_the_tests_and_k_reruns_only_its_tests(tmp_pat
     assert "kept (edited)" in out and scaled not in path.read_text()
 
 
+def test_a_broken_helper_that_is_no_exercise_fails_the_other_tests(tmp_path, capsys):
+    workspace = tmp_path / "ws"
+    run_cli(capsys, "exercise", "03", "--dir", str(workspace), "--solutions")
+    path = workspace / "attention.py"
+    entropy = "return entropy(w.log()) / math.log(base)"
+    assert path.read_text().count(entropy) == 1
+    path.write_text(path.read_text().replace(entropy, "return 2 * entropy(w.log()) / math.log(base)"))
+    code, out = run_cli(capsys, "check", "03", "--dir", str(workspace))
+    assert code == 1, out
+    assert re.search(r"^  other tests \(reach no exercise\): (\d+) of 20 pass:$", out, re.M), out
+    assert "test_jensen_shannon_matches_scipy (2 cases): AssertionError" in out
+
+
 def test_the_demo_runs_on_the_workspace(tmp_path, capsys):
     workspace = tmp_path / "ws"
     run_cli(capsys, "exercise", "03", "--dir", str(workspace))
